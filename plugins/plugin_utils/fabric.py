@@ -1,0 +1,593 @@
+# Copyright: vrstack developers
+# Apache License 2.0 (see galaxy.yml)
+"""The fabric model: the one place that validates a fabric file and computes
+every address, ASN, control-node pairing and range of a vrstack site.
+
+The inventory plugin, the filters and the lab builder all read the result of
+`build_model`; nothing else allocates addresses.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+try:
+    import netaddr
+
+    HAS_NETADDR = True
+except ImportError:  # pragma: no cover - reported by the inventory plugin
+    HAS_NETADDR = False
+
+SUPPORTED_OS = {"debian12": "Debian 12", "freebsd14": "FreeBSD 14"}
+ROLES = ("controller", "database", "messaging", "control", "analytics", "compute")
+ENCAPS = ("MPLSoUDP", "MPLSoGRE", "VXLAN")
+NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+RACK_RE = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
+
+TOP_KEYS = {"plugin", "cluster", "spine", "racks", "hosts", "vars"}
+CLUSTER_KEYS = {
+    "name",
+    "asn",
+    "ha",
+    "encap_priority",
+    "route_target_range",
+    "mpls_label_range",
+    "vni_range",
+    "loopback_pool",
+    "vips",
+    "os",
+}
+SPINE_KEYS = {"name", "asn", "link_pool"}
+RACK_KEYS = {"subnet", "gateway", "tor_asn", "reserved", "uplink"}
+HOST_KEYS = {"rack", "roles", "address", "loopback", "os"}
+
+# (low, high, default) for each range a cluster hands out.
+RANGES = {
+    "route_target_range": (1, 4294967295, [8000000, 8999999]),
+    "mpls_label_range": (16, 1048575, [16, 1048575]),
+    "vni_range": (1, 16777215, [1, 16777215]),
+}
+
+
+class FabricError(ValueError):
+    """A fabric file is wrong; the message names the file, the place and the field."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class _Checker:
+    """Collects problems so an operator sees all of them in one run."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.problems: list[str] = []
+
+    def add(self, where: str, field: str, message: str) -> None:
+        self.problems.append(f"{self.source}: {where}, field '{field}': {message}")
+
+    def raise_if_any(self) -> None:
+        if self.problems:
+            raise FabricError(self.problems)
+
+
+def _unknown_keys(chk: _Checker, where: str, data: Mapping[str, Any], allowed: set[str]) -> None:
+    for key in data:
+        if key not in allowed:
+            chk.add(
+                where, str(key), f"unknown field; expected one of: {', '.join(sorted(allowed))}"
+            )
+
+
+def _mapping(chk: _Checker, where: str, field: str, value: Any, required: bool = True) -> dict:
+    if value is None and not required:
+        return {}
+    if not isinstance(value, Mapping):
+        chk.add(where, field, "must be a mapping")
+        return {}
+    return dict(value)
+
+
+def _asn(chk: _Checker, where: str, field: str, value: Any, required: bool) -> int | None:
+    if value is None:
+        if required:
+            chk.add(where, field, "is required (a BGP AS number, 1-4294967295)")
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 4294967295:
+        chk.add(where, field, f"{value!r} is not a BGP AS number (1-4294967295)")
+        return None
+    return value
+
+
+def _network(chk: _Checker, where: str, field: str, value: Any) -> netaddr.IPNetwork | None:
+    if value is None:
+        chk.add(where, field, "is required (a network in CIDR form, e.g. 198.18.1.0/24)")
+        return None
+    try:
+        net = netaddr.IPNetwork(str(value))
+    except (netaddr.AddrFormatError, ValueError, TypeError):
+        chk.add(where, field, f"{value!r} is not a network in CIDR form (e.g. 198.18.1.0/24)")
+        return None
+    if "/" not in str(value):
+        chk.add(where, field, f"{value!r} has no prefix length (e.g. {value}/24)")
+        return None
+    if net.ip != net.network:
+        chk.add(where, field, f"{value} has host bits set; did you mean {net.cidr}?")
+        return None
+    return net
+
+
+def _address(chk: _Checker, where: str, field: str, value: Any) -> netaddr.IPAddress | None:
+    try:
+        return netaddr.IPAddress(str(value))
+    except (netaddr.AddrFormatError, ValueError, TypeError):
+        chk.add(where, field, f"{value!r} is not an IP address")
+        return None
+
+
+def _usable(net: netaddr.IPNetwork, ip: netaddr.IPAddress) -> bool:
+    """Inside the network and neither its network nor its broadcast address."""
+    if ip not in net:
+        return False
+    if net.version == 4 and net.prefixlen < 31:
+        return ip not in (net.network, net.broadcast)
+    return True
+
+
+def _range(chk: _Checker, field: str, value: Any) -> list[int]:
+    low, high, default = RANGES[field]
+    if value is None:
+        return list(default)
+    if (
+        not isinstance(value, list | tuple)
+        or len(value) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    ):
+        chk.add("cluster", field, f"{value!r} must be a list of two integers [first, last]")
+        return list(default)
+    first, last = value
+    if not low <= first <= last <= high:
+        chk.add("cluster", field, f"{list(value)} must satisfy {low} <= first <= last <= {high}")
+    return [first, last]
+
+
+def _check_overlaps(chk: _Checker, nets: list[tuple[str, str, netaddr.IPNetwork]]) -> None:
+    for i, (where_a, field_a, a) in enumerate(nets):
+        for where_b, field_b, b in nets[i + 1 :]:
+            if a.first <= b.last and b.first <= a.last:
+                chk.add(where_b, field_b, f"{b} overlaps {where_a} {field_a} {a}")
+
+
+def _parse_cluster(chk: _Checker, raw: Any) -> dict:
+    data = _mapping(chk, "cluster", "cluster", raw)
+    _unknown_keys(chk, "cluster", data, CLUSTER_KEYS)
+    name = data.get("name")
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        chk.add("cluster", "name", f"{name!r} must match {NAME_RE.pattern}")
+    ha = data.get("ha", False)
+    if not isinstance(ha, bool):
+        chk.add("cluster", "ha", f"{ha!r} must be true or false")
+        ha = False
+    encaps = data.get("encap_priority", list(ENCAPS))
+    if not isinstance(encaps, list) or not encaps:
+        chk.add("cluster", "encap_priority", f"must be a non-empty list of {', '.join(ENCAPS)}")
+        encaps = list(ENCAPS)
+    else:
+        for encap in encaps:
+            if encap not in ENCAPS:
+                chk.add(
+                    "cluster",
+                    "encap_priority",
+                    f"unknown encapsulation {encap!r}; expected one of: {', '.join(ENCAPS)}",
+                )
+        if len(set(map(str, encaps))) != len(encaps):
+            chk.add("cluster", "encap_priority", "lists an encapsulation twice")
+    os_name = data.get("os", "debian12")
+    if os_name not in SUPPORTED_OS:
+        chk.add(
+            "cluster", "os", f"unsupported OS {os_name!r}; supported: {', '.join(SUPPORTED_OS)}"
+        )
+    pool = _network(chk, "cluster", "loopback_pool", data.get("loopback_pool"))
+    vips: dict[str, netaddr.IPAddress] = {}
+    for vip_name, value in _mapping(chk, "cluster", "vips", data.get("vips"), False).items():
+        ip = _address(chk, "cluster", f"vips.{vip_name}", value)
+        if ip is not None:
+            vips[str(vip_name)] = ip
+    return {
+        "name": name,
+        "asn": _asn(chk, "cluster", "asn", data.get("asn"), required=True),
+        "ha": ha,
+        "encap_priority": [str(e) for e in encaps],
+        "route_target_range": _range(chk, "route_target_range", data.get("route_target_range")),
+        "mpls_label_range": _range(chk, "mpls_label_range", data.get("mpls_label_range")),
+        "vni_range": _range(chk, "vni_range", data.get("vni_range")),
+        "loopback_pool": pool,
+        "vips": vips,
+        "os": os_name,
+    }
+
+
+def _parse_spine(chk: _Checker, raw: Any) -> dict | None:
+    if raw is None:
+        return None
+    data = _mapping(chk, "spine", "spine", raw)
+    _unknown_keys(chk, "spine", data, SPINE_KEYS)
+    name = data.get("name", "spine")
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        chk.add("spine", "name", f"{name!r} must match {NAME_RE.pattern}")
+    return {
+        "name": name,
+        "asn": _asn(chk, "spine", "asn", data.get("asn"), required=False),
+        "link_pool": _network(chk, "spine", "link_pool", data.get("link_pool")),
+    }
+
+
+def _parse_racks(chk: _Checker, raw: Any) -> dict[str, dict]:
+    racks: dict[str, dict] = {}
+    data = _mapping(chk, "racks", "racks", raw)
+    if not data and not chk.problems:
+        chk.add("racks", "racks", "at least one rack is required")
+    for name, rack_raw in data.items():
+        where = f"rack '{name}'"
+        if not isinstance(name, str) or not RACK_RE.match(name):
+            chk.add(where, "name", f"must match {RACK_RE.pattern}")
+        rack = _mapping(chk, where, "rack", rack_raw)
+        _unknown_keys(chk, where, rack, RACK_KEYS)
+        subnet = _network(chk, where, "subnet", rack.get("subnet"))
+        gateway = None
+        if rack.get("gateway") is None:
+            chk.add(where, "gateway", "is required: every rack needs a gateway (its ToR address)")
+        else:
+            gateway = _address(chk, where, "gateway", rack["gateway"])
+            if gateway is not None and subnet is not None and not _usable(subnet, gateway):
+                chk.add(where, "gateway", f"{gateway} is not a usable address of subnet {subnet}")
+        reserved = rack.get("reserved", 0)
+        if isinstance(reserved, bool) or not isinstance(reserved, int) or reserved < 0:
+            chk.add(where, "reserved", f"{reserved!r} must be a non-negative integer")
+            reserved = 0
+        uplink = rack.get("uplink", True)
+        if not isinstance(uplink, bool):
+            chk.add(where, "uplink", f"{uplink!r} must be true or false")
+            uplink = True
+        racks[str(name)] = {
+            "subnet": subnet,
+            "gateway": gateway,
+            "tor_asn": _asn(chk, where, "tor_asn", rack.get("tor_asn"), required=False),
+            "reserved": reserved,
+            "uplink": uplink,
+        }
+    return racks
+
+
+def _parse_hosts(chk: _Checker, raw: Any, racks: Mapping[str, dict], default_os: str) -> dict:
+    hosts: dict[str, dict] = {}
+    data = _mapping(chk, "hosts", "hosts", raw)
+    if not data and not chk.problems:
+        chk.add("hosts", "hosts", "at least one host is required")
+    for name, host_raw in data.items():
+        where = f"host '{name}'"
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            chk.add(where, "name", f"must be a host name matching {NAME_RE.pattern}")
+        host = _mapping(chk, where, "host", host_raw)
+        _unknown_keys(chk, where, host, HOST_KEYS)
+        rack = host.get("rack")
+        if rack is None:
+            chk.add(where, "rack", "is required")
+        elif rack not in racks:
+            chk.add(where, "rack", f"unknown rack {rack!r}; defined racks: {', '.join(racks)}")
+        roles = host.get("roles")
+        if not isinstance(roles, list) or not roles:
+            chk.add(where, "roles", f"must be a non-empty list of: {', '.join(ROLES)}")
+            roles = []
+        for role in roles:
+            if role not in ROLES:
+                chk.add(where, "roles", f"unknown role {role!r}; known roles: {', '.join(ROLES)}")
+        os_name = host.get("os", default_os)
+        if os_name not in SUPPORTED_OS:
+            chk.add(
+                where,
+                "os",
+                f"unsupported OS {os_name!r}; supported: "
+                f"{', '.join(f'{k} ({v})' for k, v in SUPPORTED_OS.items())}",
+            )
+        address = None
+        if host.get("address") is not None:
+            address = _address(chk, where, "address", host["address"])
+        loopback = None
+        if host.get("loopback") is not None:
+            loopback = _address(chk, where, "loopback", host["loopback"])
+        hosts[str(name)] = {
+            "rack": rack,
+            "roles": [str(r) for r in roles],
+            "os": os_name,
+            "address": address,
+            "loopback": loopback,
+        }
+    return hosts
+
+
+def _spine_links(chk: _Checker, spine: dict, racks: Iterable[str]) -> dict:
+    """A /31 per uplinked rack (spine side first), then one for the deploy host."""
+    pool = spine["link_pool"]
+    names = [*racks, "deploy"]
+    if pool.size < 2 * len(names):
+        chk.add(
+            "spine",
+            "link_pool",
+            f"{pool} holds {pool.size // 2} /31 links; "
+            f"{len(names)} are needed (one per rack plus the deploy host)",
+        )
+        return {}
+    links = {}
+    for i, name in enumerate(names):
+        first = pool.network + 2 * i
+        key = "host_ip" if name == "deploy" else "tor_ip"
+        links[name] = {"spine_ip": str(first), key: str(first + 1), "prefixlen": 31}
+    return links
+
+
+def _assign_addresses(chk: _Checker, racks: dict, hosts: dict, vips: dict) -> None:
+    taken: dict[netaddr.IPAddress, str] = {}
+    for rack_name, rack in racks.items():
+        if rack["gateway"] is not None:
+            taken[rack["gateway"]] = f"the gateway of rack '{rack_name}'"
+    for vip_name, ip in vips.items():
+        if not any(r["subnet"] is not None and ip in r["subnet"] for r in racks.values()):
+            chk.add("cluster", f"vips.{vip_name}", f"{ip} is not inside any rack subnet")
+        elif ip in taken:
+            chk.add("cluster", f"vips.{vip_name}", f"{ip} is already {taken[ip]}")
+        else:
+            taken[ip] = f"VIP '{vip_name}'"
+    for name, host in hosts.items():
+        ip, rack = host["address"], racks.get(host["rack"])
+        if ip is None or rack is None or rack["subnet"] is None:
+            continue
+        if not _usable(rack["subnet"], ip):
+            chk.add(
+                f"host '{name}'",
+                "address",
+                f"{ip} is outside rack '{host['rack']}' subnet {rack['subnet']}",
+            )
+        elif ip in taken:
+            chk.add(f"host '{name}'", "address", f"{ip} is already {taken[ip]}")
+        else:
+            taken[ip] = f"the address of host '{name}'"
+    chk.raise_if_any()
+    for rack_name, rack in racks.items():
+        candidates = (
+            ip
+            for ip in rack["subnet"].iter_hosts()
+            if ip.value - rack["subnet"].first > rack["reserved"]
+        )
+        for name, host in hosts.items():
+            if host["rack"] != rack_name or host["address"] is not None:
+                continue
+            host["address"] = next((ip for ip in candidates if ip not in taken), None)
+            if host["address"] is None:
+                chk.add(
+                    f"rack '{rack_name}'",
+                    "subnet",
+                    f"{rack['subnet']} has no free address left for host '{name}'",
+                )
+                return
+            taken[host["address"]] = f"the address of host '{name}'"
+
+
+def _assign_loopbacks(chk: _Checker, pool: netaddr.IPNetwork | None, hosts: dict) -> None:
+    taken: dict[netaddr.IPAddress, str] = {}
+    for name, host in hosts.items():
+        ip = host["loopback"]
+        if ip is None:
+            continue
+        if ip in taken:
+            chk.add(f"host '{name}'", "loopback", f"{ip} is already the loopback of {taken[ip]}")
+        taken[ip] = f"host '{name}'"
+    if pool is None:
+        if any(h["loopback"] is None for h in hosts.values()):
+            chk.add("cluster", "loopback_pool", "is required unless every host pins 'loopback'")
+        return
+    free = (ip for ip in pool.iter_hosts() if ip not in taken)
+    for name, host in hosts.items():
+        if host["loopback"] is None:
+            host["loopback"] = next(free, None)
+            if host["loopback"] is None:
+                chk.add("cluster", "loopback_pool", f"{pool} has no address left for host '{name}'")
+                return
+
+
+def _reachable(racks: dict, spine: dict | None, a: str, b: str) -> bool:
+    """Racks route to each other through the spine when both are uplinked to it."""
+    return a == b or (spine is not None and racks[a]["uplink"] and racks[b]["uplink"])
+
+
+def _check_topology(
+    chk: _Checker, cluster: dict, spine: dict | None, racks: dict, hosts: dict
+) -> None:
+    controls = [n for n, h in hosts.items() if "control" in h["roles"]]
+    controllers = [n for n, h in hosts.items() if "controller" in h["roles"]]
+    if cluster["ha"]:
+        if len(controls) < 2:
+            chk.add(
+                "cluster",
+                "ha",
+                f"HA needs at least two hosts with role 'control'; "
+                f"found {len(controls)} ({', '.join(controls) or 'none'})",
+            )
+        elif len(racks) > 1 and len({hosts[n]["rack"] for n in controls}) < 2:
+            chk.add(
+                "cluster",
+                "ha",
+                f"HA needs control nodes in two racks; all of "
+                f"{', '.join(controls)} are in rack '{hosts[controls[0]]['rack']}'",
+            )
+    for name, host in hosts.items():
+        if "compute" not in host["roles"]:
+            continue
+        if not controls:
+            chk.add(
+                f"host '{name}'",
+                "roles",
+                "a compute needs a control node; no host has role 'control'",
+            )
+        for ctl in controllers:
+            if not _reachable(racks, spine, host["rack"], hosts[ctl]["rack"]):
+                chk.add(
+                    f"host '{name}'",
+                    "rack",
+                    f"rack '{host['rack']}' has no route to controller '{ctl}' in rack "
+                    f"'{hosts[ctl]['rack']}'; add a spine or set uplink: true on both racks",
+                )
+                break
+
+
+def _pair_control_nodes(racks: dict, spine: dict | None, hosts: dict) -> None:
+    """Give each compute two control nodes, in different racks where possible,
+    spreading computes evenly (least-loaded first, then by name)."""
+    controls = [n for n, h in hosts.items() if "control" in h["roles"]]
+    load = dict.fromkeys(controls, 0)
+    for name, host in hosts.items():
+        host["control_nodes"] = []
+        if "compute" not in host["roles"]:
+            continue
+        usable = [c for c in controls if _reachable(racks, spine, host["rack"], hosts[c]["rack"])]
+        if not usable:
+            continue
+        local = [c for c in usable if hosts[c]["rack"] == host["rack"]] or usable
+        first = min(local, key=lambda c: (load[c], c))
+        others = [c for c in usable if c != first]
+        remote = [c for c in others if hosts[c]["rack"] != hosts[first]["rack"]] or others
+        chosen = [first] + ([min(remote, key=lambda c: (load[c], c))] if remote else [])
+        for c in chosen:
+            load[c] += 1
+        host["control_nodes"] = chosen
+
+
+def build_model(data: Any, source: str) -> dict[str, Any]:
+    """Validate a fabric file's data and return the computed model (plain JSON types).
+
+    Raises FabricError listing every problem, each naming `source`, the place and the field.
+    """
+    if not HAS_NETADDR:
+        raise FabricError(
+            [
+                f"{source}: the fabric model needs the Python package netaddr "
+                "on the deploy host (pip install netaddr)"
+            ]
+        )
+    chk = _Checker(source)
+    if not isinstance(data, Mapping):
+        chk.add("file", "(top level)", "must be a mapping with cluster, racks and hosts")
+        chk.raise_if_any()
+    _unknown_keys(chk, "file", data, TOP_KEYS)
+    for key in ("cluster", "racks", "hosts"):
+        if key not in data:
+            chk.add("file", key, "is required")
+    chk.raise_if_any()
+
+    cluster = _parse_cluster(chk, data["cluster"])
+    spine = _parse_spine(chk, data.get("spine"))
+    racks = _parse_racks(chk, data["racks"])
+    hosts = _parse_hosts(chk, data["hosts"], racks, cluster["os"])
+    chk.raise_if_any()
+
+    nets = [(f"rack '{n}'", "subnet", r["subnet"]) for n, r in racks.items()]
+    if cluster["loopback_pool"] is not None:
+        nets.append(("cluster", "loopback_pool", cluster["loopback_pool"]))
+    if spine is not None:
+        nets.append(("spine", "link_pool", spine["link_pool"]))
+    _check_overlaps(chk, nets)
+    chk.raise_if_any()
+
+    links = _spine_links(chk, spine, [n for n, r in racks.items() if r["uplink"]]) if spine else {}
+    _assign_addresses(chk, racks, hosts, cluster["vips"])
+    _assign_loopbacks(chk, cluster["loopback_pool"], hosts)
+    _check_topology(chk, cluster, spine, racks, hosts)
+    chk.raise_if_any()
+    _pair_control_nodes(racks, spine, hosts)
+    return _to_plain(cluster, spine, links, racks, hosts)
+
+
+def _to_plain(cluster: dict, spine: dict | None, links: dict, racks: dict, hosts: dict) -> dict:
+    return {
+        "name": cluster["name"],
+        "asn": cluster["asn"],
+        "ha": cluster["ha"],
+        "encap_priority": cluster["encap_priority"],
+        "route_target_range": cluster["route_target_range"],
+        "mpls_label_range": cluster["mpls_label_range"],
+        "vni_range": cluster["vni_range"],
+        "loopback_pool": str(cluster["loopback_pool"]) if cluster["loopback_pool"] else None,
+        "vips": {k: str(v) for k, v in cluster["vips"].items()},
+        "spine": None
+        if spine is None
+        else {
+            "name": spine["name"],
+            "asn": spine["asn"],
+            "link_pool": str(spine["link_pool"]),
+            "links": links,
+        },
+        "racks": {
+            name: {
+                "subnet": str(r["subnet"]),
+                "prefixlen": r["subnet"].prefixlen,
+                "gateway": str(r["gateway"]),
+                "tor_asn": r["tor_asn"],
+                "uplink": r["uplink"],
+                "hosts": [h for h, v in hosts.items() if v["rack"] == name],
+            }
+            for name, r in racks.items()
+        },
+        "hosts": {
+            name: {
+                "rack": h["rack"],
+                "roles": h["roles"],
+                "os": h["os"],
+                "fabric_ip": str(h["address"]),
+                "prefixlen": racks[h["rack"]]["subnet"].prefixlen,
+                "gateway": str(racks[h["rack"]]["gateway"]),
+                "loopback_ip": str(h["loopback"]),
+                "control_nodes": h["control_nodes"],
+            }
+            for name, h in hosts.items()
+        },
+    }
+
+
+def host_vars(model: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """The `vrstack_*` host vars the inventory plugin sets for one host."""
+    host = model["hosts"][name]
+    rack = model["racks"][host["rack"]]
+    return {
+        "ansible_host": host["fabric_ip"],
+        "vrstack_rack": host["rack"],
+        "vrstack_roles": host["roles"],
+        "vrstack_os": host["os"],
+        "vrstack_fabric_ip": host["fabric_ip"],
+        "vrstack_fabric_prefixlen": host["prefixlen"],
+        "vrstack_fabric_cidr": rack["subnet"],
+        "vrstack_fabric_gateway": host["gateway"],
+        "vrstack_loopback_ip": host["loopback_ip"],
+        "vrstack_bgp_asn": model["asn"],
+        "vrstack_tor_asn": rack["tor_asn"],
+        "vrstack_control_nodes": host["control_nodes"],
+        "vrstack_route_target_range": model["route_target_range"],
+        "vrstack_mpls_label_range": model["mpls_label_range"],
+        "vrstack_vni_range": model["vni_range"],
+        "vrstack_encap_priority": model["encap_priority"],
+        "vrstack_vips": model["vips"],
+    }
+
+
+def groups(model: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Group name -> member hosts: every role, every rack, every OS, and `vrstack`."""
+    out: dict[str, list[str]] = {"vrstack": list(model["hosts"])}
+    for role in ROLES:
+        out[role] = [n for n, h in model["hosts"].items() if role in h["roles"]]
+    for rack, data in model["racks"].items():
+        out[f"rack_{rack}"] = list(data["hosts"])
+    for os_name in SUPPORTED_OS:
+        out[f"os_{os_name}"] = [n for n, h in model["hosts"].items() if h["os"] == os_name]
+    return out
