@@ -448,7 +448,7 @@ def _pair_control_nodes(racks: dict, spine: dict | None, hosts: dict) -> None:
     spreading computes evenly (least-loaded first, then by name)."""
     controls = [n for n, h in hosts.items() if "control" in h["roles"]]
     load = dict.fromkeys(controls, 0)
-    for name, host in hosts.items():
+    for host in hosts.values():
         host["control_nodes"] = []
         if "compute" not in host["roles"]:
             continue
