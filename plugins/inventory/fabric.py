@@ -70,6 +70,12 @@ from ansible_collections.vrstack.cloud.plugins.plugin_utils.fabric import (
 )
 
 
+def _display_path(path: str) -> str:
+    """The path relative to the working directory when it is below it, else as given."""
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
+
+
 class InventoryModule(BaseInventoryPlugin):
     NAME = "vrstack.cloud.fabric"
 
@@ -86,7 +92,7 @@ class InventoryModule(BaseInventoryPlugin):
         if not isinstance(data, dict) or data.get("plugin") != self.NAME:
             raise AnsibleParserError(f"{path}: field 'plugin' must be {self.NAME}")
         try:
-            model = build_model(data, source=os.path.relpath(path))
+            model = build_model(data, source=_display_path(path))
         except FabricError as exc:
             raise AnsibleParserError(f"fabric file is not valid:\n{exc}") from exc
 

@@ -444,9 +444,11 @@ def _check_topology(
 
 
 def _pair_control_nodes(racks: dict, spine: dict | None, hosts: dict) -> None:
-    """Give each compute two control nodes, in different racks where possible,
-    spreading computes evenly (least-loaded first, then by name)."""
+    """Give each compute two control nodes, in different racks where possible.
+    The primary is a control node of the compute's own rack when there is one;
+    primaries and sessions are spread evenly (fewest first, then by name)."""
     controls = [n for n, h in hosts.items() if "control" in h["roles"]]
+    primary = dict.fromkeys(controls, 0)
     load = dict.fromkeys(controls, 0)
     for host in hosts.values():
         host["control_nodes"] = []
@@ -456,10 +458,11 @@ def _pair_control_nodes(racks: dict, spine: dict | None, hosts: dict) -> None:
         if not usable:
             continue
         local = [c for c in usable if hosts[c]["rack"] == host["rack"]] or usable
-        first = min(local, key=lambda c: (load[c], c))
+        first = min(local, key=lambda c: (primary[c], load[c], c))
         others = [c for c in usable if c != first]
         remote = [c for c in others if hosts[c]["rack"] != hosts[first]["rack"]] or others
         chosen = [first] + ([min(remote, key=lambda c: (load[c], c))] if remote else [])
+        primary[first] += 1
         for c in chosen:
             load[c] += 1
         host["control_nodes"] = chosen

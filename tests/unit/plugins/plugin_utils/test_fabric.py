@@ -1,0 +1,427 @@
+"""The fabric model: what it computes from a good file and the exact message for each mistake."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from ansible_collections.vrstack.cloud.plugins.plugin_utils.fabric import (
+    FabricError,
+    build_model,
+    groups,
+    host_vars,
+)
+
+SRC = "site/fabric.yml"
+
+
+def base() -> dict[str, Any]:
+    return {
+        "plugin": "vrstack.cloud.fabric",
+        "cluster": {
+            "name": "site1",
+            "asn": 64512,
+            "ha": True,
+            "loopback_pool": "198.18.255.0/24",
+            "vips": {"internal": "198.18.1.10"},
+        },
+        "spine": {"name": "spine", "asn": 64600, "link_pool": "198.18.0.0/24"},
+        "racks": {
+            "rack1": {
+                "subnet": "198.18.1.0/24",
+                "gateway": "198.18.1.1",
+                "tor_asn": 64601,
+                "reserved": 15,
+            },
+            "rack2": {
+                "subnet": "198.18.2.0/24",
+                "gateway": "198.18.2.1",
+                "tor_asn": 64602,
+                "reserved": 15,
+            },
+        },
+        "hosts": {
+            "ctl1": {"rack": "rack1", "roles": ["controller", "database", "control"]},
+            "ctl2": {"rack": "rack2", "roles": ["control"]},
+            "cmp1": {"rack": "rack1", "roles": ["compute"]},
+            "cmp2": {"rack": "rack2", "roles": ["compute"], "address": "198.18.2.40"},
+            "cmp3": {"rack": "rack1", "roles": ["compute"]},
+        },
+    }
+
+
+def model_of(change: Callable[[dict], None] | None = None) -> dict[str, Any]:
+    data = base()
+    if change:
+        change(data)
+    return build_model(data, SRC)
+
+
+# ---- what a good file yields ------------------------------------------------------------
+
+
+def test_addresses_are_allocated_in_file_order_after_reserved() -> None:
+    hosts = model_of()["hosts"]
+    assert hosts["ctl1"]["fabric_ip"] == "198.18.1.16"
+    assert hosts["cmp1"]["fabric_ip"] == "198.18.1.17"
+    assert hosts["cmp3"]["fabric_ip"] == "198.18.1.18"
+    assert hosts["ctl2"]["fabric_ip"] == "198.18.2.16"
+    assert hosts["cmp2"]["fabric_ip"] == "198.18.2.40"  # pinned
+
+
+def test_allocation_skips_gateway_vips_and_pinned_addresses() -> None:
+    def change(d: dict) -> None:
+        d["racks"]["rack1"]["reserved"] = 0
+        d["cluster"]["vips"]["internal"] = "198.18.1.2"
+        d["hosts"]["cmp3"]["address"] = "198.18.1.4"
+
+    hosts = model_of(change)["hosts"]
+    assert [hosts[h]["fabric_ip"] for h in ("ctl1", "cmp1", "cmp3")] == [
+        "198.18.1.3",
+        "198.18.1.5",
+        "198.18.1.4",
+    ]
+
+
+def test_adding_a_host_at_the_end_keeps_existing_addresses() -> None:
+    before = model_of()["hosts"]
+
+    def change(d: dict) -> None:
+        d["hosts"]["cmp9"] = {"rack": "rack1", "roles": ["compute"]}
+
+    after = model_of(change)["hosts"]
+    for name, host in before.items():
+        assert after[name]["fabric_ip"] == host["fabric_ip"]
+        assert after[name]["loopback_ip"] == host["loopback_ip"]
+    assert after["cmp9"]["fabric_ip"] == "198.18.1.19"
+
+
+def test_loopbacks_come_from_the_pool_in_host_order() -> None:
+    hosts = model_of()["hosts"]
+    assert [h["loopback_ip"] for h in hosts.values()] == [f"198.18.255.{i}" for i in range(1, 6)]
+
+
+def test_computes_get_two_control_nodes_in_different_racks_local_first() -> None:
+    hosts = model_of()["hosts"]
+    assert hosts["cmp1"]["control_nodes"] == ["ctl1", "ctl2"]
+    assert hosts["cmp2"]["control_nodes"] == ["ctl2", "ctl1"]
+    assert hosts["cmp3"]["control_nodes"][0] == "ctl1"
+    assert hosts["ctl1"]["control_nodes"] == []
+
+
+def test_computes_are_spread_over_control_nodes_of_a_rack() -> None:
+    def change(d: dict) -> None:
+        d["hosts"]["ctl3"] = {"rack": "rack1", "roles": ["control"]}
+
+    hosts = model_of(change)["hosts"]
+    primaries = {hosts[c]["control_nodes"][0] for c in ("cmp1", "cmp3")}
+    assert primaries == {"ctl1", "ctl3"}
+    for compute in ("cmp1", "cmp2", "cmp3"):
+        pair = hosts[compute]["control_nodes"]
+        assert len(pair) == 2
+        assert hosts[pair[0]]["rack"] != hosts[pair[1]]["rack"]
+
+
+def test_single_control_node_without_ha_gives_one_session() -> None:
+    def change(d: dict) -> None:
+        d["cluster"]["ha"] = False
+        del d["hosts"]["ctl2"]
+
+    assert model_of(change)["hosts"]["cmp2"]["control_nodes"] == ["ctl1"]
+
+
+def test_spine_links_are_31s_per_rack_then_deploy() -> None:
+    spine = model_of()["spine"]
+    assert spine["links"] == {
+        "rack1": {"spine_ip": "198.18.0.0", "tor_ip": "198.18.0.1", "prefixlen": 31},
+        "rack2": {"spine_ip": "198.18.0.2", "tor_ip": "198.18.0.3", "prefixlen": 31},
+        "deploy": {"spine_ip": "198.18.0.4", "host_ip": "198.18.0.5", "prefixlen": 31},
+    }
+
+
+def test_defaults_for_ranges_encaps_and_os() -> None:
+    model = model_of()
+    assert model["encap_priority"] == ["MPLSoUDP", "MPLSoGRE", "VXLAN"]
+    assert model["route_target_range"] == [8000000, 8999999]
+    assert model["mpls_label_range"] == [16, 1048575]
+    assert model["vni_range"] == [1, 16777215]
+    assert {h["os"] for h in model["hosts"].values()} == {"debian12"}
+
+
+def test_host_vars_and_groups() -> None:
+    model = model_of()
+    hv = host_vars(model, "cmp2")
+    assert hv["ansible_host"] == "198.18.2.40"
+    assert hv["vrstack_fabric_cidr"] == "198.18.2.0/24"
+    assert hv["vrstack_fabric_prefixlen"] == 24
+    assert hv["vrstack_fabric_gateway"] == "198.18.2.1"
+    assert hv["vrstack_bgp_asn"] == 64512
+    assert hv["vrstack_tor_asn"] == 64602
+    assert hv["vrstack_control_nodes"] == ["ctl2", "ctl1"]
+    grp = groups(model)
+    assert grp["compute"] == ["cmp1", "cmp2", "cmp3"]
+    assert grp["control"] == ["ctl1", "ctl2"]
+    assert grp["rack_rack2"] == ["ctl2", "cmp2"]
+    assert grp["os_debian12"] == list(model["hosts"])
+    assert grp["os_freebsd14"] == []
+
+
+def test_freebsd_host() -> None:
+    def change(d: dict) -> None:
+        d["hosts"]["cmp3"]["os"] = "freebsd14"
+
+    model = model_of(change)
+    assert groups(model)["os_freebsd14"] == ["cmp3"]
+
+
+# ---- every mistake, with its exact message -----------------------------------------------
+
+
+def _set(path: str, value: Any) -> Callable[[dict], None]:
+    def change(d: dict) -> None:
+        *parents, last = path.split(".")
+        node = d
+        for key in parents:
+            node = node[key]
+        if value is _DELETE:
+            del node[last]
+        else:
+            node[last] = value
+
+    return change
+
+
+_DELETE = object()
+
+ERRORS: list[tuple[str, Callable[[dict], None], str]] = [
+    (
+        "overlapping subnets",
+        lambda d: d["racks"].__setitem__(
+            "rack2", {"subnet": "198.18.1.128/25", "gateway": "198.18.1.129"}
+        ),
+        "site/fabric.yml: rack 'rack2', field 'subnet': 198.18.1.128/25 overlaps "
+        "rack 'rack1' subnet 198.18.1.0/24",
+    ),
+    (
+        "subnet overlapping the loopback pool",
+        _set("cluster.loopback_pool", "198.18.2.0/26"),
+        "site/fabric.yml: cluster, field 'loopback_pool': 198.18.2.0/26 overlaps "
+        "rack 'rack2' subnet 198.18.2.0/24",
+    ),
+    (
+        "malformed subnet",
+        _set("racks.rack1.subnet", "198.18.1.0/33"),
+        "site/fabric.yml: rack 'rack1', field 'subnet': '198.18.1.0/33' is not a network "
+        "in CIDR form (e.g. 198.18.1.0/24)",
+    ),
+    (
+        "subnet with host bits",
+        _set("racks.rack1.subnet", "198.18.1.7/24"),
+        "site/fabric.yml: rack 'rack1', field 'subnet': 198.18.1.7/24 has host bits set; "
+        "did you mean 198.18.1.0/24?",
+    ),
+    (
+        "subnet without prefix",
+        _set("racks.rack1.subnet", "198.18.1.0"),
+        "site/fabric.yml: rack 'rack1', field 'subnet': '198.18.1.0' has no prefix length "
+        "(e.g. 198.18.1.0/24)",
+    ),
+    (
+        "two hosts pinned to one address",
+        lambda d: (
+            d["hosts"]["cmp1"].__setitem__("address", "198.18.1.50"),
+            d["hosts"]["cmp3"].__setitem__("address", "198.18.1.50"),
+        ),
+        "site/fabric.yml: host 'cmp3', field 'address': 198.18.1.50 is already the address "
+        "of host 'cmp1'",
+    ),
+    (
+        "address equal to the gateway",
+        _set("hosts.cmp1.address", "198.18.1.1"),
+        "site/fabric.yml: host 'cmp1', field 'address': 198.18.1.1 is already the gateway "
+        "of rack 'rack1'",
+    ),
+    (
+        "address equal to a VIP",
+        _set("hosts.cmp1.address", "198.18.1.10"),
+        "site/fabric.yml: host 'cmp1', field 'address': 198.18.1.10 is already VIP 'internal'",
+    ),
+    (
+        "out-of-subnet address",
+        _set("hosts.cmp1.address", "198.18.9.5"),
+        "site/fabric.yml: host 'cmp1', field 'address': 198.18.9.5 is outside rack 'rack1' "
+        "subnet 198.18.1.0/24",
+    ),
+    (
+        "broadcast address",
+        _set("hosts.cmp1.address", "198.18.1.255"),
+        "site/fabric.yml: host 'cmp1', field 'address': 198.18.1.255 is outside rack 'rack1' "
+        "subnet 198.18.1.0/24",
+    ),
+    (
+        "malformed address",
+        _set("hosts.cmp1.address", "198.18.1"),
+        "site/fabric.yml: host 'cmp1', field 'address': '198.18.1' is not an IP address",
+    ),
+    (
+        "unknown role",
+        _set("hosts.cmp1.roles", ["compute", "storage"]),
+        "site/fabric.yml: host 'cmp1', field 'roles': unknown role 'storage'; known roles: "
+        "controller, database, messaging, control, analytics, compute",
+    ),
+    (
+        "no roles",
+        _set("hosts.cmp1.roles", []),
+        "site/fabric.yml: host 'cmp1', field 'roles': must be a non-empty list of: "
+        "controller, database, messaging, control, analytics, compute",
+    ),
+    (
+        "rack with no gateway",
+        _set("racks.rack2.gateway", _DELETE),
+        "site/fabric.yml: rack 'rack2', field 'gateway': is required: every rack needs a "
+        "gateway (its ToR address)",
+    ),
+    (
+        "gateway outside its subnet",
+        _set("racks.rack2.gateway", "198.18.3.1"),
+        "site/fabric.yml: rack 'rack2', field 'gateway': 198.18.3.1 is not a usable address "
+        "of subnet 198.18.2.0/24",
+    ),
+    (
+        "fewer than two control nodes with HA",
+        _set("hosts.ctl2.roles", ["analytics"]),
+        "site/fabric.yml: cluster, field 'ha': HA needs at least two hosts with role "
+        "'control'; found 1 (ctl1)",
+    ),
+    (
+        "HA control nodes all in one rack",
+        _set("hosts.ctl2.rack", "rack1"),
+        "site/fabric.yml: cluster, field 'ha': HA needs control nodes in two racks; all of "
+        "ctl1, ctl2 are in rack 'rack1'",
+    ),
+    (
+        "compute in a rack with no route to the controllers (no spine)",
+        _set("spine", _DELETE),
+        "site/fabric.yml: host 'cmp2', field 'rack': rack 'rack2' has no route to controller "
+        "'ctl1' in rack 'rack1'; add a spine or set uplink: true on both racks",
+    ),
+    (
+        "compute in a rack with no uplink",
+        _set("racks.rack2.uplink", False),
+        "site/fabric.yml: host 'cmp2', field 'rack': rack 'rack2' has no route to controller "
+        "'ctl1' in rack 'rack1'; add a spine or set uplink: true on both racks",
+    ),
+    (
+        "unsupported OS on a host",
+        _set("hosts.cmp1.os", "centos7"),
+        "site/fabric.yml: host 'cmp1', field 'os': unsupported OS 'centos7'; supported: "
+        "debian12 (Debian 12), freebsd14 (FreeBSD 14)",
+    ),
+    (
+        "unsupported default OS",
+        _set("cluster.os", "ubuntu2404"),
+        "site/fabric.yml: cluster, field 'os': unsupported OS 'ubuntu2404'; supported: "
+        "debian12, freebsd14",
+    ),
+    (
+        "unknown rack",
+        _set("hosts.cmp1.rack", "rack7"),
+        "site/fabric.yml: host 'cmp1', field 'rack': unknown rack 'rack7'; defined racks: "
+        "rack1, rack2",
+    ),
+    (
+        "misspelt host field",
+        _set("hosts.cmp1.adress", "198.18.1.30"),
+        "site/fabric.yml: host 'cmp1', field 'adress': unknown field; expected one of: "
+        "address, loopback, os, rack, roles",
+    ),
+    (
+        "bad ASN",
+        _set("cluster.asn", 0),
+        "site/fabric.yml: cluster, field 'asn': 0 is not a BGP AS number (1-4294967295)",
+    ),
+    (
+        "missing ASN",
+        _set("cluster.asn", _DELETE),
+        "site/fabric.yml: cluster, field 'asn': is required (a BGP AS number, 1-4294967295)",
+    ),
+    (
+        "unknown encapsulation",
+        _set("cluster.encap_priority", ["MPLSoUDP", "GENEVE"]),
+        "site/fabric.yml: cluster, field 'encap_priority': unknown encapsulation 'GENEVE'; "
+        "expected one of: MPLSoUDP, MPLSoGRE, VXLAN",
+    ),
+    (
+        "inverted label range",
+        _set("cluster.mpls_label_range", [2000, 1000]),
+        "site/fabric.yml: cluster, field 'mpls_label_range': [2000, 1000] must satisfy "
+        "16 <= first <= last <= 1048575",
+    ),
+    (
+        "VIP outside every rack",
+        _set("cluster.vips.internal", "198.18.7.10"),
+        "site/fabric.yml: cluster, field 'vips.internal': 198.18.7.10 is not inside any rack "
+        "subnet",
+    ),
+    (
+        "subnet too small for its hosts",
+        _set("racks.rack1.reserved", 253),
+        "site/fabric.yml: rack 'rack1', field 'subnet': 198.18.1.0/24 has no free address "
+        "left for host 'cmp1'",
+    ),
+    (
+        "spine link pool too small",
+        _set("spine.link_pool", "198.18.0.0/30"),
+        "site/fabric.yml: spine, field 'link_pool': 198.18.0.0/30 holds 2 /31 links; 3 are "
+        "needed (one per rack plus the deploy host)",
+    ),
+    (
+        "missing racks",
+        _set("racks", _DELETE),
+        "site/fabric.yml: file, field 'racks': is required",
+    ),
+    (
+        "compute without any control node",
+        lambda d: (
+            d["cluster"].__setitem__("ha", False),
+            d["hosts"]["ctl1"].__setitem__("roles", ["controller"]),
+            d["hosts"]["ctl2"].__setitem__("roles", ["analytics"]),
+            d["hosts"].pop("cmp2"),
+            d["hosts"].pop("cmp3"),
+        ),
+        "site/fabric.yml: host 'cmp1', field 'roles': a compute needs a control node; no host "
+        "has role 'control'",
+    ),
+]
+
+
+@pytest.mark.parametrize(("what", "change", "message"), ERRORS, ids=[e[0] for e in ERRORS])
+def test_each_mistake_has_an_exact_message(
+    what: str, change: Callable[[dict], None], message: str
+) -> None:
+    data = base()
+    change(data)
+    with pytest.raises(FabricError) as err:
+        build_model(data, SRC)
+    assert message in err.value.problems, f"{what}: got {err.value.problems}"
+
+
+def test_all_problems_are_reported_together() -> None:
+    data = base()
+    data["hosts"]["cmp1"]["roles"] = ["storage"]
+    data["hosts"]["cmp3"]["os"] = "centos7"
+    del data["racks"]["rack2"]["gateway"]
+    with pytest.raises(FabricError) as err:
+        build_model(data, SRC)
+    assert len(err.value.problems) == 3
+    assert str(err.value).count(SRC) == 3
+
+
+def test_input_is_not_modified() -> None:
+    data = base()
+    before = copy.deepcopy(data)
+    build_model(data, SRC)
+    assert data == before
