@@ -1,0 +1,962 @@
+"""Build, inspect and remove the local multi-rack lab.
+
+The lab's hosts are Debian 12 systemd containers (systemd-nspawn), each in its
+own network namespace, wired as the fabric model says: one namespace per rack
+acts as the ToR (a bridge holding the rack gateway), one namespace is the spine,
+and this machine's root namespace reaches the spine over the model's `deploy`
+link. The topology comes only from `ansible-inventory --list`; this tool never
+computes an address itself.
+
+    python tools/lab.py up|down|summary|status [--inventory DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import hashlib
+import ipaddress
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_INVENTORY = "inventories/lab"
+
+# The root file system every host shares (read-only lower layer of its overlay).
+# Keep this the one list of what a lab host has before Ansible touches it: the
+# hosts have no route out, so whatever the roles install must already be here.
+SUITE = "bookworm"
+ROOTFS_PACKAGES: tuple[str, ...] = (
+    "systemd",
+    "systemd-sysv",
+    "dbus",
+    "openssh-server",
+    "python3",
+    "python3-apt",
+    "iproute2",
+    "iputils-ping",
+    "sudo",
+    "ca-certificates",
+    "procps",
+    "chrony",
+)
+# Bump when the post-debootstrap preparation below changes, so a new cache is built.
+ROOTFS_LAYOUT = 1
+
+CACHE_DIR = Path("/var/cache/vrstack/lab")
+STATE_DIR = Path("/var/lib/vrstack-lab")
+RUN_DIR = Path("/run/vrstack-lab")
+NETNS_DIR = Path("/run/netns")
+DEFAULT_SSH_KEY = CACHE_DIR / "ssh" / "id_ed25519"
+
+# Every lab address must be in here (the project's network rule); the root
+# namespace routes exactly this prefix to the spine.
+LAB_SUPERNET = ipaddress.ip_network("198.18.0.0/15")
+
+SPINE_NS = "vrs-spine"
+DEPLOY_DEV = "vrs-deploy"  # root namespace end of the deploy link
+BRIDGE = "br0"
+
+SSH_WAIT_SECONDS = 120.0
+STOP_WAIT_SECONDS = 30.0
+
+REQUIRED_HOSTVARS = (
+    "vrstack_rack",
+    "vrstack_roles",
+    "vrstack_fabric_ip",
+    "vrstack_fabric_prefixlen",
+    "vrstack_fabric_gateway",
+    "vrstack_loopback_ip",
+    "vrstack_fabric",
+)
+
+
+class LabError(Exception):
+    """A failure the user can act on; main() prints it and exits non-zero."""
+
+
+# --------------------------------------------------------------------------
+# The lab as the inventory describes it (pure)
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    rack: str
+    roles: tuple[str, ...]
+    ip: str
+    prefixlen: int
+    gateway: str
+    loopback: str
+
+
+@dataclass(frozen=True)
+class Rack:
+    name: str
+    gateway: str
+    prefixlen: int
+    subnet: str
+    spine_ip: str  # spine end of the rack's /31
+    tor_ip: str  # ToR end of the rack's /31
+    link_prefixlen: int
+
+
+@dataclass(frozen=True)
+class Lab:
+    hosts: tuple[Host, ...]
+    racks: tuple[Rack, ...]
+    deploy_spine_ip: str
+    deploy_local_ip: str
+    deploy_prefixlen: int
+    ssh_key: str
+    ssh_user: str
+
+
+def _need(mapping: Mapping[str, Any], key: str, where: str) -> Any:
+    if not isinstance(mapping, Mapping) or key not in mapping:
+        raise LabError(f"{where}: missing field '{key}'")
+    return mapping[key]
+
+
+def _link_ends(link: Mapping[str, Any], far: str, where: str) -> tuple[str, str, int]:
+    """Spine end, far end (`far` names its field) and prefix length of a model link."""
+    spine = str(_need(link, "spine_ip", where))
+    peer = str(_need(link, far, where))
+    prefixlen = int(_need(link, "prefixlen", where))
+    return spine, peer, prefixlen
+
+
+def unwrap(value: Any) -> Any:
+    """Strip the `{"__ansible_unsafe": ...}` wrappers ansible-inventory's JSON carries."""
+    if isinstance(value, dict):
+        if set(value) == {"__ansible_unsafe"}:
+            return value["__ansible_unsafe"]
+        return {k: unwrap(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unwrap(v) for v in value]
+    return value
+
+
+def parse_inventory(data: Mapping[str, Any], source: str) -> Lab:
+    """Turn `ansible-inventory --list` output into a Lab, checking what it needs."""
+    data = unwrap(data)
+    hostvars: Mapping[str, Any] = data.get("_meta", {}).get("hostvars", {})
+    group = data.get("vrstack", {})
+    names = sorted(group.get("hosts", [])) if isinstance(group, Mapping) else []
+    if not names:
+        raise LabError(
+            f"inventory {source}: no hosts in group 'vrstack' "
+            "(is it a vrstack.cloud.fabric inventory?)"
+        )
+    hosts = []
+    for name in names:
+        hv = hostvars.get(name, {})
+        where = f"inventory {source}: host {name}"
+        for key in REQUIRED_HOSTVARS:
+            _need(hv, key, where)
+        hosts.append(
+            Host(
+                name=name,
+                rack=str(hv["vrstack_rack"]),
+                roles=tuple(hv["vrstack_roles"]),
+                ip=str(hv["vrstack_fabric_ip"]),
+                prefixlen=int(hv["vrstack_fabric_prefixlen"]),
+                gateway=str(hv["vrstack_fabric_gateway"]),
+                loopback=str(hv["vrstack_loopback_ip"]),
+            )
+        )
+    first = hostvars[names[0]]
+    model = first["vrstack_fabric"]
+    where = f"inventory {source}: vrstack_fabric"
+    spine = _need(model, "spine", where)
+    if not spine:
+        raise LabError(f"{where}: the lab needs a spine to join racks and reach this machine")
+    links = _need(spine, "links", f"{where}.spine")
+    racks = []
+    for rack_name, rack in sorted(_need(model, "racks", where).items()):
+        rwhere = f"{where}.racks.{rack_name}"
+        link = _need(links, rack_name, f"{where}.spine.links")
+        spine_ip, tor_ip, link_len = _link_ends(link, "tor_ip", f"{where}.spine.links.{rack_name}")
+        racks.append(
+            Rack(
+                name=rack_name,
+                gateway=str(_need(rack, "gateway", rwhere)),
+                prefixlen=int(_need(rack, "prefixlen", rwhere)),
+                subnet=str(_need(rack, "subnet", rwhere)),
+                spine_ip=spine_ip,
+                tor_ip=tor_ip,
+                link_prefixlen=link_len,
+            )
+        )
+    deploy = _need(links, "deploy", f"{where}.spine.links")
+    d_spine, d_local, d_len = _link_ends(deploy, "host_ip", f"{where}.spine.links.deploy")
+    key = str(first.get("ansible_ssh_private_key_file", DEFAULT_SSH_KEY))
+    user = str(first.get("ansible_user", "root"))
+    lab = Lab(tuple(hosts), tuple(racks), d_spine, d_local, d_len, key, user)
+    check_lab(lab, source)
+    return lab
+
+
+def check_lab(lab: Lab, source: str) -> None:
+    """Refuse a lab that would route outside 198.18.0.0/15 or that cannot be wired."""
+    rack_names = {r.name for r in lab.racks}
+    addresses: list[tuple[str, str]] = [("deploy link", lab.deploy_spine_ip)]
+    addresses.append(("deploy link", lab.deploy_local_ip))
+    for rack in lab.racks:
+        addresses += [
+            (f"rack {rack.name} subnet", rack.subnet),
+            (f"rack {rack.name} gateway", rack.gateway),
+            (f"rack {rack.name} spine link", rack.spine_ip),
+            (f"rack {rack.name} spine link", rack.tor_ip),
+        ]
+    for host in lab.hosts:
+        if host.rack not in rack_names:
+            raise LabError(f"inventory {source}: host {host.name}: unknown rack '{host.rack}'")
+        addresses += [
+            (f"host {host.name} vrstack_fabric_ip", host.ip),
+            (f"host {host.name} vrstack_loopback_ip", host.loopback),
+            (f"host {host.name} vrstack_fabric_gateway", host.gateway),
+        ]
+    for what, addr in addresses:
+        net = ipaddress.ip_network(addr, strict=False)
+        if not net.subnet_of(LAB_SUPERNET):  # type: ignore[arg-type]
+            raise LabError(
+                f"inventory {source}: {what} {addr} is outside {LAB_SUPERNET}; "
+                "the local lab only uses that range"
+            )
+    taken: dict[str, str] = {}
+    for host in lab.hosts:
+        for name in (host_netns(host.name), host_veth(host.name)):
+            if name in taken and taken[name] != host.name:
+                raise LabError(
+                    f"inventory {source}: hosts {taken[name]} and {host.name} "
+                    f"map to the same lab name {name}; rename one"
+                )
+            taken[name] = host.name
+    clash = {host_netns(h.name) for h in lab.hosts} & (
+        {tor_netns(r.name) for r in lab.racks} | {SPINE_NS}
+    )
+    if clash:
+        raise LabError(f"inventory {source}: host name collides with lab namespace {clash}")
+
+
+# --------------------------------------------------------------------------
+# The wiring plan (pure): namespaces, veths, bridges, addresses, routes
+# --------------------------------------------------------------------------
+
+
+def host_netns(host: str) -> str:
+    return f"vrs-{host}"
+
+
+def tor_netns(rack: str) -> str:
+    return f"vrs-tor-{rack}"
+
+
+def _ifname(prefix: str, name: str) -> str:
+    """An interface name under Linux's 15-character limit, stable for a name."""
+    full = prefix + name
+    if len(full) <= 15:
+        return full
+    digest = hashlib.sha256(name.encode()).hexdigest()[:5]
+    return f"{prefix}{name[: 15 - len(prefix) - 6]}-{digest}"
+
+
+def host_veth(host: str) -> str:
+    """The ToR end of a host's link (the host end is always eth0)."""
+    return _ifname("h-", host)
+
+
+def spine_veth(rack: str) -> str:
+    """The spine end of a rack's link (the ToR end is always `spine`)."""
+    return _ifname("r-", rack)
+
+
+@dataclass(frozen=True)
+class Veth:
+    ns: str | None  # None: this machine's root namespace
+    name: str
+    peer_ns: str
+    peer_name: str
+
+
+@dataclass(frozen=True)
+class Address:
+    ns: str | None
+    dev: str
+    cidr: str
+
+
+@dataclass(frozen=True)
+class Route:
+    ns: str | None
+    dst: str
+    via: str
+
+
+@dataclass
+class Plan:
+    namespaces: list[str] = field(default_factory=list)
+    routers: list[str] = field(default_factory=list)  # namespaces that forward
+    veths: list[Veth] = field(default_factory=list)
+    bridges: dict[str, list[str]] = field(default_factory=dict)  # ns -> ports of br0
+    addresses: list[Address] = field(default_factory=list)
+    routes: list[Route] = field(default_factory=list)
+
+    def devices(self, ns: str | None) -> list[str]:
+        """Interfaces the plan puts in a namespace (to bring up), in order."""
+        devs: list[str] = []
+        for v in self.veths:
+            if v.ns == ns:
+                devs.append(v.name)
+            if v.peer_ns == ns:
+                devs.append(v.peer_name)
+        if ns in self.bridges:
+            devs.append(BRIDGE)
+        return devs
+
+
+def make_plan(lab: Lab) -> Plan:
+    """Everything `up` creates, derived only from the inventory's addresses."""
+    plan = Plan()
+    racks = {r.name: r for r in lab.racks}
+    plan.namespaces.append(SPINE_NS)
+    plan.routers.append(SPINE_NS)
+    for rack in lab.racks:
+        ns = tor_netns(rack.name)
+        plan.namespaces.append(ns)
+        plan.routers.append(ns)
+        plan.bridges[ns] = []
+        plan.veths.append(Veth(SPINE_NS, spine_veth(rack.name), ns, "spine"))
+        plan.addresses.append(
+            Address(SPINE_NS, spine_veth(rack.name), f"{rack.spine_ip}/{rack.link_prefixlen}")
+        )
+        plan.addresses.append(Address(ns, "spine", f"{rack.tor_ip}/{rack.link_prefixlen}"))
+        plan.addresses.append(Address(ns, BRIDGE, f"{rack.gateway}/{rack.prefixlen}"))
+        plan.routes.append(Route(ns, "default", rack.spine_ip))
+        plan.routes.append(Route(SPINE_NS, rack.subnet, rack.tor_ip))
+    for host in lab.hosts:
+        ns = host_netns(host.name)
+        rack = racks[host.rack]
+        tor = tor_netns(rack.name)
+        plan.namespaces.append(ns)
+        plan.veths.append(Veth(tor, host_veth(host.name), ns, "eth0"))
+        plan.bridges[tor].append(host_veth(host.name))
+        plan.addresses.append(Address(ns, "eth0", f"{host.ip}/{host.prefixlen}"))
+        plan.addresses.append(Address(ns, "lo", f"{host.loopback}/32"))
+        plan.routes.append(Route(ns, "default", host.gateway))
+        plan.routes.append(Route(tor, f"{host.loopback}/32", host.ip))
+        plan.routes.append(Route(SPINE_NS, f"{host.loopback}/32", rack.tor_ip))
+    plan.veths.append(Veth(None, DEPLOY_DEV, SPINE_NS, "deploy"))
+    plan.addresses.append(
+        Address(SPINE_NS, "deploy", f"{lab.deploy_spine_ip}/{lab.deploy_prefixlen}")
+    )
+    plan.addresses.append(
+        Address(None, DEPLOY_DEV, f"{lab.deploy_local_ip}/{lab.deploy_prefixlen}")
+    )
+    plan.routes.append(Route(None, str(LAB_SUPERNET), lab.deploy_spine_ip))
+    return plan
+
+
+def ip_batch(plan: Plan, ns: str | None) -> list[str]:
+    """`ip -batch` lines that set a namespace's links up, addresses and routes.
+
+    `replace` makes each line idempotent, so the batch is safe to run again.
+    """
+    lines = [] if ns is None else ["link set lo up"]
+    for port_ns, ports in plan.bridges.items():
+        if port_ns == ns:
+            lines += [f"link set {p} master {BRIDGE}" for p in ports]
+    lines += [f"link set {dev} up" for dev in plan.devices(ns)]
+    lines += [f"address replace {a.cidr} dev {a.dev}" for a in plan.addresses if a.ns == ns]
+    lines += [f"route replace {r.dst} via {r.via}" for r in plan.routes if r.ns == ns]
+    return lines
+
+
+# --------------------------------------------------------------------------
+# Running commands
+# --------------------------------------------------------------------------
+
+
+def run(
+    cmd: Sequence[str], *, input_text: str | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(list(cmd), input=input_text, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise LabError(
+            f"command failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr.strip()}"
+        )
+    return proc
+
+
+def ip(ns: str | None, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return run(["ip", *(("-n", ns) if ns else ()), *args], check=check)
+
+
+def log(msg: str) -> None:
+    print(f"lab: {msg}", file=sys.stderr, flush=True)
+
+
+def require_root_and_tools(tools: Sequence[str]) -> None:
+    if os.geteuid() != 0:
+        raise LabError("must run as root (namespaces, mounts and containers need it): sudo ...")
+    missing = [t for t in tools if shutil.which(t) is None]
+    if missing:
+        raise LabError(
+            f"missing tools: {', '.join(missing)}; run `make bootstrap` "
+            "(installs systemd-container, debootstrap, iproute2, openssh-client)"
+        )
+
+
+def load_inventory(inventory: str) -> Lab:
+    source = str(Path(inventory))
+    venv_tool = Path(sys.executable).parent / "ansible-inventory"
+    tool = str(venv_tool) if venv_tool.exists() else shutil.which("ansible-inventory")
+    if tool is None:
+        raise LabError("ansible-inventory not found; run `make bootstrap` and use .venv/bin/python")
+    if not Path(inventory).exists():
+        raise LabError(f"inventory {source} does not exist")
+    env = dict(os.environ)
+    env.setdefault("ANSIBLE_CONFIG", str(REPO / "ansible.cfg"))
+    proc = subprocess.run(
+        [tool, "-i", inventory, "--list"], capture_output=True, text=True, env=env
+    )
+    if proc.returncode != 0:
+        raise LabError(f"ansible-inventory -i {source} failed:\n{proc.stderr.strip()}")
+    try:
+        data = json.loads(proc.stdout)
+    except json.JSONDecodeError as exc:
+        raise LabError(f"ansible-inventory -i {source} printed no JSON: {exc}") from exc
+    return parse_inventory(data, source)
+
+
+@contextlib.contextmanager
+def locked() -> Iterator[None]:
+    """One lab.py changing the lab at a time."""
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+    with open(RUN_DIR / "lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+
+
+# --------------------------------------------------------------------------
+# Root file system (built once, shared read-only)
+# --------------------------------------------------------------------------
+
+
+def rootfs_key() -> str:
+    spec = json.dumps([SUITE, "minbase", sorted(ROOTFS_PACKAGES), ROOTFS_LAYOUT])
+    return hashlib.sha256(spec.encode()).hexdigest()[:12]
+
+
+def apt_mirror(sources_dir: Path = Path("/etc/apt")) -> str:
+    """The Debian mirror this machine's apt uses (first `URIs:` line)."""
+    files = sorted((sources_dir / "sources.list.d").glob("*.sources"))
+    for path in files:
+        for line in path.read_text().splitlines():
+            if line.startswith("URIs:") and "security" not in line:
+                return line.split(None, 1)[1].split()[0]
+    legacy = sources_dir / "sources.list"
+    if legacy.exists():
+        for line in legacy.read_text().splitlines():
+            parts = line.split()
+            if len(parts) >= 3 and parts[0] == "deb" and parts[2].startswith(SUITE):
+                return parts[1]
+    raise LabError(f"no Debian mirror found in {sources_dir}/sources.list.d/*.sources")
+
+
+def ensure_rootfs(cache: Path) -> Path:
+    target = cache / f"rootfs-{rootfs_key()}"
+    if (target / "usr/lib/systemd/systemd").exists():
+        return target
+    require_root_and_tools(["debootstrap"])
+    cache.mkdir(parents=True, exist_ok=True)
+    mirror = apt_mirror()
+    tmp = Path(tempfile.mkdtemp(prefix=f"{target.name}.tmp-", dir=cache))
+    log(f"building root file system {target} from {mirror} (a few minutes, once)")
+    start = time.monotonic()
+    try:
+        cmd = [
+            "debootstrap",
+            "--variant=minbase",
+            f"--include={','.join(ROOTFS_PACKAGES)}",
+            SUITE,
+            str(tmp),
+            mirror,
+        ]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-15:])
+            raise LabError(f"debootstrap failed; see {tmp}/debootstrap/debootstrap.log\n{tail}")
+        prepare_rootfs(tmp)
+        tmp.rename(target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log(f"root file system built in {time.monotonic() - start:.0f}s")
+    return target
+
+
+def prepare_rootfs(root: Path) -> None:
+    """Make a debootstrapped tree safe to share between hosts."""
+    (root / "etc/machine-id").write_text("")  # each host gets its own id at boot
+    (root / "etc/hostname").unlink(missing_ok=True)  # nspawn -M names each host
+    for key in (root / "etc/ssh").glob("ssh_host_*"):
+        key.unlink()  # per-host keys are made at `up`
+    (root / "var/cache/apt/archives").mkdir(parents=True, exist_ok=True)
+    for deb in (root / "var/cache/apt/archives").glob("*.deb"):
+        deb.unlink()
+    # Timers that would run apt inside a host and hold dpkg's lock under Ansible.
+    wants = root / "etc/systemd/system"
+    for unit in ("apt-daily.timer", "apt-daily-upgrade.timer"):
+        link = wants / unit
+        link.unlink(missing_ok=True)
+        link.symlink_to("/dev/null")
+
+
+# --------------------------------------------------------------------------
+# Hosts: overlays and containers
+# --------------------------------------------------------------------------
+
+
+def ensure_ssh_key(key: Path) -> str:
+    if not key.exists():
+        key.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "vrstack-lab", "-f", str(key)])
+    return Path(f"{key}.pub").read_text()
+
+
+def mountpoints() -> set[str]:
+    points = set()
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        points.add(line.split()[4].replace("\\040", " "))
+    return points
+
+
+def host_dir(host: str) -> Path:
+    return STATE_DIR / host
+
+
+def ensure_overlay(host: Host, rootfs: Path, pubkey: str) -> Path:
+    base = host_dir(host.name)
+    upper, work, merged = base / "upper", base / "work", base / "root"
+    lower_file = base / "lower"
+    if lower_file.exists() and lower_file.read_text().strip() != str(rootfs):
+        raise LabError(
+            f"host {host.name}: its overlay was made over {lower_file.read_text().strip()}, "
+            f"not the current root file system {rootfs}; "
+            "run `tools/lab.py down --purge` to start it afresh"
+        )
+    for d in (upper, work, merged):
+        d.mkdir(parents=True, exist_ok=True)
+    lower_file.write_text(f"{rootfs}\n")
+    if str(merged) not in mountpoints():
+        opts = f"lowerdir={rootfs},upperdir={upper},workdir={work}"
+        run(["mount", "-t", "overlay", f"vrs-{host.name}", "-o", opts, str(merged)])
+    seed_host_files(host.name, merged, pubkey)
+    return merged
+
+
+def seed_host_files(name: str, root: Path, pubkey: str) -> None:
+    """First-boot files; written only when absent so Ansible may own them later."""
+    hosts = root / "etc/hosts"
+    if not (hosts.exists() and name in hosts.read_text()):
+        hosts.write_text(
+            f"127.0.0.1\tlocalhost\n127.0.1.1\t{name}\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+        )
+    if not list((root / "etc/ssh").glob("ssh_host_*_key")):
+        run(["ssh-keygen", "-A", "-f", str(root)])
+    ssh_dir = root / "root/.ssh"
+    ssh_dir.mkdir(mode=0o700, exist_ok=True)
+    keys = ssh_dir / "authorized_keys"
+    if not (keys.exists() and pubkey.strip() in keys.read_text()):
+        with keys.open("a") as fh:
+            fh.write(pubkey if pubkey.endswith("\n") else pubkey + "\n")
+        keys.chmod(0o600)
+
+
+def pid_file(host: str) -> Path:
+    return RUN_DIR / f"{host}.pid"
+
+
+def running_pid(host: str) -> int | None:
+    """The nspawn pid of a host if it is alive (not a zombie) and really its container."""
+    try:
+        pid = int(pid_file(host).read_text())
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError):
+        return None
+    state = stat.rsplit(")", 1)[1].split()[0]
+    if state in ("Z", "X") or b"-M" not in cmdline:
+        return None
+    return pid if cmdline[cmdline.index(b"-M") + 1] == host.encode() else None
+
+
+def container_pid(nspawn_pid: int) -> int | None:
+    """The container's init (the child of nspawn), for nsenter."""
+    try:
+        children = Path(f"/proc/{nspawn_pid}/task/{nspawn_pid}/children").read_text().split()
+    except OSError:
+        return None
+    return int(children[0]) if children else None
+
+
+def start_host(host: Host, merged: Path) -> int:
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        "systemd-nspawn",
+        "--boot",
+        "--register=no",
+        "--keep-unit",
+        f"--network-namespace-path={NETNS_DIR / host_netns(host.name)}",
+        "-D",
+        str(merged),
+        "-M",
+        host.name,
+        "--console=read-only",
+        "--capability=CAP_NET_ADMIN",
+    ]
+    with open(RUN_DIR / f"{host.name}.log", "ab") as out:
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    pid_file(host.name).write_text(f"{proc.pid}\n")
+    return proc.pid
+
+
+def ssh_answers(address: str, timeout: float = 1.0) -> bool:
+    try:
+        with socket.create_connection((address, 22), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            return sock.recv(4).startswith(b"SSH-")
+    except OSError:
+        return False
+
+
+def wait_for_ssh(hosts: Sequence[Host], limit: float = SSH_WAIT_SECONDS) -> None:
+    waiting = {h.name: h for h in hosts}
+    deadline = time.monotonic() + limit
+    while waiting and time.monotonic() < deadline:
+        for name, host in list(waiting.items()):
+            if running_pid(name) is None:
+                raise LabError(
+                    f"host {name}: container exited during boot; see {RUN_DIR}/{name}.log"
+                )
+            if ssh_answers(host.ip, timeout=0.5):
+                del waiting[name]
+        if waiting:
+            time.sleep(0.2)
+    if waiting:
+        raise LabError(
+            f"ssh did not answer within {limit:.0f}s on: {', '.join(sorted(waiting))}; "
+            f"see {RUN_DIR}/<host>.log and `nsenter -t PID -a journalctl -b`"
+        )
+
+
+def stop_pid(pid: int, limit: float = STOP_WAIT_SECONDS) -> None:
+    """SIGTERM (nspawn then powers the container off), bounded wait, then SIGKILL."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.1)
+    if _alive(pid):
+        log(f"pid {pid} did not stop within {limit:.0f}s; killing it")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    if state == "Z":
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------
+# Network
+# --------------------------------------------------------------------------
+
+
+def existing_netns() -> set[str]:
+    return {p.name for p in NETNS_DIR.iterdir()} if NETNS_DIR.is_dir() else set()
+
+
+def link_names(ns: str | None) -> set[str]:
+    out = ip(ns, "-j", "link", "show").stdout
+    return {link["ifname"] for link in json.loads(out or "[]")}
+
+
+def ensure_network(plan: Plan, keep_hosts: set[str]) -> None:
+    """Create what is missing; `replace` fixes addresses and routes in place."""
+    present = existing_netns()
+    for ns in plan.namespaces:
+        if ns not in present:
+            ip(None, "netns", "add", ns)
+    for ns in plan.routers:
+        run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=1"])
+    names: dict[str | None, set[str]] = {}
+
+    def has(ns: str | None, dev: str) -> bool:
+        if ns not in names:
+            names[ns] = link_names(ns)
+        return dev in names[ns]
+
+    for v in plan.veths:
+        if has(v.ns, v.name):
+            continue
+        if has(v.peer_ns, v.peer_name):  # a stale end left from an older wiring
+            ip(v.peer_ns, "link", "del", v.peer_name)
+        where = ("-n", v.ns) if v.ns else ()
+        run(["ip", *where, "link", "add", v.name, "type", "veth", "peer", "name",
+             v.peer_name, "netns", v.peer_ns])  # fmt: skip
+        names.pop(v.ns, None)
+        names.pop(v.peer_ns, None)
+    for ns in plan.bridges:
+        if not has(ns, BRIDGE):
+            ip(ns, "link", "add", BRIDGE, "type", "bridge")
+            names.pop(ns, None)
+    del keep_hosts  # running hosts keep their namespace; eth0 is re-added if it vanished
+    for ns in [None, *plan.namespaces]:
+        lines = ip_batch(plan, ns)
+        if lines:
+            run(
+                ["ip", *(("-n", ns) if ns else ()), "-batch", "-"],
+                input_text="\n".join(lines) + "\n",
+            )
+
+
+def remove_network(namespaces: Sequence[str]) -> None:
+    present = existing_netns()
+    for ns in namespaces:
+        if ns in present:
+            ip(None, "netns", "del", ns)
+    if DEPLOY_DEV in link_names(None):
+        ip(None, "link", "del", DEPLOY_DEV)
+
+
+# --------------------------------------------------------------------------
+# Commands
+# --------------------------------------------------------------------------
+
+RUNTIME_TOOLS = ("ip", "systemd-nspawn", "ssh-keygen", "mount", "umount")
+
+
+def state_file() -> Path:
+    return RUN_DIR / "state.json"
+
+
+def record_state(plan: Plan, lab: Lab) -> None:
+    """What `up` made, so `down` can undo it even if the inventory changed since."""
+    old = read_state()
+    state = {
+        "namespaces": sorted(set(old["namespaces"]) | set(plan.namespaces)),
+        "hosts": sorted(set(old["hosts"]) | {h.name for h in lab.hosts}),
+    }
+    state_file().write_text(json.dumps(state, indent=1) + "\n")
+
+
+def read_state() -> dict[str, list[str]]:
+    try:
+        data = json.loads(state_file().read_text())
+        return {"namespaces": list(data["namespaces"]), "hosts": list(data["hosts"])}
+    except (OSError, ValueError, KeyError):
+        return {"namespaces": [], "hosts": []}
+
+
+def cmd_up(lab: Lab, rootfs_cache: Path) -> int:
+    require_root_and_tools(RUNTIME_TOOLS)
+    start = time.monotonic()
+    with locked():
+        plan = make_plan(lab)
+        record_state(plan, lab)
+        rootfs = ensure_rootfs(rootfs_cache)
+        pubkey = ensure_ssh_key(Path(lab.ssh_key))
+        present = existing_netns()
+        # A running host whose namespace vanished is stuck in a dead one: restart it.
+        for host in lab.hosts:
+            pid = running_pid(host.name)
+            if pid is not None and host_netns(host.name) not in present:
+                log(f"{host.name}: namespace missing, restarting the host")
+                stop_pid(pid)
+        running = {h.name for h in lab.hosts if running_pid(h.name) is not None}
+        ensure_network(plan, running)
+        started = []
+        for host in lab.hosts:
+            merged = ensure_overlay(host, rootfs, pubkey)
+            if host.name not in running:
+                start_host(host, merged)
+                started.append(host.name)
+        wait_for_ssh(lab.hosts)
+    took = time.monotonic() - start
+    what = f"started {', '.join(started)}" if started else "already up"
+    log(f"{len(lab.hosts)} hosts ready ({what}) in {took:.1f}s")
+    print(json.dumps({"changed": bool(started), "started": started, "seconds": round(took, 2)}))
+    return 0
+
+
+def cmd_down(lab: Lab | None, purge: bool) -> int:
+    require_root_and_tools(("ip", "umount"))
+    start = time.monotonic()
+    with locked():
+        state = read_state()
+        hosts = set(state["hosts"])
+        namespaces = list(state["namespaces"])
+        if lab is not None:
+            hosts |= {h.name for h in lab.hosts}
+            namespaces += [ns for ns in make_plan(lab).namespaces if ns not in namespaces]
+        for name in sorted(hosts):
+            pid = running_pid(name)
+            if pid is not None:
+                stop_pid(pid)
+            pid_file(name).unlink(missing_ok=True)
+        for name in sorted(hosts):
+            merged = host_dir(name) / "root"
+            if str(merged) in mountpoints():
+                run(["umount", str(merged)])
+            if purge:
+                shutil.rmtree(host_dir(name), ignore_errors=True)
+        remove_network(namespaces)
+        state_file().unlink(missing_ok=True)
+    log(f"lab down in {time.monotonic() - start:.1f}s" + (" (overlays purged)" if purge else ""))
+    return 0
+
+
+def memory_kib(nspawn_pid: int) -> int | None:
+    """Proportional memory of a container's processes (its cgroup-free estimate)."""
+    init = container_pid(nspawn_pid)
+    if init is None:
+        return None
+    try:
+        target = os.readlink(f"/proc/{init}/ns/pid")
+    except OSError:
+        return None
+    total = 0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if os.readlink(proc / "ns/pid") != target:
+                continue
+            for line in (proc / "smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total
+
+
+def host_status(lab: Lab) -> list[dict[str, Any]]:
+    rows = []
+    for host in lab.hosts:
+        pid = running_pid(host.name)
+        init = container_pid(pid) if pid else None
+        rows.append(
+            {
+                "host": host.name,
+                "running": pid is not None,
+                "ssh": pid is not None and ssh_answers(host.ip),
+                "nspawn_pid": pid,
+                "init_pid": init,
+                "memory_kib": memory_kib(pid) if pid else None,
+            }
+        )
+    return rows
+
+
+def cmd_summary(lab: Lab) -> int:
+    rows = {r["host"]: r for r in host_status(lab)} if os.geteuid() == 0 else {}
+    print(f"vrstack lab: {len(lab.hosts)} hosts in {len(lab.racks)} racks, joined by {SPINE_NS}")
+    print(f"deploy link: this machine {lab.deploy_local_ip} -> spine {lab.deploy_spine_ip}")
+    for rack in lab.racks:
+        print(
+            f"\n{rack.name}: subnet {rack.subnet}, gateway {rack.gateway}, "
+            f"ToR netns {tor_netns(rack.name)} ({rack.tor_ip} <-> spine {rack.spine_ip})"
+        )
+        for host in (h for h in lab.hosts if h.rack == rack.name):
+            row = rows.get(host.name, {})
+            state = "up" if row.get("ssh") else ("running" if row.get("running") else "down")
+            print(
+                f"  {host.name:<12} {state:<7} {host.ip}/{host.prefixlen} "
+                f"lo {host.loopback}  roles: {', '.join(host.roles)}"
+            )
+            print(f"    ssh -i {lab.ssh_key} {lab.ssh_user}@{host.ip}")
+            target = row.get("init_pid") or "PID"
+            print(f"    nsenter -t {target} -a   (shell inside; PID from `tools/lab.py status`)")
+    return 0
+
+
+def cmd_status(lab: Lab) -> int:
+    require_root_and_tools(("ip",))
+    rows = host_status(lab)
+    for r in rows:
+        mem = f"{r['memory_kib'] / 1024:.0f} MiB" if r["memory_kib"] else "-"
+        print(
+            f"{r['host']:<12} {'up' if r['ssh'] else 'DOWN':<5} "
+            f"nspawn {r['nspawn_pid'] or '-'} init {r['init_pid'] or '-'} mem {mem}"
+        )
+    return 0 if all(r["ssh"] for r in rows) else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tools/lab.py", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, text in (
+        ("up", "build or repair the lab (idempotent)"),
+        ("down", "stop hosts and remove the lab's namespaces and mounts"),
+        ("summary", "print hosts, racks, roles, addresses and how to reach them"),
+        ("status", "per-host state and memory; exit 1 unless every host answers ssh"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--inventory", default=DEFAULT_INVENTORY, help="fabric inventory dir")
+        if name == "up":
+            p.add_argument(
+                "--rootfs-cache",
+                type=Path,
+                default=CACHE_DIR,
+                help=f"where root file systems are cached (default {CACHE_DIR})",
+            )
+        if name == "down":
+            p.add_argument("--purge", action="store_true", help="also delete per-host overlays")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "down":
+            try:
+                lab: Lab | None = load_inventory(args.inventory)
+            except LabError as exc:  # still tear down what state.json recorded
+                log(f"warning: {exc}")
+                lab = None
+            return cmd_down(lab, args.purge)
+        lab = load_inventory(args.inventory)
+        if args.command == "up":
+            return cmd_up(lab, args.rootfs_cache)
+        if args.command == "summary":
+            return cmd_summary(lab)
+        return cmd_status(lab)
+    except LabError as exc:
+        print(f"lab: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
