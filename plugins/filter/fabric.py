@@ -1,5 +1,5 @@
 # Copyright: vrstack developers
-# Apache License 2.0 (see galaxy.yml)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Look-ups in the fabric model (`vrstack_fabric`). They never compute an
 address: the inventory plugin's model already holds every one."""
 
