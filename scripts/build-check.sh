@@ -7,17 +7,17 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d /tmp/vrstack-build.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
+export ANSIBLE_CONFIG="$work/ansible.cfg"
+sed "s#^collections_path = .*#collections_path = $work/collections#" "$repo/ansible.cfg" > "$ANSIBLE_CONFIG"
+
 ansible-galaxy collection build --output-path "$work" "$repo" >/dev/null
 tarball=$(ls "$work"/vrstack-cloud-*.tar.gz)
 echo "build-check: built $(basename "$tarball") ($(du -h "$tarball" | cut -f1))"
 # Dependencies come from the `ansible` package in the virtualenv (no Galaxy server).
-ansible-galaxy collection install --no-deps -p "$work/collections" "$tarball" >/dev/null
+ansible-galaxy collection install --force --no-deps -p "$work/collections" "$tarball" >/dev/null
 
 cd "$work"   # away from the checkout, so nothing resolves to it by accident
 cp "$repo/inventories/lab/fabric.yml" "$work/fabric.yml"
-export ANSIBLE_CONFIG="$work/ansible.cfg"
-sed "s#^collections_path = .*#collections_path = $work/collections#" "$repo/ansible.cfg" > "$ANSIBLE_CONFIG"
-
 ansible-inventory -i fabric.yml --graph compute | grep -q lab-cmp1
 for playbook in site prechecks verify; do
     ansible-playbook -i fabric.yml "vrstack.cloud.$playbook" --syntax-check >/dev/null
