@@ -80,3 +80,13 @@ def test_plugin_ignores_files_not_named_fabric(tmp_path: Path, name: str) -> Non
     path = tmp_path / name
     path.write_text("plugin: vrstack.cloud.fabric\n")
     assert not InventoryModule().verify_file(str(path))
+
+
+@pytest.mark.parametrize(
+    "fabric", sorted((ROOT / "inventories").glob("*/fabric.yml")), ids=lambda p: p.parent.name
+)
+def test_every_shipped_inventory_is_valid(fabric: Path) -> None:
+    res = run_inventory(fabric, ROOT)
+    assert res.returncode == 0, res.stderr
+    inv = _plain(json.loads(res.stdout))
+    assert inv["vrstack"]["hosts"], f"{fabric} yields no hosts"
