@@ -53,7 +53,7 @@ ROOTFS_PACKAGES: tuple[str, ...] = (
     "chrony",
 )
 # Bump when the post-debootstrap preparation below changes, so a new cache is built.
-ROOTFS_LAYOUT = 1
+ROOTFS_LAYOUT = 2
 
 CACHE_DIR = Path("/var/cache/vrstack/lab")
 STATE_DIR = Path("/var/lib/vrstack-lab")
@@ -69,6 +69,7 @@ SPINE_NS = "vrs-spine"
 DEPLOY_DEV = "vrs-deploy"  # root namespace end of the deploy link
 BRIDGE = "br0"
 
+HOST_KEY = "/etc/ssh/ssh_host_ed25519_key"
 SSH_WAIT_SECONDS = 120.0
 STOP_WAIT_SECONDS = 30.0
 
@@ -516,6 +517,8 @@ def prepare_rootfs(root: Path) -> None:
     (root / "etc/hostname").unlink(missing_ok=True)  # nspawn -M names each host
     for key in (root / "etc/ssh").glob("ssh_host_*"):
         key.unlink()  # per-host keys are made at `up`
+    # Only an ed25519 host key per host: RSA keys take seconds each to generate.
+    (root / "etc/ssh/sshd_config.d/vrstack-lab-hostkey.conf").write_text(f"HostKey {HOST_KEY}\n")
     (root / "var/cache/apt/archives").mkdir(parents=True, exist_ok=True)
     for deb in (root / "var/cache/apt/archives").glob("*.deb"):
         deb.unlink()
@@ -577,8 +580,9 @@ def seed_host_files(name: str, root: Path, pubkey: str) -> None:
         hosts.write_text(
             f"127.0.0.1\tlocalhost\n127.0.1.1\t{name}\n::1\tlocalhost ip6-localhost ip6-loopback\n"
         )
-    if not list((root / "etc/ssh").glob("ssh_host_*_key")):
-        run(["ssh-keygen", "-A", "-f", str(root)])
+    key = root / HOST_KEY.lstrip("/")
+    if not key.exists():
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"root@{name}", "-f", str(key)])
     ssh_dir = root / "root/.ssh"
     ssh_dir.mkdir(mode=0o700, exist_ok=True)
     keys = ssh_dir / "authorized_keys"
@@ -707,12 +711,14 @@ def link_names(ns: str | None) -> set[str]:
     return {link["ifname"] for link in json.loads(out or "[]")}
 
 
-def ensure_network(plan: Plan, keep_hosts: set[str]) -> None:
-    """Create what is missing; `replace` fixes addresses and routes in place."""
+def ensure_network(plan: Plan) -> list[str]:
+    """Create what is missing (returned); `replace` fixes addresses and routes in place."""
+    made: list[str] = []
     present = existing_netns()
     for ns in plan.namespaces:
         if ns not in present:
             ip(None, "netns", "add", ns)
+            made.append(f"netns {ns}")
     for ns in plan.routers:
         run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=1"])
     names: dict[str | None, set[str]] = {}
@@ -730,13 +736,14 @@ def ensure_network(plan: Plan, keep_hosts: set[str]) -> None:
         where = ("-n", v.ns) if v.ns else ()
         run(["ip", *where, "link", "add", v.name, "type", "veth", "peer", "name",
              v.peer_name, "netns", v.peer_ns])  # fmt: skip
+        made.append(f"veth {v.ns or 'root'}/{v.name}")
         names.pop(v.ns, None)
         names.pop(v.peer_ns, None)
     for ns in plan.bridges:
         if not has(ns, BRIDGE):
             ip(ns, "link", "add", BRIDGE, "type", "bridge")
             names.pop(ns, None)
-    del keep_hosts  # running hosts keep their namespace; eth0 is re-added if it vanished
+            made.append(f"bridge {ns}/{BRIDGE}")
     for ns in [None, *plan.namespaces]:
         lines = ip_batch(plan, ns)
         if lines:
@@ -744,6 +751,7 @@ def ensure_network(plan: Plan, keep_hosts: set[str]) -> None:
                 ["ip", *(("-n", ns) if ns else ()), "-batch", "-"],
                 input_text="\n".join(lines) + "\n",
             )
+    return made
 
 
 def remove_network(namespaces: Sequence[str]) -> None:
@@ -800,7 +808,9 @@ def cmd_up(lab: Lab, rootfs_cache: Path) -> int:
                 log(f"{host.name}: namespace missing, restarting the host")
                 stop_pid(pid)
         running = {h.name for h in lab.hosts if running_pid(h.name) is not None}
-        ensure_network(plan, running)
+        made = ensure_network(plan)
+        if made:
+            log(f"wired: {', '.join(made)}")
         started = []
         for host in lab.hosts:
             merged = ensure_overlay(host, rootfs, pubkey)
@@ -811,7 +821,8 @@ def cmd_up(lab: Lab, rootfs_cache: Path) -> int:
     took = time.monotonic() - start
     what = f"started {', '.join(started)}" if started else "already up"
     log(f"{len(lab.hosts)} hosts ready ({what}) in {took:.1f}s")
-    print(json.dumps({"changed": bool(started), "started": started, "seconds": round(took, 2)}))
+    changed = bool(started or made)
+    print(json.dumps({"changed": changed, "started": started, "seconds": round(took, 2)}))
     return 0
 
 

@@ -1,0 +1,56 @@
+#!/bin/bash
+# Lab timings: warm creation (cached root file system, fresh overlays), `up` when
+# already up, a no-op rerun of site.yml, memory per host and `down`. With --cold,
+# first a cold creation: the root file system built from scratch into a temporary
+# cache (a few minutes). Replaces any running lab and leaves none behind.
+#   bench/lab.sh [--cold]
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+export PATH="$repo/.venv/bin:$PATH" ANSIBLE_CONFIG="$repo/ansible.cfg"
+inv=${LAB_INVENTORY:-inventories/lab}
+log=$(mktemp /tmp/vrstack-lab-bench.XXXXXX.log)
+cold=false
+[[ ${1:-} == --cold ]] && cold=true
+
+lab() { python tools/lab.py "$@" --inventory "$inv" >>"$log" 2>&1; }
+
+# timed LABEL CMD...: run CMD (output to the log), print its wall time.
+timed() {
+    local label=$1 start end
+    shift
+    start=$EPOCHREALTIME
+    if ! "$@"; then
+        echo "bench: '$label' failed; see $log" >&2
+        exit 1
+    fi
+    end=$EPOCHREALTIME
+    awk -v l="$label" -v s="$start" -v e="$end" 'BEGIN { printf "%-34s %7.1f s\n", l ":", e - s }'
+}
+
+lab down --purge
+if $cold; then
+    cache=$(mktemp -d /var/cache/vrstack/lab/bench-cold.XXXXXX)
+    trap 'rm -rf "$cache"' EXIT
+    timed "cold create (rootfs + hosts)" lab up --rootfs-cache "$cache"
+    lab down --purge
+fi
+timed "warm create (cached rootfs)" lab up
+timed "up when already up" lab up
+
+if [[ -f playbooks/site.yml ]]; then
+    timed "site.yml first run" ansible-playbook -i "$inv" playbooks/site.yml >>"$log" 2>&1
+    timed "site.yml no-op rerun" ansible-playbook -i "$inv" playbooks/site.yml >"$log.rerun" 2>&1
+    cat "$log.rerun" >>"$log"
+    changed=$(awk '/ changed=/ { sub(/.*changed=/, ""); sum += $1 } END { print sum + 0 }' "$log.rerun")
+    echo "site.yml no-op rerun changed:      $changed"
+    rm -f "$log.rerun"
+else
+    echo "site.yml: playbooks/site.yml not found, skipped"
+fi
+
+echo "memory per host (PSS of its processes):"
+python tools/lab.py status --inventory "$inv" | awk '{ print "  " $1 ": " $8 " " $9 }'
+timed "down" lab down --purge
+echo "log: $log"
