@@ -9,7 +9,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_FORCE_COLOR ?= 0
 LAB_INVENTORY := inventories/lab
 
-.PHONY: bootstrap lab lab-down lab-status test unit lint sanity build-check molecule-lab datapath-test requirements clean
+.PHONY: bootstrap lab lab-down lab-status test unit lint sanity build-check molecule-lab datapath-test sdn-test requirements clean
 
 bootstrap:
 	@./scripts/bootstrap.sh
@@ -27,7 +27,7 @@ lab-status: bootstrap
 
 test: bootstrap
 	@start=$$(date +%s); \
-	$(MAKE) --no-print-directory unit lint sanity build-check datapath-test molecule-lab; \
+	$(MAKE) --no-print-directory unit lint sanity build-check datapath-test sdn-test molecule-lab; \
 	echo "make test: all gates passed in $$(( $$(date +%s) - start ))s"
 
 unit:
@@ -46,6 +46,9 @@ build-check:
 
 datapath-test:
 	@if [ -f files/vrouter-src/Makefile ]; then $(MAKE) -C files/vrouter-src test; else echo "datapath: no source yet"; fi
+
+sdn-test:
+	./scripts/run-pytest.sh files/sdn-src/tests
 
 molecule-lab:
 	molecule test -s lab

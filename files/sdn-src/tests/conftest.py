@@ -1,0 +1,6 @@
+"""Run the tests against the package source in this tree."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
