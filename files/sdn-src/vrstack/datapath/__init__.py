@@ -1,0 +1,1 @@
+"""Talking to the vrouter datapath: the message codec, a client, CLI tools."""
