@@ -1,0 +1,1 @@
+"""The config API (`vrstack-api`): typed model, storage, REST server and client."""

@@ -1,0 +1,56 @@
+"""`vrstack-api`: the config API daemon.
+
+vrstack-api --config /etc/vrstack/api.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from ..service.daemon import serve
+from ..service.jsonlog import setup_logging
+from ..service.settings import ConfigError, Settings
+from . import auth
+from .objects import ConfigDB
+from .server import make_app
+from .store import Store
+from .store_etcd import EtcdStore
+from .store_sqlite import SQLiteStore
+
+
+def store_from_settings(settings: Settings) -> tuple[Store, str]:
+    backend = settings.get_choice("store.backend", ("sqlite", "etcd"), "sqlite")
+    if backend == "sqlite":
+        return SQLiteStore(settings.get_str("store.path")), backend
+    endpoints = settings.get_list("store.endpoints")
+    if not endpoints:
+        raise settings.error("store.endpoints", "needs at least one etcd URL")
+    for i, url in enumerate(endpoints):
+        if not url.startswith(("http://", "https://")):
+            raise settings.error(f"store.endpoints[{i}]", f"must be an http(s) URL, got {url!r}")
+    return EtcdStore(endpoints, prefix=settings.get_str("store.prefix", "/vrstack/")), backend
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="vrstack-api", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True, help="YAML or INI config file")
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.load(args.config)
+        setup_logging("vrstack-api", settings.get_str("log.level", "info"))
+        store, backend = store_from_settings(settings)
+        authenticator = auth.from_settings(settings)
+        host = settings.get_str("listen.host", "127.0.0.1")
+        port = settings.get_int("listen.port", 8082, low=0, high=65535)
+    except ConfigError as exc:
+        print(f"vrstack-api: config error: {exc}", file=sys.stderr)
+        return 2
+    app = make_app(ConfigDB(store), authenticator, backend)
+    asyncio.run(serve(app, host, port, "vrstack-api"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

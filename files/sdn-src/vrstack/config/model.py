@@ -1,0 +1,431 @@
+"""The config model, defined once: resource types, their fields, parents and checks.
+
+The server validates with it, stores and indexes references from it, and serves the
+OpenAPI document generated from it. Cross-field rules that a field type cannot express
+(a gateway inside its subnet) are `checks` on the resource.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .fields import (
+    CIDR,
+    IP,
+    MAC,
+    Bool,
+    Enum,
+    Field,
+    FieldError,
+    Int,
+    ListOf,
+    Obj,
+    Range,
+    Ref,
+    Str,
+    join,
+    refs_in,
+)
+
+NAME = Str(
+    doc="Name, unique among the siblings under the same parent",
+    required=True,
+    max_len=128,
+    pattern=r"[A-Za-z0-9][A-Za-z0-9_.:-]*",
+)
+
+Check = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class Resource:
+    name: str  # e.g. "virtual-network"
+    doc: str
+    fields: dict[str, Field]
+    parent: str | None = None  # parent resource type; None: top level
+    derived: bool = False  # written by the schema transformer; deleted with the parent
+    checks: tuple[Check, ...] = ()
+    example: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def plural(self) -> str:
+        return self.name + "s"
+
+    @property
+    def ident(self) -> str:
+        """CamelCase name for the OpenAPI components."""
+        return "".join(p.capitalize() for p in self.name.split("-"))
+
+    def validate(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Validated, normalised user fields of `body` (without name/parent)."""
+        out = Obj(fields=self.fields).check(body, "")
+        for check in self.checks:
+            check(out)
+        return out
+
+
+def _net(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    return ipaddress.ip_network(value)
+
+
+def _addr(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    return ipaddress.ip_address(value)
+
+
+# ---- global-config ---------------------------------------------------------------
+
+ENCAPS = ("MPLSoUDP", "MPLSoGRE", "VXLAN")
+
+
+def _check_global(obj: dict[str, Any]) -> None:
+    if obj.get("route_target_range") and obj["route_target_range"][0] < 1:
+        raise FieldError("route_target_range[0]", "route target numbers start at 1")
+
+
+GLOBAL_CONFIG = Resource(
+    "global-config",
+    "Cluster-wide settings; one object named `default`.",
+    {
+        "asn": Int(doc="The SDN's own BGP AS number", required=True, low=1),
+        "encapsulation_priority": ListOf(
+            doc="Overlay encapsulations, most preferred first",
+            item=Enum(values=ENCAPS),
+            min_items=1,
+            max_items=3,
+            unique=True,
+            default=lambda: list(ENCAPS),
+        ),
+        "route_target_range": Range(
+            doc="Route target numbers the schema transformer allocates",
+            low=1,
+            default=lambda: [8000000, 8999999],
+        ),
+        "mpls_label_range": Range(
+            doc="MPLS labels each compute allocates locally",
+            low=16,
+            high=1048575,
+            default=lambda: [16, 1048575],
+        ),
+        "vni_range": Range(
+            doc="VXLAN network identifiers allocated per network",
+            low=1,
+            high=16777215,
+            default=lambda: [1, 16777215],
+        ),
+    },
+    checks=(_check_global,),
+    example={"name": "default", "asn": 64512, "encapsulation_priority": ["MPLSoUDP", "VXLAN"]},
+)
+
+# ---- project ---------------------------------------------------------------------
+
+PROJECT = Resource(
+    "project",
+    "A tenant; owns networks, policies and ports.",
+    {
+        "description": Str(max_len=1024),
+        "keystone_id": Str(doc="The Keystone project id, when deployed with OpenStack", max_len=64),
+    },
+    example={"name": "demo", "description": "the demo tenant"},
+)
+
+# ---- virtual-network ---------------------------------------------------------------
+
+POOL = Obj(
+    doc="Inclusive address range handed out by IPAM",
+    fields={"start": IP(required=True), "end": IP(required=True)},
+)
+HOST_ROUTE = Obj(fields={"prefix": CIDR(required=True), "nexthop": IP(required=True)})
+DHCP = Obj(
+    doc="DHCP options the vrouter agent serves on this subnet",
+    fields={
+        "enabled": Bool(default=True),
+        "dns_servers": ListOf(item=IP(), max_items=8),
+        "domain_name": Str(max_len=253, pattern=r"[A-Za-z0-9.-]*"),
+        "host_routes": ListOf(item=HOST_ROUTE, max_items=32),
+        "lease_time": Int(low=60, high=2**31 - 1, default=86400),
+    },
+    default=lambda: {"enabled": True, "lease_time": 86400},
+)
+SUBNET = Obj(
+    fields={
+        "cidr": CIDR(required=True),
+        "gateway": IP(doc="Default: the first address of the subnet"),
+        "allocation_pools": ListOf(item=POOL, max_items=64),
+        "dhcp": DHCP,
+    }
+)
+
+
+def _check_subnets(obj: dict[str, Any]) -> None:
+    seen: list[tuple[int, Any]] = []
+    for i, sub in enumerate(obj.get("subnets", [])):
+        path = f"subnets[{i}]"
+        net = _net(sub["cidr"])
+        if net.num_addresses < 4:
+            raise FieldError(path + ".cidr", "must hold at least 4 addresses")
+        for j, other in seen:
+            if net.overlaps(other):
+                raise FieldError(path + ".cidr", f"overlaps subnets[{j}].cidr")
+        seen.append((i, net))
+        if "gateway" not in sub:
+            sub["gateway"] = str(net.network_address + 1)
+        gw = _addr(sub["gateway"])
+        if gw not in net or gw in (net.network_address, net.broadcast_address):
+            raise FieldError(path + ".gateway", f"must be a host address inside {net}")
+        for k, pool in enumerate(sub.get("allocation_pools", [])):
+            p = f"{path}.allocation_pools[{k}]"
+            start, end = _addr(pool["start"]), _addr(pool["end"])
+            if start not in net:
+                raise FieldError(p + ".start", f"must be inside {net}")
+            if end not in net:
+                raise FieldError(p + ".end", f"must be inside {net}")
+            if start > end:
+                raise FieldError(p, "start must not be after end")
+
+
+VIRTUAL_NETWORK = Resource(
+    "virtual-network",
+    "An overlay network with its subnets; the schema transformer gives it a routing instance.",
+    {
+        "subnets": ListOf(item=SUBNET, max_items=64, default=list),
+        "vni": Int(
+            doc="Fixed VXLAN id; default: allocated from the global vni_range", low=1, high=16777215
+        ),
+        "forwarding_mode": Enum(values=("l3", "l2", "l2_l3"), default="l2_l3"),
+        "external": Bool(doc="Routed to the fabric gateways (floating IP pools)", default=False),
+        "network_policies": ListOf(
+            doc="Attached policies, in order of precedence",
+            item=Ref(target="network-policy"),
+            max_items=64,
+            unique=True,
+            default=list,
+        ),
+    },
+    parent="project",
+    checks=(_check_subnets,),
+    example={
+        "name": "blue",
+        "subnets": [{"cidr": "198.18.64.0/24", "dhcp": {"dns_servers": ["198.18.64.2"]}}],
+        "forwarding_mode": "l2_l3",
+    },
+)
+
+# ---- network-policy ----------------------------------------------------------------
+
+ENDPOINT = Obj(
+    doc="A network (by reference) or a CIDR; both absent means any",
+    fields={"network": Ref(target="virtual-network"), "cidr": CIDR()},
+    default=dict,
+)
+RULE = Obj(
+    fields={
+        "action": Enum(values=("pass", "deny"), required=True),
+        "protocol": Enum(values=("any", "tcp", "udp", "icmp", "icmp6"), default="any"),
+        "direction": Enum(
+            doc="`both` also matches traffic from destination to source",
+            values=("both", "forward"),
+            default="both",
+        ),
+        "source": ENDPOINT,
+        "destination": ENDPOINT,
+        "source_ports": Range(high=65535, default=lambda: [0, 65535]),
+        "destination_ports": Range(high=65535, default=lambda: [0, 65535]),
+    }
+)
+
+
+def _check_rules(obj: dict[str, Any]) -> None:
+    for i, rule in enumerate(obj.get("rules", [])):
+        for end in ("source", "destination"):
+            if "network" in rule[end] and "cidr" in rule[end]:
+                raise FieldError(f"rules[{i}].{end}", "give either network or cidr, not both")
+        if rule["protocol"] in ("any", "icmp", "icmp6"):
+            for ports in ("source_ports", "destination_ports"):
+                if rule[ports] != [0, 65535]:
+                    raise FieldError(f"rules[{i}].{ports}", "ports need protocol tcp or udp")
+
+
+NETWORK_POLICY = Resource(
+    "network-policy",
+    "Ordered rules; attached to networks, they decide traffic and route leaking between them.",
+    {"rules": ListOf(item=RULE, max_items=1024, default=list)},
+    parent="project",
+    checks=(_check_rules,),
+    example={
+        "name": "web",
+        "rules": [{"action": "pass", "protocol": "tcp", "destination_ports": [80, 80]}],
+    },
+)
+
+# ---- virtual-machine-interface (port) -------------------------------------------------
+
+FIXED_IP = Obj(
+    fields={
+        "ip_address": IP(doc="Default: allocated from the network's subnets"),
+        "subnet_cidr": CIDR(doc="The subnet to allocate from; default: the first with room"),
+    }
+)
+
+VIRTUAL_MACHINE_INTERFACE = Resource(
+    "virtual-machine-interface",
+    "A port: a VM's (or router's) attachment to a network.",
+    {
+        "virtual_network": Ref(target="virtual-network", required=True),
+        "mac_address": MAC(doc="Default: a generated locally administered address"),
+        "fixed_ips": ListOf(item=FIXED_IP, max_items=16, default=lambda: [{}]),
+        "port_security_enabled": Bool(doc="Apply policies and anti-spoofing", default=True),
+        "device_owner": Str(max_len=255, default=""),
+        "device_id": Str(max_len=255, default=""),
+        "virtual_router": Ref(target="virtual-router", doc="The compute the port is bound to"),
+    },
+    parent="project",
+    example={"name": "vm1-eth0", "device_owner": "compute:nova", "device_id": "vm1"},
+)
+
+# ---- instance-ip / floating-ip ---------------------------------------------------------
+
+INSTANCE_IP = Resource(
+    "instance-ip",
+    "An address in a network, optionally bound to a port.",
+    {
+        "virtual_network": Ref(target="virtual-network", required=True),
+        "ip_address": IP(doc="Default: allocated from the network's subnets"),
+        "subnet_cidr": CIDR(),
+        "virtual_machine_interface": Ref(target="virtual-machine-interface"),
+    },
+    example={"name": "vm1-ip"},
+)
+
+
+FLOATING_IP = Resource(
+    "floating-ip",
+    "An address from an external network, mapped to a port's fixed address.",
+    {
+        "floating_network": Ref(target="virtual-network", required=True),
+        "floating_ip_address": IP(doc="Default: allocated from the external network"),
+        "virtual_machine_interface": Ref(target="virtual-machine-interface"),
+        "fixed_ip_address": IP(),
+    },
+    parent="project",
+    example={"name": "fip1"},
+)
+
+# ---- virtual-router / bgp-router ---------------------------------------------------------
+
+VIRTUAL_ROUTER = Resource(
+    "virtual-router",
+    "A compute node running the vrouter agent.",
+    {
+        "fabric_address": IP(doc="The compute's fabric (tunnel endpoint) address", required=True),
+        "datapath": Enum(values=("kernel", "user"), default="kernel"),
+    },
+    example={"name": "compute1", "fabric_address": "198.18.2.11"},
+)
+
+BGP_ROUTER = Resource(
+    "bgp-router",
+    "A control node, or an external gateway router the control nodes peer with.",
+    {
+        "address": IP(required=True),
+        "asn": Int(required=True, low=1),
+        "role": Enum(values=("control-node", "gateway"), required=True),
+        "families": ListOf(
+            item=Enum(values=("inet-vpn", "e-vpn", "route-target", "inet")),
+            min_items=1,
+            max_items=4,
+            unique=True,
+            default=lambda: ["inet-vpn", "route-target"],
+        ),
+        "port": Int(low=1, high=65535, default=179),
+        "hold_time": Int(low=3, high=65535, default=90),
+    },
+    example={"name": "control1", "address": "198.18.1.11", "asn": 64512, "role": "control-node"},
+)
+
+SERVICE_HEALTH = Resource(
+    "service-health",
+    "A service's last reported state; each daemon keeps its own object up to date.",
+    {
+        "service": Enum(values=("api", "schema", "control", "agent", "analytics"), required=True),
+        "host": Str(required=True),
+        "status": Enum(values=("up", "degraded", "down"), required=True),
+        "detail": Str(max_len=4096, default=""),
+        "reported_at": Str(doc="RFC 3339 time of the report", max_len=40),
+    },
+    example={"name": "schema-ctl1", "service": "schema", "host": "ctl1", "status": "up"},
+)
+
+# ---- derived by the schema transformer ------------------------------------------------
+
+ROUTING_INSTANCE = Resource(
+    "routing-instance",
+    "Derived: a network's VRF with its route target and import/export lists.",
+    {
+        "route_target": Str(required=True, pattern=r"target:\d+:\d+"),
+        "import_targets": ListOf(item=Str(pattern=r"target:\d+:\d+"), max_items=4096, default=list),
+        "export_targets": ListOf(item=Str(pattern=r"target:\d+:\d+"), max_items=4096, default=list),
+        "vni": Int(low=1, high=16777215, required=True),
+        "forwarding_mode": Enum(values=("l3", "l2", "l2_l3"), required=True),
+        "subnets": ListOf(item=CIDR(), max_items=64, default=list),
+    },
+    parent="virtual-network",
+    derived=True,
+    example={
+        "name": "blue",
+        "route_target": "target:64512:8000001",
+        "vni": 5,
+        "forwarding_mode": "l2_l3",
+    },
+)
+
+ACL_ENTRY = Obj(
+    fields={
+        "policy": Str(required=True, max_len=36, doc="UUID of the policy the entry came from"),
+        "rule": Int(required=True, doc="Index of the rule in that policy"),
+        "action": Enum(values=("pass", "deny"), required=True),
+        "protocol": Enum(values=("any", "tcp", "udp", "icmp", "icmp6"), required=True),
+        "source": ListOf(item=CIDR(), max_items=64, doc="Prefixes; empty means any"),
+        "destination": ListOf(item=CIDR(), max_items=64, doc="Prefixes; empty means any"),
+        "source_network": Str(max_len=36, doc="UUID, when the rule named a network"),
+        "destination_network": Str(max_len=36, doc="UUID, when the rule named a network"),
+        "source_ports": Range(high=65535, required=True),
+        "destination_ports": Range(high=65535, required=True),
+    }
+)
+
+ACCESS_CONTROL_LIST = Resource(
+    "access-control-list",
+    "Derived: a network's policies flattened into ordered one-direction entries.",
+    {"entries": ListOf(item=ACL_ENTRY, max_items=65536, default=list)},
+    parent="virtual-network",
+    derived=True,
+    example={"name": "blue"},
+)
+
+RESOURCES: dict[str, Resource] = {
+    r.name: r
+    for r in (
+        GLOBAL_CONFIG,
+        PROJECT,
+        VIRTUAL_NETWORK,
+        NETWORK_POLICY,
+        VIRTUAL_MACHINE_INTERFACE,
+        INSTANCE_IP,
+        FLOATING_IP,
+        VIRTUAL_ROUTER,
+        BGP_ROUTER,
+        SERVICE_HEALTH,
+        ROUTING_INSTANCE,
+        ACCESS_CONTROL_LIST,
+    )
+}
+BY_PLURAL: dict[str, Resource] = {r.plural: r for r in RESOURCES.values()}
+
+
+def refs_of(res: Resource, obj: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(field path, target type, uuid) for every reference in a validated object."""
+    return [r for k, f in res.fields.items() for r in refs_in(f, obj.get(k), join("", k))]

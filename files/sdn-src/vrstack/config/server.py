@@ -1,0 +1,188 @@
+"""The config API's HTTP layer: routes per resource type, errors as JSON, auth checks."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from ..service.daemon import add_health
+from .auth import Authenticator
+from .fields import FieldError
+from .model import RESOURCES, Resource
+from .objects import ConfigDB
+from .openapi import document
+from .store import Compacted, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+DB_KEY = web.AppKey("config_db", ConfigDB)
+PUBLIC = ("/health", "/openapi.json")
+
+
+def _error(status: int, message: str, field: str | None = None, **extra: Any) -> web.Response:
+    body: dict[str, Any] = {"error": message, **extra}
+    if field:
+        body["field"] = field
+    return web.json_response(body, status=status)
+
+
+def _etag(obj: dict[str, Any]) -> dict[str, str]:
+    return {"ETag": f'"{obj["version"]}"'}
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except FieldError as exc:
+        return _error(exc.status, exc.message, exc.field)
+    except Compacted as exc:
+        return _error(410, str(exc), "since", compact_revision=exc.compact_revision)
+    except StoreUnavailable as exc:
+        log.warning("store unavailable", extra={"error": str(exc)})
+        return _error(503, f"the config store is unavailable: {exc}")
+    except web.HTTPException as exc:
+        if exc.status >= 400:
+            return _error(exc.status, exc.reason)
+        raise
+    except Exception:
+        log.exception("request failed", extra={"path": request.path, "method": request.method})
+        return _error(500, "internal error; see the server log")
+
+
+def auth_middleware(auth: Authenticator) -> Any:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path in PUBLIC:
+            return await handler(request)
+        identity = await auth.authenticate(request)
+        if identity is None:
+            return _error(401, "a valid token is required (X-Auth-Token header)")
+        if request.method not in ("GET", "HEAD") and not identity.can_write:
+            return _error(403, f"{identity.name} may only read")
+        return await handler(request)
+
+    return middleware
+
+
+async def _body(request: web.Request) -> Any:
+    try:
+        return await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise FieldError("", "the body is not valid JSON") from None
+
+
+def _int_param(request: web.Request, name: str, default: int | None, low: int, high: int) -> int:
+    text = request.query.get(name)
+    if text is None:
+        if default is None:
+            raise FieldError(name, "is required")
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise FieldError(name, "must be an integer") from None
+    if not low <= value <= high:
+        raise FieldError(name, f"must be between {low} and {high}")
+    return value
+
+
+def _if_match(request: web.Request) -> int | None:
+    text = request.headers.get("If-Match")
+    if text is None or text.strip() == "*":
+        return None
+    text = text.strip().removeprefix("W/").strip('"')
+    try:
+        return int(text)
+    except ValueError:
+        raise FieldError("If-Match", "must be an ETag this server returned") from None
+
+
+def _routes(app: web.Application, res: Resource) -> None:
+    async def list_(request: web.Request) -> web.Response:
+        db = request.app[DB_KEY]
+        limit = _int_param(request, "limit", 100, 1, 1000)
+        filters = {k: v for k, v in request.query.items() if k not in ("limit", "cursor")}
+        items, nxt, rev = await db.list(res, filters, limit, request.query.get("cursor"))
+        return web.json_response({"items": items, "next": nxt, "revision": rev})
+
+    async def create(request: web.Request) -> web.Response:
+        obj = await request.app[DB_KEY].create(res, await _body(request))
+        return web.json_response(obj, status=201, headers=_etag(obj))
+
+    async def read(request: web.Request) -> web.Response:
+        obj = await request.app[DB_KEY].get(res, _uuid(request))
+        return web.json_response(obj, headers=_etag(obj))
+
+    async def update(request: web.Request) -> web.Response:
+        obj = await request.app[DB_KEY].update(
+            res, _uuid(request), await _body(request), _if_match(request)
+        )
+        return web.json_response(obj, headers=_etag(obj))
+
+    async def delete(request: web.Request) -> web.Response:
+        await request.app[DB_KEY].delete(res, _uuid(request), _if_match(request))
+        return web.Response(status=204)
+
+    app.router.add_get(f"/{res.plural}", list_)
+    app.router.add_post(f"/{res.plural}", create)
+    app.router.add_get(f"/{res.plural}/{{uuid}}", read)
+    app.router.add_put(f"/{res.plural}/{{uuid}}", update)
+    app.router.add_delete(f"/{res.plural}/{{uuid}}", delete)
+
+
+def _uuid(request: web.Request) -> str:
+    import uuid as uuidlib
+
+    text = request.match_info["uuid"]
+    try:
+        return str(uuidlib.UUID(text))
+    except ValueError:
+        raise FieldError("uuid", "is not a UUID", 404) from None
+
+
+async def watch(request: web.Request) -> web.Response:
+    since = _int_param(request, "since", None, 0, 2**63 - 1)
+    limit = _int_param(request, "limit", 1000, 1, 10000)
+    try:
+        timeout = float(request.query.get("timeout", "30"))
+    except ValueError:
+        raise FieldError("timeout", "must be a number of seconds") from None
+    if not 0 <= timeout <= 300:
+        raise FieldError("timeout", "must be between 0 and 300")
+    events, revision = await request.app[DB_KEY].watch(since, timeout, limit)
+    return web.json_response({"events": events, "revision": revision})
+
+
+def make_app(db: ConfigDB, auth: Authenticator, backend: str) -> web.Application:
+    app = web.Application(middlewares=[errors_middleware, auth_middleware(auth)])
+    app[DB_KEY] = db
+    for res in RESOURCES.values():
+        _routes(app, res)
+    app.router.add_get("/watch", watch)
+    doc = document()
+
+    async def openapi(_request: web.Request) -> web.Response:
+        return web.json_response(doc)
+
+    app.router.add_get("/openapi.json", openapi)
+
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "backend": backend, "revision": await db.store.revision()}
+
+    add_health(app, health)
+
+    async def open_store(_app: web.Application) -> None:
+        await db.store.start()
+
+    async def close_store(_app: web.Application) -> None:
+        await db.store.close()
+
+    app.on_startup.append(open_store)
+    app.on_cleanup.append(close_store)
+    return app

@@ -1,0 +1,1 @@
+"""Plumbing shared by every vrstack daemon: config files, JSON logs, health, shutdown."""

@@ -1,0 +1,60 @@
+"""Run an aiohttp application as a daemon: /health, SIGTERM/SIGINT clean shutdown.
+
+Each service builds its `web.Application` (routes, startup/cleanup hooks for its
+background tasks) and hands it to `serve`; `serve` adds `/health`, binds, and waits
+for a signal, then stops accepting requests and runs the cleanup hooks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+log = logging.getLogger(__name__)
+
+HealthCheck = Callable[[], Awaitable[dict[str, Any]]]
+HEALTH_KEY = web.AppKey("vrstack_health", object)
+
+
+def add_health(app: web.Application, check: HealthCheck) -> None:
+    """Serve GET /health: 200 when `check` reports status "ok", 503 otherwise."""
+
+    async def health(_request: web.Request) -> web.Response:
+        try:
+            body = await check()
+        except Exception as exc:  # a failing check is an unhealthy service, not a crash
+            body = {"status": "error", "error": str(exc)}
+        return web.json_response(body, status=200 if body.get("status") == "ok" else 503)
+
+    app[HEALTH_KEY] = check
+    app.router.add_get("/health", health)
+
+
+async def serve(app: web.Application, host: str, port: int, service: str) -> None:
+    """Serve `app` until SIGTERM or SIGINT, then shut down cleanly."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_address=True)
+    await site.start()
+    # The bound port is logged so a caller that asked for port 0 can find it.
+    ports = [addr[1] for addr in runner.addresses if isinstance(addr, tuple)]
+    log.info(
+        "listening", extra={"event": "listening", "host": host, "ports": ports, "svc": service}
+    )
+    try:
+        await stop.wait()
+        log.info("shutting down", extra={"event": "shutdown"})
+    finally:
+        await runner.cleanup()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    log.info("stopped", extra={"event": "stopped"})
