@@ -1,0 +1,472 @@
+/*
+ * vrouterd: dp-core in userspace.  Virtual and fabric vifs are Linux
+ * interfaces (an existing interface is used through AF_PACKET, a missing one
+ * is created as a TAP), pkt0 is a unix datagram socket pair in --pkt0-dir,
+ * control messages arrive on a unix SOCK_SEQPACKET socket, and the flow table
+ * lives in an mmapped file the agent can map read-only.
+ *
+ *   vrouterd --control PATH [--pkt0-dir DIR] [--flow-file PATH] [--flows N]
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <linux/if_ether.h>
+#include <linux/if_packet.h>
+#include <linux/if_tun.h>
+#include <net/if.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vr_core.h"
+
+#define MAX_VIFS 256
+#define MAX_CLIENTS 16
+#define FRAME_MAX 9216
+#define RX_BURST 64
+
+enum port_kind { PORT_NONE, PORT_PACKET, PORT_TAP, PORT_AGENT };
+
+struct port {
+	int fd;
+	enum port_kind kind;
+	char name[VR_NAME_LEN];
+};
+
+static struct port ports[MAX_VIFS];
+static struct vr_router router;
+static int agent_fd = -1;
+static struct sockaddr_un agent_peer;
+static volatile sig_atomic_t stopping;
+
+static void logmsg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void logmsg(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	fputs("vrouterd: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+}
+
+/* ---------------- the OS layer for dp-core ---------------- */
+
+static void *h_zalloc(void *ctx, size_t n)
+{
+	(void)ctx;
+	return calloc(1, n);
+}
+
+static void h_free(void *ctx, void *p)
+{
+	(void)ctx;
+	free(p);
+}
+
+static uint64_t h_now(void *ctx)
+{
+	struct timespec ts;
+
+	(void)ctx;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void h_lock(void *ctx)
+{
+	(void)ctx; /* one thread does everything */
+}
+
+static struct vr_pkt *h_pkt_alloc(void *ctx, uint32_t len)
+{
+	struct vr_pkt *p;
+
+	(void)ctx;
+	if (len > FRAME_MAX)
+		return NULL;
+	p = malloc(sizeof(*p) + VR_PKT_HEADROOM + FRAME_MAX);
+	if (!p)
+		return NULL;
+	p->buf = (uint8_t *)(p + 1);
+	p->size = VR_PKT_HEADROOM + FRAME_MAX;
+	p->off = VR_PKT_HEADROOM;
+	p->len = len;
+	p->os = NULL;
+	return p;
+}
+
+static void h_pkt_free(void *ctx, struct vr_pkt *p)
+{
+	(void)ctx;
+	free(p);
+}
+
+static int h_tx(void *ctx, uint32_t vif, uint32_t os_idx, struct vr_pkt *p)
+{
+	const uint8_t *d = p->buf + p->off;
+	ssize_t n = -1;
+
+	(void)ctx;
+	(void)os_idx;
+	if (vif < MAX_VIFS) {
+		switch (ports[vif].kind) {
+		case PORT_PACKET:
+			n = send(ports[vif].fd, d, p->len, MSG_DONTWAIT);
+			break;
+		case PORT_TAP:
+			n = write(ports[vif].fd, d, p->len);
+			break;
+		case PORT_AGENT:
+			n = sendto(agent_fd, d, p->len, MSG_DONTWAIT, (struct sockaddr *)&agent_peer,
+				   sizeof(agent_peer));
+			break;
+		default:
+			break;
+		}
+	}
+	free(p);
+	return n < 0 ? -VR_EBUSY : 0;
+}
+
+static const struct vr_os_ops host_ops = {
+	.zalloc = h_zalloc,
+	.free = h_free,
+	.now_ns = h_now,
+	.lock = h_lock,
+	.unlock = h_lock,
+	.pkt_alloc = h_pkt_alloc,
+	.pkt_free = h_pkt_free,
+	.tx = h_tx,
+};
+
+/* ---------------- vif ports ---------------- */
+
+static int open_packet(const char *name)
+{
+	struct sockaddr_ll sll;
+	int fd, one = 1;
+	unsigned idx = if_nametoindex(name);
+
+	if (!idx)
+		return -1;
+	fd = socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, htons(ETH_P_ALL));
+	if (fd < 0)
+		return -1;
+	/* Our own transmissions and the host stack's are not input. */
+	setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof(one));
+	memset(&sll, 0, sizeof(sll));
+	sll.sll_family = AF_PACKET;
+	sll.sll_protocol = htons(ETH_P_ALL);
+	sll.sll_ifindex = (int)idx;
+	if (bind(fd, (struct sockaddr *)&sll, sizeof(sll))) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static int open_tap(const char *name)
+{
+	struct ifreq ifr;
+	int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+
+	if (fd < 0)
+		return -1;
+	memset(&ifr, 0, sizeof(ifr));
+	ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
+	if (ioctl(fd, TUNSETIFF, &ifr)) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static void close_port(uint32_t i)
+{
+	if (ports[i].kind == PORT_PACKET || ports[i].kind == PORT_TAP)
+		close(ports[i].fd);
+	if (ports[i].kind != PORT_NONE)
+		logmsg("vif %u: detached %s", i, ports[i].name);
+	memset(&ports[i], 0, sizeof(ports[i]));
+	ports[i].fd = -1;
+}
+
+/* Make the OS side match the vif table after a control message. */
+static void reconcile_ports(void)
+{
+	for (uint32_t i = 0; i < MAX_VIFS; i++) {
+		struct vr_vif *v = vr_vif_get(&router, i);
+		struct port *p = &ports[i];
+
+		if (p->kind != PORT_NONE &&
+		    (!v || strcmp(p->name, v->name) || (v->type == VR_VIF_AGENT) != (p->kind == PORT_AGENT)))
+			close_port(i);
+		if (!v || p->kind != PORT_NONE)
+			continue;
+		if (v->type == VR_VIF_AGENT) {
+			if (agent_fd >= 0) {
+				p->kind = PORT_AGENT;
+				p->fd = agent_fd;
+				snprintf(p->name, sizeof(p->name), "%s", v->name);
+				logmsg("vif %u: agent on pkt0 socket", i);
+			}
+			continue;
+		}
+		if (!v->name[0])
+			continue;
+		p->fd = open_packet(v->name);
+		p->kind = PORT_PACKET;
+		if (p->fd < 0) {
+			p->fd = open_tap(v->name);
+			p->kind = PORT_TAP;
+		}
+		if (p->fd < 0) {
+			logmsg("vif %u: cannot attach %s: %s", i, v->name, strerror(errno));
+			p->kind = PORT_NONE;
+			continue;
+		}
+		snprintf(p->name, sizeof(p->name), "%s", v->name);
+		logmsg("vif %u: attached %s (%s)", i, v->name, p->kind == PORT_TAP ? "tap" : "packet");
+	}
+}
+
+static void port_rx(uint32_t i)
+{
+	for (int n = 0; n < RX_BURST; n++) {
+		struct vr_pkt *p = h_pkt_alloc(NULL, 0);
+		ssize_t got;
+
+		if (!p)
+			return;
+		if (ports[i].kind == PORT_AGENT)
+			got = recv(agent_fd, p->buf + p->off, FRAME_MAX, MSG_DONTWAIT);
+		else if (ports[i].kind == PORT_TAP)
+			got = read(ports[i].fd, p->buf + p->off, FRAME_MAX);
+		else
+			got = recv(ports[i].fd, p->buf + p->off, FRAME_MAX, MSG_DONTWAIT);
+		if (got <= 0) {
+			free(p);
+			return;
+		}
+		p->len = (uint32_t)got;
+		vr_rx(&router, i, p);
+	}
+}
+
+/* ---------------- sockets and files ---------------- */
+
+static int unix_socket(int type, const char *path, struct sockaddr_un *addr)
+{
+	int fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
+
+	memset(addr, 0, sizeof(*addr));
+	addr->sun_family = AF_UNIX;
+	if (fd < 0 || strlen(path) >= sizeof(addr->sun_path)) {
+		logmsg("%s: bad socket path", path);
+		exit(1);
+	}
+	strcpy(addr->sun_path, path);
+	return fd;
+}
+
+static int listen_control(const char *path)
+{
+	struct sockaddr_un a;
+	int fd = unix_socket(SOCK_SEQPACKET, path, &a);
+
+	unlink(path);
+	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) || listen(fd, MAX_CLIENTS)) {
+		logmsg("%s: %s", path, strerror(errno));
+		exit(1);
+	}
+	return fd;
+}
+
+static void open_pkt0(const char *dir)
+{
+	struct sockaddr_un a;
+	char path[sizeof(a.sun_path)];
+
+	snprintf(path, sizeof(path), "%s/dp.sock", dir);
+	agent_fd = unix_socket(SOCK_DGRAM, path, &a);
+	unlink(path);
+	if (bind(agent_fd, (struct sockaddr *)&a, sizeof(a))) {
+		logmsg("%s: %s", path, strerror(errno));
+		exit(1);
+	}
+	snprintf(path, sizeof(path), "%s/agent.sock", dir);
+	memset(&agent_peer, 0, sizeof(agent_peer));
+	agent_peer.sun_family = AF_UNIX;
+	snprintf(agent_peer.sun_path, sizeof(agent_peer.sun_path), "%s", path);
+}
+
+static void *map_flows(const char *path, uint32_t nflows, size_t *len)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	void *m;
+
+	*len = sizeof(struct vr_flow_shm_hdr) + (size_t)nflows * sizeof(struct vr_flow_entry);
+	if (fd < 0 || ftruncate(fd, (off_t)*len)) {
+		logmsg("%s: %s", path, strerror(errno));
+		exit(1);
+	}
+	m = mmap(NULL, *len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	if (m == MAP_FAILED) {
+		logmsg("%s: mmap: %s", path, strerror(errno));
+		exit(1);
+	}
+	return m;
+}
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stopping = 1;
+}
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: vrouterd --control PATH [--pkt0-dir DIR] [--flow-file PATH] "
+			"[--flows N (power of two)]\n");
+	exit(2);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"control", required_argument, NULL, 'c'},
+		{"pkt0-dir", required_argument, NULL, 'p'},
+		{"flow-file", required_argument, NULL, 'f'},
+		{"flows", required_argument, NULL, 'n'},
+		{NULL, 0, NULL, 0},
+	};
+	static uint8_t in[VR_MSG_MAX + 64], out[VR_MSG_MAX];
+	const char *control = NULL, *pkt0_dir = NULL, *flow_file = NULL;
+	struct vr_config cfg = {.max_vifs = MAX_VIFS};
+	int clients[MAX_CLIENTS], nclients = 0, lfd, c;
+	unsigned long nflows = 65536;
+	char *end;
+
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			control = optarg;
+			break;
+		case 'p':
+			pkt0_dir = optarg;
+			break;
+		case 'f':
+			flow_file = optarg;
+			break;
+		case 'n':
+			nflows = strtoul(optarg, &end, 0);
+			if (*end || !nflows || (nflows & (nflows - 1)) || nflows > (1ul << 24)) {
+				fprintf(stderr, "vrouterd: --flows: %s is not a power of two up to 2^24\n",
+					optarg);
+				exit(2);
+			}
+			break;
+		default:
+			usage();
+		}
+	}
+	if (!control || optind != argc)
+		usage();
+	for (int i = 0; i < MAX_VIFS; i++)
+		ports[i].fd = -1;
+	if (flow_file)
+		cfg.flow_mem = map_flows(flow_file, (uint32_t)nflows, &cfg.flow_mem_len);
+	if (vr_router_init(&router, &host_ops, NULL, &cfg)) {
+		logmsg("cannot initialise the router");
+		return 1;
+	}
+	if (pkt0_dir)
+		open_pkt0(pkt0_dir);
+	lfd = listen_control(control);
+	signal(SIGTERM, on_signal);
+	signal(SIGINT, on_signal);
+	signal(SIGPIPE, SIG_IGN);
+	logmsg("ready: control %s, %u flows", control, router.nflows);
+
+	while (!stopping) {
+		struct pollfd pfd[1 + MAX_CLIENTS + MAX_VIFS];
+		uint32_t pvif[MAX_VIFS];
+		int n = 0, nports = 0, base;
+
+		pfd[n++] = (struct pollfd){.fd = lfd, .events = POLLIN};
+		for (int i = 0; i < nclients; i++)
+			pfd[n++] = (struct pollfd){.fd = clients[i], .events = POLLIN};
+		base = n;
+		for (uint32_t i = 0; i < MAX_VIFS; i++) {
+			if (ports[i].kind == PORT_NONE)
+				continue;
+			/* pkt0 is polled once, as the agent vif. */
+			pvif[nports++] = i;
+			pfd[n++] = (struct pollfd){.fd = ports[i].fd, .events = POLLIN};
+		}
+		if (poll(pfd, (nfds_t)n, 200) < 0) {
+			if (errno == EINTR)
+				continue;
+			logmsg("poll: %s", strerror(errno));
+			break;
+		}
+		for (int i = 0; i < nports; i++)
+			if (pfd[base + i].revents & POLLIN)
+				port_rx(pvif[i]);
+		for (int i = nclients - 1; i >= 0; i--) {
+			ssize_t got;
+			int rn;
+
+			if (!(pfd[1 + i].revents & (POLLIN | POLLHUP | POLLERR)))
+				continue;
+			got = recv(clients[i], in, sizeof(in), MSG_DONTWAIT);
+			if (got <= 0) {
+				if (got < 0 && (errno == EAGAIN || errno == EINTR))
+					continue;
+				close(clients[i]);
+				clients[i] = clients[--nclients];
+				continue;
+			}
+			rn = vr_msg_handle(&router, in, (size_t)got, out, sizeof(out));
+			if (rn > 0 && send(clients[i], out, (size_t)rn, MSG_NOSIGNAL) < 0)
+				logmsg("reply: %s", strerror(errno));
+			reconcile_ports();
+		}
+		if (pfd[0].revents & POLLIN) {
+			int cfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+			if (cfd >= 0 && nclients < MAX_CLIENTS)
+				clients[nclients++] = cfd;
+			else if (cfd >= 0)
+				close(cfd);
+		}
+	}
+	logmsg("stopping");
+	for (uint32_t i = 0; i < MAX_VIFS; i++)
+		close_port(i);
+	unlink(control);
+	if (pkt0_dir) {
+		char path[sizeof(agent_peer.sun_path)];
+		snprintf(path, sizeof(path), "%s/dp.sock", pkt0_dir);
+		unlink(path);
+	}
+	vr_router_fini(&router);
+	if (cfg.flow_mem)
+		munmap(cfg.flow_mem, cfg.flow_mem_len);
+	return 0;
+}
