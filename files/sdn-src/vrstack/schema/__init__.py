@@ -1,0 +1,1 @@
+"""The schema transformer (`vrstack-schema`): compiles config intent into derived objects."""

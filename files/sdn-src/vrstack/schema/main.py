@@ -1,0 +1,67 @@
+"""`vrstack-schema`: the schema transformer daemon.
+
+vrstack-schema --config /etc/vrstack/schema.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+from typing import Any
+
+from aiohttp import web
+
+from ..config.client import ConfigClient
+from ..service.daemon import add_health, serve
+from ..service.jsonlog import setup_logging
+from ..service.settings import ConfigError, Settings
+from .transformer import SchemaTransformer
+
+
+def make_app(transformer: SchemaTransformer) -> web.Application:
+    """The health endpoint, with the transformer running as a background task."""
+    app = web.Application()
+    stop = asyncio.Event()
+
+    async def health() -> dict[str, Any]:
+        return transformer.health()
+
+    add_health(app, health)
+
+    async def run_transformer(_app: web.Application) -> Any:
+        task = asyncio.create_task(transformer.run(stop))
+        yield
+        stop.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, 10)
+        await transformer.client.close()
+
+    app.cleanup_ctx.append(run_transformer)
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="vrstack-schema", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True, help="YAML or INI config file")
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.load(args.config)
+        setup_logging("vrstack-schema", settings.get_str("log.level", "info"))
+        url = settings.get_str("api.url")
+        if not url.startswith(("http://", "https://")):
+            raise settings.error("api.url", f"must be an http(s) URL, got {url!r}")
+        token = settings.get_str("api.token")
+        host = settings.get_str("listen.host", "127.0.0.1")
+        port = settings.get_int("listen.port", 8087, low=0, high=65535)
+    except ConfigError as exc:
+        print(f"vrstack-schema: config error: {exc}", file=sys.stderr)
+        return 2
+    transformer = SchemaTransformer(ConfigClient(url, token))
+    asyncio.run(serve(make_app(transformer), host, port, "vrstack-schema"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

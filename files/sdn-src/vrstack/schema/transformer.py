@@ -1,0 +1,114 @@
+"""Keep the derived objects in the config API equal to what the config compiles to.
+
+The transformer mirrors the types it reads through the watch feed and, after every
+batch of changes, compiles the whole config and writes only the differences, with
+If-Match on updates. Its own writes come back as watch events and compile to the same
+result, so the loop settles; replaying the whole config writes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+import aiohttp
+
+from ..config.client import ApiError, ConfigClient, Mirror
+from ..config.model import RESOURCES
+from .compiler import NotReady, compile_config
+
+log = logging.getLogger(__name__)
+JSON = dict[str, Any]
+INPUTS = ("global-config", "virtual-network", "network-policy")
+OUTPUTS = ("routing-instance", "access-control-list")
+
+
+def _fields(rtype: str, obj: JSON) -> JSON:
+    return {k: obj[k] for k in RESOURCES[rtype].fields if k in obj}
+
+
+class SchemaTransformer:
+    def __init__(self, client: ConfigClient) -> None:
+        self.client = client
+        self.mirror = Mirror(client, INPUTS + OUTPUTS)
+        self.writes = 0  # derived objects created or updated since start
+        self.reconciles = 0
+        self.last_error: str | None = None
+        self.last_ok: float | None = None
+
+    def health(self) -> dict[str, Any]:
+        ok = self.mirror.connected and self.last_error is None and self.last_ok is not None
+        return {
+            "status": "ok" if ok else "degraded",
+            "connected": self.mirror.connected,
+            "revision": self.mirror.revision,
+            "writes": self.writes,
+            "reconciles": self.reconciles,
+            "last_error": self.last_error,
+        }
+
+    async def reconcile(self) -> int:
+        """Write every derived object that differs from the compiled config; returns writes."""
+        objs = self.mirror.objects
+        gc = next((o for o in objs["global-config"].values() if o["name"] == "default"), None)
+        try:
+            desired = compile_config(
+                gc, objs["virtual-network"], objs["network-policy"], objs["routing-instance"]
+            )
+        except NotReady as exc:
+            self.last_error = str(exc)
+            log.warning("cannot compile yet", extra={"reason": str(exc)})
+            return 0
+        existing: dict[str, dict[str, JSON]] = {
+            t: {o["parent_uuid"]: o for o in objs[t].values()} for t in OUTPUTS
+        }
+        writes = 0
+        for uid, d in sorted(desired.items()):
+            for rtype, want in (
+                ("routing-instance", d.routing_instance),
+                ("access-control-list", d.acl),
+            ):
+                have = existing[rtype].get(uid)
+                if have is None:
+                    obj = await self.client.create(
+                        rtype, {"name": d.name, "parent_uuid": uid, **want}
+                    )
+                elif _fields(rtype, have) != want:
+                    obj = await self.client.update(rtype, have["uuid"], want, have["version"])
+                else:
+                    continue
+                # Keep the mirror ahead of the watch so the next compile sees the write.
+                self.mirror.objects[rtype][obj["uuid"]] = obj
+                writes += 1
+                log.info(
+                    "derived object written",
+                    extra={
+                        "type": rtype,
+                        "network": uid,
+                        "uuid": obj["uuid"],
+                        "version": obj["version"],
+                    },
+                )
+        self.writes += writes
+        self.reconciles += 1
+        self.last_error = None
+        self.last_ok = time.time()
+        return writes
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Follow the watch feed and reconcile after each batch, until `stop` is set."""
+        while not stop.is_set():
+            try:
+                async for _changed in self.mirror.follow(stop):
+                    await self.reconcile()
+            except (ApiError, aiohttp.ClientError, TimeoutError, OSError) as exc:
+                # A racing change (409/412) or a lost connection: list everything again
+                # and reconcile from fresh state.
+                self.last_error = str(exc)
+                self.mirror.connected = False
+                log.warning("reconcile failed; resyncing", extra={"error": str(exc)})
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 1.0)
