@@ -53,7 +53,7 @@ ROOTFS_PACKAGES: tuple[str, ...] = (
     "chrony",
 )
 # Bump when the post-debootstrap preparation below changes, so a new cache is built.
-ROOTFS_LAYOUT = 2
+ROOTFS_LAYOUT = 3
 
 CACHE_DIR = Path("/var/cache/vrstack/lab")
 STATE_DIR = Path("/var/lib/vrstack-lab")
@@ -508,13 +508,30 @@ def ensure_rootfs(cache: Path) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     log(f"root file system built in {time.monotonic() - start:.0f}s")
+    prune_rootfs(cache, keep=target)
     return target
+
+
+def prune_rootfs(cache: Path, keep: Path) -> None:
+    """Remove root file systems of older package lists that no host's overlay uses."""
+    in_use = {str(keep)}
+    for lower in STATE_DIR.glob("*/lower"):
+        in_use.add(lower.read_text().strip())
+    for old in cache.glob("rootfs-*"):
+        if old.is_dir() and ".tmp-" not in old.name and str(old) not in in_use:
+            log(f"removing stale {old}")
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def prepare_rootfs(root: Path) -> None:
     """Make a debootstrapped tree safe to share between hosts."""
     (root / "etc/machine-id").write_text("")  # each host gets its own id at boot
     (root / "etc/hostname").unlink(missing_ok=True)  # nspawn -M names each host
+    # debootstrap copies this machine's resolver, unreachable from the lab: every
+    # lookup would wait for its timeout. Lab names come from /etc/hosts.
+    resolv = root / "etc/resolv.conf"
+    resolv.unlink(missing_ok=True)
+    resolv.write_text("# vrstack lab: no DNS server; names are in /etc/hosts\n")
     for key in (root / "etc/ssh").glob("ssh_host_*"):
         key.unlink()  # per-host keys are made at `up`
     # Only an ed25519 host key per host: RSA keys take seconds each to generate.
@@ -632,12 +649,16 @@ def start_host(host: Host, merged: Path) -> int:
         "-M",
         host.name,
         "--console=read-only",
+        "--resolv-conf=off",
         "--capability=CAP_NET_ADMIN",
     ]
+    # nspawn keeps /proc/sys read-only; the host owns its network namespace, so
+    # let it set net.* sysctls (forwarding, rp_filter) like a real machine.
+    env = dict(os.environ, SYSTEMD_NSPAWN_API_VFS_WRITABLE="network")
     with open(RUN_DIR / f"{host.name}.log", "ab") as out:
         proc = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True,
+            start_new_session=True, env=env,
         )  # fmt: skip
     pid_file(host.name).write_text(f"{proc.pid}\n")
     return proc.pid
