@@ -16,10 +16,12 @@ new reference or child of X rewrites, so "no references" cannot become false mea
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import ipaddress
 import os
+import random
 import time
 import uuid as uuidlib
 from dataclasses import dataclass, field
@@ -55,12 +57,15 @@ class Plan:
     compares: dict[str, int] = field(default_factory=dict)
     puts: dict[str, JSON] = field(default_factory=dict)
     deletes: list[str] = field(default_factory=list)
+    allocated: list[str] = field(default_factory=list)  # ip keys picked by this server
 
 
 class ConfigDB:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._ip_hint: dict[tuple[str, str], int] = {}
+        # Addresses picked by requests not yet committed: concurrent requests skip them.
+        self._pending: set[str] = set()
 
     # ---- reads ---------------------------------------------------------------------
 
@@ -127,12 +132,13 @@ class ConfigDB:
     # ---- writes --------------------------------------------------------------------
 
     async def _retrying(self, attempt: Any, *args: Any) -> JSON:
-        for _ in range(MAX_RETRIES):
+        for n in range(MAX_RETRIES):
             try:
                 result: JSON = await attempt(*args)
                 return result
             except Conflict:
-                continue
+                # Spread the retries of writers that collided.
+                await asyncio.sleep(random.uniform(0, 0.001 * n))
         raise FieldError("", "too many concurrent changes to the same objects; retry", 409)
 
     async def create(self, res: Resource, body: Any) -> JSON:
@@ -158,6 +164,21 @@ class ConfigDB:
         self, res: Resource, uid: str, name: str, parent_uuid: str | None, fields: JSON
     ) -> JSON:
         plan = Plan()
+        try:
+            return await self._create_plan(res, uid, name, parent_uuid, fields, plan)
+        finally:
+            # Addresses picked but not committed go back to the pool.
+            self._pending.difference_update(plan.allocated)
+
+    async def _create_plan(
+        self,
+        res: Resource,
+        uid: str,
+        name: str,
+        parent_uuid: str | None,
+        fields: JSON,
+        plan: Plan,
+    ) -> JSON:
         fq_name = [name]
         if parent_uuid is not None:
             assert res.parent is not None
@@ -189,6 +210,9 @@ class ConfigDB:
             raise FieldError("uuid", f"a {res.name} with uuid {uid} exists", 409)
         plan.puts[obj_key(res.name, uid)] = obj
         plan.puts[self._fqn_key(res.name, fq_name)] = {"uuid": uid}
+        return await self._commit(plan, obj)
+
+    async def _commit(self, plan: Plan, obj: JSON) -> JSON:
         rev = await self.store.txn(plan.compares, plan.puts, plan.deletes)
         return {**obj, "version": rev}
 
@@ -198,6 +222,15 @@ class ConfigDB:
         return await self._retrying(self._update_once, res, uid, body, if_match)
 
     async def _update_once(self, res: Resource, uid: str, body: JSON, if_match: int | None) -> JSON:
+        plan = Plan()
+        try:
+            return await self._update_plan(res, uid, body, if_match, plan)
+        finally:
+            self._pending.difference_update(plan.allocated)
+
+    async def _update_plan(
+        self, res: Resource, uid: str, body: JSON, if_match: int | None, plan: Plan
+    ) -> JSON:
         kv = await self.store.get(obj_key(res.name, uid))
         if kv is None:
             raise FieldError("uuid", f"no {res.name} with uuid {uid}", 404)
@@ -219,7 +252,6 @@ class ConfigDB:
         obj = {k: old[k] for k in READ_ONLY if k in old and k != "version"}
         obj.update(name=old["name"], parent_uuid=old["parent_uuid"], **_copy(fields))
         obj["updated_at"] = _now()
-        plan = Plan()
         plan.compares[kv.key] = kv.mod_rev
         old_refs = {(t, u) for _, t, u in refs_of(res, old)}
         targets = await self._check_refs(res, obj, plan, old_refs)
@@ -237,8 +269,7 @@ class ConfigDB:
             plan.compares[f"touch/{uid}"] = touch.mod_rev if touch else 0
             await self._check_subnets_in_use(uid, obj)
         plan.puts[kv.key] = obj
-        rev = await self.store.txn(plan.compares, plan.puts, plan.deletes)
-        return {**obj, "version": rev}
+        return await self._commit(plan, obj)
 
     async def delete(self, res: Resource, uid: str, if_match: int | None) -> None:
         await self._retrying(self._delete_once, res, uid, if_match)
@@ -334,7 +365,7 @@ class ConfigDB:
             path = (slot.path + "." if slot.path else "") + slot.addr_key
             addr = slot.holder.get(slot.addr_key)
             if addr is None:
-                addr = await self._allocate(slot.network, subnet, chosen)
+                addr = await self._allocate(slot.network, subnet, chosen, plan)
                 if addr is None:
                     raise FieldError(path, f"subnet {subnet['cidr']} has no free address", 409)
                 slot.holder[slot.addr_key] = addr
@@ -352,23 +383,28 @@ class ConfigDB:
             plan.compares[key] = 0
             plan.puts[key] = {"owner": obj["uuid"], "type": res.name}
 
-    async def _allocate(self, network: str, subnet: JSON, chosen: set[str]) -> str | None:
+    async def _allocate(
+        self, network: str, subnet: JSON, chosen: set[str], plan: Plan
+    ) -> str | None:
         """The next free address after the last one this server handed out."""
         hint_key = (network, subnet["cidr"])
         start = self._ip_hint.get(hint_key, 0)
         used: set[str] | None = None
         for probes, addr in enumerate(ipam.candidates(subnet, start)):
             key = ipam.ip_key(network, str(addr))
-            if key in chosen:
+            if key in chosen or key in self._pending:
                 continue
+            self._pending.add(key)
+            plan.allocated.append(key)
             if probes == 32 and used is None:
                 # A crowded pool: read every address in use once instead of probing each.
                 used = {kv.key for kv in await self.store.range(f"ip/{network}/", limit=10**7)}
             taken = key in used if used is not None else await self.store.get(key) is not None
             if not taken:
-                # Advance before committing so concurrent requests pick different addresses.
                 self._ip_hint[hint_key] = start + probes + 1
                 return str(addr)
+            self._pending.discard(key)
+            plan.allocated.remove(key)
         return None
 
     async def _check_subnets_in_use(self, network: str, obj: JSON) -> None:
