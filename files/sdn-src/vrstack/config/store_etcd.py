@@ -139,7 +139,16 @@ class EtcdStore(Store):
             async with self._session.post(url, json=body) as resp:
                 if resp.status != 200:
                     raise StoreUnavailable(f"etcd watch {url}: HTTP {resp.status}")
-                # The gateway streams one JSON document per line; the first says "created".
+                # The gateway streams one JSON document per line; the first says "created"
+                # and carries the current revision.
+                first = await asyncio.wait_for(resp.content.readline(), self.timeout)
+                created: JSON = json.loads(first).get("result", {}) if first else {}
+                if not created.get("created"):
+                    raise StoreUnavailable(f"etcd watch {url}: unexpected {first[:200]!r}")
+                if int(created.get("header", {}).get("revision", 0)) > since:
+                    # History after `since` exists: give etcd a moment to replay it even
+                    # when the caller asked not to wait for new changes.
+                    deadline = max(deadline, time.monotonic() + 1.0)
                 while True:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
@@ -156,7 +165,7 @@ class EtcdStore(Store):
                     events = [self._event(e) for e in result.get("events", [])]
                     if events:
                         return events
-        except (aiohttp.ClientError, json.JSONDecodeError) as exc:
+        except (aiohttp.ClientError, json.JSONDecodeError, TimeoutError) as exc:
             # Try the next endpoint on the next call.
             self._current = (self._current + 1) % len(self.endpoints)
             raise StoreUnavailable(f"etcd watch {url}: {exc!r}") from exc
