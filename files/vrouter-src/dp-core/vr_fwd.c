@@ -16,7 +16,7 @@ void vr_vif_tx(struct vr_router *r, uint32_t idx, struct vr_pkt *pkt)
 	vif->tx_pkts++;
 	vif->tx_bytes += pkt->len;
 	if (r->os->tx(r->os_ctx, vif->idx, vif->os_idx, pkt))
-		r->drops[VR_DROP_TX_FAILED]++;
+		vr_drop(r, (struct vr_pkt *)0, VR_DROP_TX_FAILED);
 }
 
 /* The flow key of an Ethernet frame; nonzero if it is not IP. */
@@ -208,7 +208,7 @@ static int flow_check(struct vr_router *r, uint32_t vrf, struct vr_pkt *pkt, uin
 		if (copy)
 			trap(r, in_vif, vrf, VR_TRAP_FLOW_MISS, idx, copy);
 		else
-			r->drops[VR_DROP_NO_MEMORY]++;
+			vr_drop(r, (struct vr_pkt *)0, VR_DROP_NO_MEMORY);
 		return hold(r, idx, vrf, nh, label, l2, in_vif, pkt);
 	}
 	switch (e->action) {
@@ -235,21 +235,20 @@ static int flow_check(struct vr_router *r, uint32_t vrf, struct vr_pkt *pkt, uin
 /* Take the packets held for flow idx out of the hold queue (at most n). */
 static uint32_t unhold(struct vr_router *r, uint32_t idx, struct vr_held *out, uint32_t n)
 {
-	uint32_t got = 0, i = 0;
+	uint32_t got = 0, keep = 0;
 
-	while (i < r->nheld) {
+	/* Compact in place so the queue stays in arrival order. */
+	for (uint32_t i = 0; i < r->nheld; i++) {
 		struct vr_held *h = &r->hold[i];
 
-		if (h->flow != idx) {
-			i++;
-			continue;
-		}
-		if (h->gen == r->flows[idx].gen && got < n)
+		if (h->flow != idx)
+			r->hold[keep++] = *h;
+		else if (h->gen == r->flows[idx].gen && got < n)
 			out[got++] = *h;
 		else
 			vr_drop(r, h->pkt, VR_DROP_FLOW_EVICTED);
-		r->hold[i] = r->hold[--r->nheld];
 	}
+	r->nheld = keep;
 	if (idx < r->nflows)
 		r->flows[idx].hold_count = 0;
 	return got;
@@ -270,7 +269,7 @@ void vr_hold_release(struct vr_router *r, uint32_t idx)
 	struct vr_held out[VR_HOLD_PER_FLOW];
 	uint32_t n = unhold(r, idx, out, VR_HOLD_PER_FLOW);
 
-	/* Oldest first: the queue is not ordered after removals, gen is. */
+	/* In arrival order, as the sender sent them. */
 	for (uint32_t i = 0; i < n; i++) {
 		struct vr_held *h = &out[i];
 
@@ -343,7 +342,7 @@ static void nh_output(struct vr_router *r, uint32_t id, uint32_t label, struct v
 		for (uint32_t i = 0; i < nh->ncomp; i++) {
 			struct vr_pkt *p = i + 1 < nh->ncomp ? vr_pkt_copy(r, pkt) : pkt;
 			if (!p) {
-				r->drops[VR_DROP_NO_MEMORY]++;
+				vr_drop(r, (struct vr_pkt *)0, VR_DROP_NO_MEMORY);
 				continue;
 			}
 			nh_output(r, nh->comp[i].nh, nh->comp[i].label, p, l2, depth + 1);

@@ -283,6 +283,44 @@ static void test_decap(void)
 	CHECK_EQ(tos.cap[0].vif, 3);
 	CHECK(!memcmp(tos.cap[0].data, inner, ilen));
 
+	/* IPv6 inside MPLSoUDP (L3 label): Ethernet type 0x86dd on delivery. */
+	{
+		uint8_t in6[256];
+		uint32_t l6 = build_tcp6(in6, MAC_RTR, MAC_PEER, "2001:db8:2::9", "2001:db8:1::3", 80,
+					 5555);
+		reset_cap();
+		n = overlay(f, 6635, 300, in6 + 14, l6 - 14);
+		rx_frame(&r, 0, f, n);
+		CHECK_EQ(tos.ncap, 1);
+		CHECK_EQ(tos.cap[0].vif, 3);
+		CHECK_EQ(vr_get_be16(tos.cap[0].data + 12), 0x86dd);
+		CHECK(!memcmp(tos.cap[0].data + 14, in6 + 14, l6 - 14));
+	}
+	/* L2 over VXLAN: a remote MAC in the bridge table, the frame carried as is. */
+	{
+		static const uint8_t remote[6] = {0x02, 0, 0xc6, 0x12, 0x0b, 0x09};
+		uint8_t fr[256];
+		uint32_t fl;
+		struct vr_msg m;
+		vr_msg_init(&m, VR_OP_ADD, VR_OBJ_ROUTE, 0, 0);
+		vr_msg_put_num(&m, VR_A_RT_VRF, 1);
+		vr_msg_put_num(&m, VR_A_RT_FAMILY, VR_AF_BRIDGE);
+		vr_msg_put_bytes(&m, VR_A_RT_MAC, remote, 6);
+		vr_msg_put_num(&m, VR_A_RT_NH, 12);
+		vr_msg_put_num(&m, VR_A_RT_LABEL, 5001);
+		vr_msg_put_num(&m, VR_A_RT_FLAGS, VR_RT_F_LABEL);
+		CHECK_EQ(req(&r, &m), 0);
+		fl = build_udp4(fr, remote, MAC_VM3, "198.18.10.3", "198.18.10.9", 1, 2, payload, 16);
+		reset_cap();
+		rx_frame(&r, 3, fr, fl);
+		CHECK_EQ(tos.ncap, 1);
+		CHECK_EQ(tos.cap[0].vif, 0);
+		CHECK_EQ(vr_get_be16(tos.cap[0].data + 36), 4789);
+		CHECK_EQ(vr_get_be32(tos.cap[0].data + 46), 5001u << 8);
+		CHECK_EQ(tos.cap[0].len, 50 + fl);
+		CHECK(!memcmp(tos.cap[0].data + 50, fr, fl));
+	}
+
 	/* Errors: each counted under its reason, nothing sent. */
 	reset_cap();
 	n = overlay(f, 6635, 999, inner + 14, ilen - 14);
@@ -446,6 +484,36 @@ static void test_traps_and_flows(void)
 		CHECK(!memcmp(tos.cap[0].data + 14 + 12, nd, 4));
 		CHECK_EQ(vr_get_be16(tos.cap[0].data + 34), 40000);
 		CHECK(ip4_sums_ok(tos.cap[0].data + 14));
+	}
+
+	/* Two flows held interleaved; releasing one keeps the other's order. */
+	{
+		uint32_t fa, fb;
+		reset_cap();
+		for (int i = 0; i < 4; i++) {
+			payload[0] = (uint8_t)(10 + i);
+			uint8_t g[256];
+			uint32_t gn = build_udp4(g, MAC_RTR, MAC_VM4, "198.18.10.4", "198.18.10.3",
+						 (uint16_t)(6000 + i % 2), 53, payload, 20);
+			rx_frame(&r, 4, g, gn);
+		}
+		CHECK_EQ(tos.ncap, 2); /* one trap per flow */
+		fa = vr_get_be32(tos.cap[0].data + 12);
+		fb = vr_get_be32(tos.cap[1].data + 12);
+		CHECK(fa != fb);
+		reset_cap();
+		vr_msg_init(&m, VR_OP_ADD, VR_OBJ_FLOW, 0, 20);
+		vr_msg_put_num(&m, VR_A_FL_INDEX, fb);
+		vr_msg_put_num(&m, VR_A_FL_ACTION, VR_FLOW_FORWARD);
+		CHECK_EQ(req(&r, &m), 0);
+		vr_msg_put_num(&m, VR_A_FL_INDEX, fa);
+		CHECK_EQ(req(&r, &m), 0);
+		CHECK_EQ(tos.ncap, 4);
+		/* payload byte at 42: flow b got 11, 13; flow a got 10, 12 */
+		CHECK_EQ(tos.cap[0].data[42], 11);
+		CHECK_EQ(tos.cap[1].data[42], 13);
+		CHECK_EQ(tos.cap[2].data[42], 10);
+		CHECK_EQ(tos.cap[3].data[42], 12);
 	}
 
 	/* Deleting a flow with held packets frees them. */
