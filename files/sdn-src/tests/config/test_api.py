@@ -28,10 +28,14 @@ async def revision(c: ConfigClient) -> int:
 
 async def base(c: ConfigClient) -> tuple[dict[str, Any], dict[str, Any]]:
     project = await c.create("project", {"name": "demo"})
-    net = await c.create("virtual-network", {
-        "name": "blue", "parent_uuid": project["uuid"],
-        "subnets": [{"cidr": "198.18.64.0/29"}],
-    })
+    net = await c.create(
+        "virtual-network",
+        {
+            "name": "blue",
+            "parent_uuid": project["uuid"],
+            "subnets": [{"cidr": "198.18.64.0/29"}],
+        },
+    )
     return project, net
 
 
@@ -50,16 +54,28 @@ async def test_create_read_fq_name_and_etag(admin: ConfigClient) -> None:
     [
         ({"subnets": [{"cidr": "198.18.64.1/24"}]}, "subnets[0].cidr"),
         ({"subnets": [{"cidr": "198.18.64.0/24", "gateway": "198.18.65.1"}]}, "subnets[0].gateway"),
-        ({"subnets": [{"cidr": "198.18.64.0/24"}, {"cidr": "198.18.64.128/25"}]},
-         "subnets[1].cidr"),
-        ({"subnets": [{"cidr": "198.18.64.0/24", "allocation_pools": [
-            {"start": "198.18.64.10", "end": "198.18.65.5"}]}]},
-         "subnets[0].allocation_pools[0].end"),
+        (
+            {"subnets": [{"cidr": "198.18.64.0/24"}, {"cidr": "198.18.64.128/25"}]},
+            "subnets[1].cidr",
+        ),
+        (
+            {
+                "subnets": [
+                    {
+                        "cidr": "198.18.64.0/24",
+                        "allocation_pools": [{"start": "198.18.64.10", "end": "198.18.65.5"}],
+                    }
+                ]
+            },
+            "subnets[0].allocation_pools[0].end",
+        ),
         ({"forwarding_mode": "l4"}, "forwarding_mode"),
         ({"vni": 0}, "vni"),
         ({"colour": "blue"}, "colour"),
-        ({"subnets": [{"cidr": "198.18.64.0/24", "dhcp": {"dns_servers": ["x"]}}]},
-         "subnets[0].dhcp.dns_servers[0]"),
+        (
+            {"subnets": [{"cidr": "198.18.64.0/24", "dhcp": {"dns_servers": ["x"]}}]},
+            "subnets[0].dhcp.dns_servers[0]",
+        ),
         ({"name": "bad name"}, "name"),
         ({"network_policies": ["not-a-uuid"]}, "network_policies[0]"),
     ],
@@ -71,7 +87,8 @@ async def test_bad_bodies_name_the_field_and_write_nothing(
     before = await revision(admin)
     await expect_error(
         admin.create("virtual-network", {"name": "n", "parent_uuid": project["uuid"], **body}),
-        400, field,
+        400,
+        field,
     )
     assert await revision(admin) == before
 
@@ -87,13 +104,21 @@ async def test_not_json_and_unknown_routes_are_json_errors(admin: ConfigClient) 
 async def test_references_must_exist_and_block_delete(admin: ConfigClient) -> None:
     project, net = await base(admin)
     missing = "00000000-0000-4000-8000-000000000001"
-    await expect_error(admin.create("virtual-machine-interface", {
-        "name": "p", "parent_uuid": project["uuid"], "virtual_network": missing}),
-        409, "virtual_network")
-    await expect_error(admin.create("virtual-network", {"name": "x", "parent_uuid": missing}),
-                       409, "parent_uuid")
-    port = await admin.create("virtual-machine-interface", {
-        "name": "p", "parent_uuid": project["uuid"], "virtual_network": net["uuid"]})
+    await expect_error(
+        admin.create(
+            "virtual-machine-interface",
+            {"name": "p", "parent_uuid": project["uuid"], "virtual_network": missing},
+        ),
+        409,
+        "virtual_network",
+    )
+    await expect_error(
+        admin.create("virtual-network", {"name": "x", "parent_uuid": missing}), 409, "parent_uuid"
+    )
+    port = await admin.create(
+        "virtual-machine-interface",
+        {"name": "p", "parent_uuid": project["uuid"], "virtual_network": net["uuid"]},
+    )
     body = await expect_error(admin.delete("virtual-network", net["uuid"]), 409)
     assert port["uuid"] in body["error"]
     await expect_error(admin.delete("project", project["uuid"]), 409)
@@ -105,8 +130,11 @@ async def test_references_must_exist_and_block_delete(admin: ConfigClient) -> No
 
 async def test_names_are_unique_per_parent(admin: ConfigClient) -> None:
     project, _ = await base(admin)
-    await expect_error(admin.create("virtual-network", {
-        "name": "blue", "parent_uuid": project["uuid"]}), 409, "name")
+    await expect_error(
+        admin.create("virtual-network", {"name": "blue", "parent_uuid": project["uuid"]}),
+        409,
+        "name",
+    )
     other = await admin.create("project", {"name": "other"})
     again = await admin.create("virtual-network", {"name": "blue", "parent_uuid": other["uuid"]})
     assert again["fq_name"] == ["other", "blue"]
@@ -122,23 +150,30 @@ async def test_if_match_and_concurrent_updates(admin: ConfigClient) -> None:
     await expect_error(admin.delete("virtual-network", net["uuid"], stale), 412, "If-Match")
     # Ten writers start from the same version: exactly one wins, the rest get 412.
     results = await asyncio.gather(
-        *(admin.update("virtual-network", net["uuid"], {**body, "vni": 100 + i},
-                       updated["version"]) for i in range(10)),
+        *(
+            admin.update(
+                "virtual-network", net["uuid"], {**body, "vni": 100 + i}, updated["version"]
+            )
+            for i in range(10)
+        ),
         return_exceptions=True,
     )
     wins = [r for r in results if isinstance(r, dict)]
     assert len(wins) == 1
     assert all(isinstance(r, ApiError) and r.status == 412 for r in results if r not in wins)
-    await expect_error(admin.update("virtual-network", net["uuid"], {"name": "renamed"}),
-                       400, "name")
+    await expect_error(
+        admin.update("virtual-network", net["uuid"], {"name": "renamed"}), 400, "name"
+    )
 
 
 async def test_paging_and_filters(admin: ConfigClient) -> None:
-    project, net = await base(admin)
+    project, _ = await base(admin)
     other = await admin.create("project", {"name": "other"})
     for i in range(7):
-        await admin.create("virtual-network", {"name": f"n{i}", "parent_uuid": project["uuid"],
-                                               "external": i % 2 == 0})
+        await admin.create(
+            "virtual-network",
+            {"name": f"n{i}", "parent_uuid": project["uuid"], "external": i % 2 == 0},
+        )
     await admin.create("virtual-network", {"name": "o", "parent_uuid": other["uuid"]})
     seen: list[str] = []
     params: dict[str, Any] = {"limit": 3}
@@ -157,42 +192,75 @@ async def test_paging_and_filters(admin: ConfigClient) -> None:
     named, _ = await admin.list_all("virtual-network", name="n3")
     assert [o["name"] for o in named] == ["n3"]
     await expect_error(admin.list_all("virtual-network", colour="x"), 400, "colour")
-    await expect_error(admin.request("GET", "/virtual-networks", params={"cursor": "zz"}),
-                       400, "cursor")
+    await expect_error(
+        admin.request("GET", "/virtual-networks", params={"cursor": "zz"}), 400, "cursor"
+    )
 
 
 async def test_ipam_allocates_refuses_duplicates_and_releases(admin: ConfigClient) -> None:
     project, net = await base(admin)  # 198.18.64.0/29: .1 gateway, .2-.6 usable
-    ports = [await admin.create("virtual-machine-interface", {
-        "name": f"p{i}", "parent_uuid": project["uuid"], "virtual_network": net["uuid"]})
-        for i in range(3)]
+    ports = [
+        await admin.create(
+            "virtual-machine-interface",
+            {"name": f"p{i}", "parent_uuid": project["uuid"], "virtual_network": net["uuid"]},
+        )
+        for i in range(3)
+    ]
     addrs = [p["fixed_ips"][0]["ip_address"] for p in ports]
     assert addrs == ["198.18.64.2", "198.18.64.3", "198.18.64.4"]
-    await expect_error(admin.create("instance-ip", {
-        "name": "dup", "virtual_network": net["uuid"], "ip_address": "198.18.64.3"}),
-        409, "ip_address")
-    await expect_error(admin.create("instance-ip", {
-        "name": "out", "virtual_network": net["uuid"], "ip_address": "198.18.99.3"}),
-        400, "ip_address")
-    await expect_error(admin.create("instance-ip", {
-        "name": "gw", "virtual_network": net["uuid"], "ip_address": "198.18.64.1"}),
-        400, "ip_address")
+    await expect_error(
+        admin.create(
+            "instance-ip",
+            {"name": "dup", "virtual_network": net["uuid"], "ip_address": "198.18.64.3"},
+        ),
+        409,
+        "ip_address",
+    )
+    await expect_error(
+        admin.create(
+            "instance-ip",
+            {"name": "out", "virtual_network": net["uuid"], "ip_address": "198.18.99.3"},
+        ),
+        400,
+        "ip_address",
+    )
+    await expect_error(
+        admin.create(
+            "instance-ip",
+            {"name": "gw", "virtual_network": net["uuid"], "ip_address": "198.18.64.1"},
+        ),
+        400,
+        "ip_address",
+    )
     iip = await admin.create("instance-ip", {"name": "i1", "virtual_network": net["uuid"]})
     assert iip["ip_address"] == "198.18.64.5" and iip["subnet_cidr"] == "198.18.64.0/29"
     # Two addresses in one request, the second taken: nothing is written.
     before = await revision(admin)
-    await expect_error(admin.create("virtual-machine-interface", {
-        "name": "two", "parent_uuid": project["uuid"], "virtual_network": net["uuid"],
-        "fixed_ips": [{"ip_address": "198.18.64.6"}, {"ip_address": "198.18.64.2"}]}),
-        409, "fixed_ips[1].ip_address")
+    await expect_error(
+        admin.create(
+            "virtual-machine-interface",
+            {
+                "name": "two",
+                "parent_uuid": project["uuid"],
+                "virtual_network": net["uuid"],
+                "fixed_ips": [{"ip_address": "198.18.64.6"}, {"ip_address": "198.18.64.2"}],
+            },
+        ),
+        409,
+        "fixed_ips[1].ip_address",
+    )
     assert await revision(admin) == before
     last = await admin.create("instance-ip", {"name": "i2", "virtual_network": net["uuid"]})
     assert last["ip_address"] == "198.18.64.6"
-    await expect_error(admin.create("instance-ip", {"name": "i3", "virtual_network": net["uuid"]}),
-                       409, "ip_address")
+    await expect_error(
+        admin.create("instance-ip", {"name": "i3", "virtual_network": net["uuid"]}),
+        409,
+        "ip_address",
+    )
     # Shrinking the subnets under addresses in use is refused; deleting releases.
-    await expect_error(admin.update("virtual-network", net["uuid"], {"subnets": []}), 409,
-                       "subnets")
+    await expect_error(
+        admin.update("virtual-network", net["uuid"], {"subnets": []}), 409, "subnets"
+    )
     await admin.delete("virtual-machine-interface", ports[1]["uuid"])
     again = await admin.create("instance-ip", {"name": "i3", "virtual_network": net["uuid"]})
     assert again["ip_address"] == "198.18.64.3"
@@ -200,11 +268,19 @@ async def test_ipam_allocates_refuses_duplicates_and_releases(admin: ConfigClien
 
 async def test_concurrent_ports_get_distinct_addresses(admin: ConfigClient) -> None:
     project = await admin.create("project", {"name": "demo"})
-    net = await admin.create("virtual-network", {
-        "name": "big", "parent_uuid": project["uuid"], "subnets": [{"cidr": "198.18.80.0/24"}]})
-    ports = await asyncio.gather(*(admin.create("virtual-machine-interface", {
-        "name": f"p{i}", "parent_uuid": project["uuid"], "virtual_network": net["uuid"]})
-        for i in range(40)))
+    net = await admin.create(
+        "virtual-network",
+        {"name": "big", "parent_uuid": project["uuid"], "subnets": [{"cidr": "198.18.80.0/24"}]},
+    )
+    ports = await asyncio.gather(
+        *(
+            admin.create(
+                "virtual-machine-interface",
+                {"name": f"p{i}", "parent_uuid": project["uuid"], "virtual_network": net["uuid"]},
+            )
+            for i in range(40)
+        )
+    )
     addrs = {p["fixed_ips"][0]["ip_address"] for p in ports}
     assert len(addrs) == 40
     assert len({p["mac_address"] for p in ports}) == 40
@@ -212,39 +288,96 @@ async def test_concurrent_ports_get_distinct_addresses(admin: ConfigClient) -> N
 
 async def test_floating_ip_needs_external_network(admin: ConfigClient) -> None:
     project, net = await base(admin)
-    await expect_error(admin.create("floating-ip", {
-        "name": "f", "parent_uuid": project["uuid"], "floating_network": net["uuid"]}),
-        409, "floating_network")
-    public = await admin.create("virtual-network", {
-        "name": "public", "parent_uuid": project["uuid"], "external": True,
-        "subnets": [{"cidr": "198.19.0.0/28"}]})
-    port = await admin.create("virtual-machine-interface", {
-        "name": "p", "parent_uuid": project["uuid"], "virtual_network": net["uuid"]})
-    fip = await admin.create("floating-ip", {
-        "name": "f", "parent_uuid": project["uuid"], "floating_network": public["uuid"],
-        "virtual_machine_interface": port["uuid"]})
+    await expect_error(
+        admin.create(
+            "floating-ip",
+            {"name": "f", "parent_uuid": project["uuid"], "floating_network": net["uuid"]},
+        ),
+        409,
+        "floating_network",
+    )
+    public = await admin.create(
+        "virtual-network",
+        {
+            "name": "public",
+            "parent_uuid": project["uuid"],
+            "external": True,
+            "subnets": [{"cidr": "198.19.0.0/28"}],
+        },
+    )
+    port = await admin.create(
+        "virtual-machine-interface",
+        {"name": "p", "parent_uuid": project["uuid"], "virtual_network": net["uuid"]},
+    )
+    fip = await admin.create(
+        "floating-ip",
+        {
+            "name": "f",
+            "parent_uuid": project["uuid"],
+            "floating_network": public["uuid"],
+            "virtual_machine_interface": port["uuid"],
+        },
+    )
     assert fip["floating_ip_address"] == "198.19.0.2"
     assert fip["fixed_ip_address"] == port["fixed_ips"][0]["ip_address"]
 
 
 async def test_policy_rules_are_checked(admin: ConfigClient) -> None:
     project, net = await base(admin)
-    await expect_error(admin.create("network-policy", {
-        "name": "p", "parent_uuid": project["uuid"],
-        "rules": [{"action": "pass", "protocol": "icmp", "destination_ports": [80, 80]}]}),
-        400, "rules[0].destination_ports")
-    await expect_error(admin.create("network-policy", {
-        "name": "p", "parent_uuid": project["uuid"],
-        "rules": [{"action": "pass", "source": {"network": net["uuid"], "cidr": "10.0.0.0/8"}}]}),
-        400, "rules[0].source")
-    await expect_error(admin.create("network-policy", {
-        "name": "p", "parent_uuid": project["uuid"],
-        "rules": [{"action": "pass", "destination_ports": [90, 80], "protocol": "tcp"}]}),
-        400, "rules[0].destination_ports")
-    policy = await admin.create("network-policy", {
-        "name": "p", "parent_uuid": project["uuid"],
-        "rules": [{"action": "pass", "protocol": "tcp", "source": {"network": net["uuid"]},
-                   "destination": {"cidr": "198.18.0.0/16"}, "destination_ports": [22, 22]}]})
+    await expect_error(
+        admin.create(
+            "network-policy",
+            {
+                "name": "p",
+                "parent_uuid": project["uuid"],
+                "rules": [{"action": "pass", "protocol": "icmp", "destination_ports": [80, 80]}],
+            },
+        ),
+        400,
+        "rules[0].destination_ports",
+    )
+    await expect_error(
+        admin.create(
+            "network-policy",
+            {
+                "name": "p",
+                "parent_uuid": project["uuid"],
+                "rules": [
+                    {"action": "pass", "source": {"network": net["uuid"], "cidr": "10.0.0.0/8"}}
+                ],
+            },
+        ),
+        400,
+        "rules[0].source",
+    )
+    await expect_error(
+        admin.create(
+            "network-policy",
+            {
+                "name": "p",
+                "parent_uuid": project["uuid"],
+                "rules": [{"action": "pass", "destination_ports": [90, 80], "protocol": "tcp"}],
+            },
+        ),
+        400,
+        "rules[0].destination_ports",
+    )
+    policy = await admin.create(
+        "network-policy",
+        {
+            "name": "p",
+            "parent_uuid": project["uuid"],
+            "rules": [
+                {
+                    "action": "pass",
+                    "protocol": "tcp",
+                    "source": {"network": net["uuid"]},
+                    "destination": {"cidr": "198.18.0.0/16"},
+                    "destination_ports": [22, 22],
+                }
+            ],
+        },
+    )
     # The policy references the network: the network cannot go while the policy exists.
     await expect_error(admin.delete("virtual-network", net["uuid"]), 409)
     await admin.delete("network-policy", policy["uuid"])
@@ -261,9 +394,10 @@ async def test_auth_tokens_and_roles(api_url: str, reader: ConfigClient) -> None
             assert resp.status == 200 and (await resp.json())["status"] == "ok"
     assert (await reader.request("GET", "/projects"))["items"] == []
     await expect_error(reader.create("project", {"name": "x"}), 403)
-    async with aiohttp.ClientSession() as s, s.get(
-        f"{api_url}/projects", headers={"Authorization": f"Bearer {reader.token}"}
-    ) as resp:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.get(f"{api_url}/projects", headers={"Authorization": f"Bearer {reader.token}"}) as resp,
+    ):
         assert resp.status == 200
 
 
@@ -284,7 +418,8 @@ async def test_watch_resumes_from_a_revision(admin: ConfigClient) -> None:
     await admin.delete("virtual-network", net["uuid"])
     events, rev2 = await asyncio.wait_for(waiter, 10)
     assert [(e["op"], e["uuid"], e["object"]["name"]) for e in events] == [
-        ("delete", net["uuid"], "blue")]
+        ("delete", net["uuid"], "blue")
+    ]
     assert rev2 > rev
     assert await admin.watch(rev2, timeout=0.2) == ([], rev2)
     await expect_error(admin.request("GET", "/watch"), 400, "since")

@@ -41,12 +41,14 @@ class Doc:
 
     def request_schema(self, path: str, method: str) -> JSON:
         schema: JSON = self.doc["paths"][path][method]["requestBody"]["content"][
-            "application/json"]["schema"]
+            "application/json"
+        ]["schema"]
         return schema
 
 
-async def call(c: ConfigClient, method: str, path: str, body: Any = None,
-               **kw: Any) -> tuple[int, Any]:
+async def call(
+    c: ConfigClient, method: str, path: str, body: Any = None, **kw: Any
+) -> tuple[int, Any]:
     try:
         return 200, await c.request(method, path, body, **kw)
     except ApiError as exc:
@@ -54,8 +56,9 @@ async def call(c: ConfigClient, method: str, path: str, body: Any = None,
 
 
 def test_routes_match_the_document(tmp_path: Path) -> None:
-    app = make_app(ConfigDB(SQLiteStore(str(tmp_path / "x.db"))), StaticTokens("a" * 16, None),
-                   "sqlite")
+    app = make_app(
+        ConfigDB(SQLiteStore(str(tmp_path / "x.db"))), StaticTokens("a" * 16, None), "sqlite"
+    )
     served = {
         (route.method.lower(), route.resource.canonical)
         for route in app.router.routes()
@@ -86,12 +89,27 @@ async def test_every_resource_round_trips_through_the_document(admin: ConfigClie
     doc = Doc(await admin.request("GET", "/openapi.json"))
     ctx: dict[str, str] = {}
     ctx["project"] = (await admin.create("project", {"name": "ctx"}))["uuid"]
-    ctx["virtual-network"] = (await admin.create("virtual-network", {
-        "name": "ctx", "parent_uuid": ctx["project"], "external": True,
-        "subnets": [{"cidr": "198.19.0.0/24"}]}))["uuid"]
-    ctx["virtual-machine-interface"] = (await admin.create("virtual-machine-interface", {
-        "name": "ctx", "parent_uuid": ctx["project"],
-        "virtual_network": ctx["virtual-network"]}))["uuid"]
+    ctx["virtual-network"] = (
+        await admin.create(
+            "virtual-network",
+            {
+                "name": "ctx",
+                "parent_uuid": ctx["project"],
+                "external": True,
+                "subnets": [{"cidr": "198.19.0.0/24"}],
+            },
+        )
+    )["uuid"]
+    ctx["virtual-machine-interface"] = (
+        await admin.create(
+            "virtual-machine-interface",
+            {
+                "name": "ctx",
+                "parent_uuid": ctx["project"],
+                "virtual_network": ctx["virtual-network"],
+            },
+        )
+    )["uuid"]
 
     for res in RESOURCES.values():
         coll, item = f"/{res.plural}", f"/{res.plural}/{{uuid}}"
@@ -110,13 +128,15 @@ async def test_every_resource_round_trips_through_the_document(admin: ConfigClie
 
         # A client may PUT back what it read; the document says so too.
         doc.check(doc.request_schema(item, "put"), got)
-        status, updated = await call(admin, "PUT", f"{coll}/{got['uuid']}", got,
-                                     headers={"If-Match": f'"{got["version"]}"'})
+        status, updated = await call(
+            admin, "PUT", f"{coll}/{got['uuid']}", got, headers={"If-Match": f'"{got["version"]}"'}
+        )
         assert status == 200, (res.name, updated)
         doc.response(item, "put", 200, updated)
 
-        status, err = await call(admin, "PUT", f"{coll}/{got['uuid']}", got,
-                                 headers={"If-Match": f'"{got["version"]}"'})
+        status, err = await call(
+            admin, "PUT", f"{coll}/{got['uuid']}", got, headers={"If-Match": f'"{got["version"]}"'}
+        )
         assert status == 412
         doc.response(item, "put", 412, err)
         status, err = await call(admin, "POST", coll, body)
@@ -149,12 +169,27 @@ async def test_document_and_server_refuse_the_same_bodies(admin: ConfigClient) -
     are refused both by the document's schema and by the server, which names the field."""
     doc = Doc(await admin.request("GET", "/openapi.json"))
     ctx = {"project": (await admin.create("project", {"name": "ctx"}))["uuid"]}
-    ctx["virtual-network"] = (await admin.create("virtual-network", {
-        "name": "ctx", "parent_uuid": ctx["project"], "external": True,
-        "subnets": [{"cidr": "198.19.0.0/24"}]}))["uuid"]
-    ctx["virtual-machine-interface"] = (await admin.create("virtual-machine-interface", {
-        "name": "ctx", "parent_uuid": ctx["project"],
-        "virtual_network": ctx["virtual-network"]}))["uuid"]
+    ctx["virtual-network"] = (
+        await admin.create(
+            "virtual-network",
+            {
+                "name": "ctx",
+                "parent_uuid": ctx["project"],
+                "external": True,
+                "subnets": [{"cidr": "198.19.0.0/24"}],
+            },
+        )
+    )["uuid"]
+    ctx["virtual-machine-interface"] = (
+        await admin.create(
+            "virtual-machine-interface",
+            {
+                "name": "ctx",
+                "parent_uuid": ctx["project"],
+                "virtual_network": ctx["virtual-network"],
+            },
+        )
+    )["uuid"]
     checked = 0
     for res in RESOURCES.values():
         coll = f"/{res.plural}"
@@ -166,7 +201,10 @@ async def test_document_and_server_refuse_the_same_bodies(admin: ConfigClient) -
             assert not doc.validator(schema).is_valid(body), (res.name, key)
             status, err = await call(admin, "POST", coll, body)
             assert status == 400 and err["field"].split("[")[0].split(".")[0] == key, (
-                res.name, key, err)
+                res.name,
+                key,
+                err,
+            )
             doc.response(coll, "post", 400, err)
             checked += 1
     assert checked == sum(len(r.fields) + 1 for r in RESOURCES.values())
@@ -174,8 +212,7 @@ async def test_document_and_server_refuse_the_same_bodies(admin: ConfigClient) -
 
 async def test_auth_errors_are_documented(api_url: str) -> None:
     doc = Doc(await ConfigClient(api_url, "").request("GET", "/openapi.json"))
-    async with ConfigClient(api_url, "nope" * 5) as anon, ConfigClient(api_url,
-                                                                        READER_TOKEN) as ro:
+    async with ConfigClient(api_url, "nope" * 5) as anon, ConfigClient(api_url, READER_TOKEN) as ro:
         status, err = await call(anon, "GET", "/projects")
         assert status == 401
         doc.response("/projects", "get", 401, err)

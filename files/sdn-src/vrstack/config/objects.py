@@ -364,6 +364,7 @@ class ConfigDB:
                 slot.holder[slot.subnet_key] = subnet["cidr"]
             path = (slot.path + "." if slot.path else "") + slot.addr_key
             addr = slot.holder.get(slot.addr_key)
+            requested = addr is not None
             if addr is None:
                 addr = await self._allocate(slot.network, subnet, chosen, plan)
                 if addr is None:
@@ -375,7 +376,9 @@ class ConfigDB:
             chosen.add(key)
             if key in old_claims:
                 continue
-            holder = await self.store.get(key)
+            # An address we picked that another server takes meanwhile fails the compare
+            # below and the request retries with another; a requested one in use is a 409.
+            holder = await self.store.get(key) if requested else None
             if holder is not None:
                 raise FieldError(
                     path, f"{addr} is in use by {holder.value['type']} {holder.value['owner']}", 409
