@@ -40,12 +40,14 @@ timed "warm create (cached rootfs)" lab up
 timed "up when already up" lab up
 
 if [[ -f playbooks/site.yml ]]; then
-    timed "site.yml first run" ansible-playbook -i "$inv" playbooks/site.yml >>"$log" 2>&1
-    timed "site.yml no-op rerun" ansible-playbook -i "$inv" playbooks/site.yml >"$log.rerun" 2>&1
-    cat "$log.rerun" >>"$log"
-    changed=$(awk '/ changed=/ { sub(/.*changed=/, ""); sum += $1 } END { print sum + 0 }' "$log.rerun")
-    echo "site.yml no-op rerun changed:      $changed"
-    rm -f "$log.rerun"
+    rerun=$log.rerun
+    site() { ansible-playbook -i "$inv" playbooks/site.yml >"$1" 2>&1; }
+    timed "site.yml first run" site "$log.first"
+    timed "site.yml no-op rerun" site "$rerun"
+    cat "$log.first" "$rerun" >>"$log"
+    changed=$(awk '/ changed=/ { sub(/.*changed=/, ""); sum += $1 } END { print sum + 0 }' "$rerun")
+    printf '%-34s %7d\n' "site.yml no-op rerun changed:" "$changed"
+    rm -f "$log.first" "$rerun"
 else
     echo "site.yml: playbooks/site.yml not found, skipped"
 fi
