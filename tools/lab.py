@@ -928,6 +928,8 @@ def cmd_summary(lab: Lab) -> int:
         for host in (h for h in lab.hosts if h.rack == rack.name):
             row = rows.get(host.name, {})
             state = "up" if row.get("ssh") else ("running" if row.get("running") else "down")
+            if not rows:
+                state = "?"  # only root can see the containers
             print(
                 f"  {host.name:<12} {state:<7} {host.ip}/{host.prefixlen} "
                 f"lo {host.loopback}  roles: {', '.join(host.roles)}"
