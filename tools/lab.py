@@ -72,6 +72,7 @@ BRIDGE = "br0"
 HOST_KEY = "/etc/ssh/ssh_host_ed25519_key"
 SSH_WAIT_SECONDS = 120.0
 STOP_WAIT_SECONDS = 30.0
+LOCK_WAIT_SECONDS = 900.0
 
 REQUIRED_HOSTVARS = (
     "vrstack_rack",
@@ -445,11 +446,27 @@ def load_inventory(inventory: str) -> Lab:
 
 
 @contextlib.contextmanager
-def locked() -> Iterator[None]:
-    """One lab.py changing the lab at a time."""
+def locked(limit: float = LOCK_WAIT_SECONDS) -> Iterator[None]:
+    """One lab.py changing the lab at a time (others may hold the lock too)."""
     RUN_DIR.mkdir(parents=True, exist_ok=True)
-    with open(RUN_DIR / "lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+    path = RUN_DIR / "lock"
+    with open(path, "w") as fh:
+        deadline = time.monotonic() + limit
+        waiting = False
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise LabError(
+                        f"{path} is still held after {limit:.0f}s by another lab user; "
+                        f"see `fuser -v {path}`"
+                    ) from None
+                if not waiting:
+                    log(f"waiting for {path} (another lab.py or a measurement holds it)")
+                    waiting = True
+                time.sleep(0.5)
         yield
 
 

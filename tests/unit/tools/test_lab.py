@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import fcntl
 import importlib.util
 import json
 import os
@@ -231,6 +232,16 @@ def test_missing_tool_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "geteuid", lambda: 0)
     with pytest.raises(lab.LabError, match="missing tools: no-such-tool-vrs"):
         lab.require_root_and_tools(["ip", "no-such-tool-vrs"])
+
+
+def test_lock_wait_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lab, "RUN_DIR", tmp_path)
+    with open(tmp_path / "lock", "w") as holder:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        with pytest.raises(lab.LabError, match="still held after 1s"), lab.locked(limit=1.0):
+            pass
+    with lab.locked(limit=1.0):  # free again: taken at once
+        pass
 
 
 def test_cli_reports_missing_inventory(tmp_path: Path) -> None:
