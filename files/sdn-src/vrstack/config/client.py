@@ -142,6 +142,7 @@ class Mirror:
         self.objects: dict[str, dict[str, JSON]] = {t: {} for t in self.types}
         self.revision = 0
         self.connected = False
+        self.resyncs = 0  # full listings; a reconnect that resumes does not count
 
     async def resync(self) -> None:
         fresh: dict[str, dict[str, JSON]] = {}
@@ -154,6 +155,7 @@ class Mirror:
             fresh[t] = {o["uuid"]: o for o in items}
         self.objects = fresh
         self.revision = start or 0
+        self.resyncs += 1
         self.connected = True
         log.info(
             "mirror resynced",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -21,6 +22,7 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 DB_KEY = web.AppKey("config_db", ConfigDB)
+STOPPING_KEY = web.AppKey("stopping", asyncio.Event)
 PUBLIC = ("/health", "/openapi.json")
 
 
@@ -155,13 +157,31 @@ async def watch(request: web.Request) -> web.Response:
         raise FieldError("timeout", "must be a number of seconds") from None
     if not 0 <= timeout <= 300:
         raise FieldError("timeout", "must be between 0 and 300")
-    events, revision = await request.app[DB_KEY].watch(since, timeout, limit)
+    # A long poll must not hold up shutdown: it ends early, with no events, when the
+    # server stops; the client then resumes from the same revision elsewhere.
+    changes = asyncio.ensure_future(request.app[DB_KEY].watch(since, timeout, limit))
+    stopping = asyncio.ensure_future(request.app[STOPPING_KEY].wait())
+    try:
+        await asyncio.wait({changes, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        if not changes.done():
+            changes.cancel()
+    if changes.cancelled():
+        return web.json_response({"events": [], "revision": since})
+    events, revision = changes.result()
     return web.json_response({"events": events, "revision": revision})
 
 
 def make_app(db: ConfigDB, auth: Authenticator, backend: str) -> web.Application:
     app = web.Application(middlewares=[errors_middleware, auth_middleware(auth)])
     app[DB_KEY] = db
+    app[STOPPING_KEY] = asyncio.Event()
+
+    async def stopping(_app: web.Application) -> None:
+        _app[STOPPING_KEY].set()
+
+    app.on_shutdown.append(stopping)
     for res in RESOURCES.values():
         _routes(app, res)
     app.router.add_get("/watch", watch)

@@ -39,12 +39,12 @@ def free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def running_api(store: Store, backend: str = "sqlite") -> AsyncIterator[str]:
-    """An in-process API server on an ephemeral loopback port; yields its base URL."""
+async def running_api(store: Store, backend: str = "sqlite", port: int = 0) -> AsyncIterator[str]:
+    """An in-process API server on a loopback port (default ephemeral); yields its base URL."""
     app = make_app(ConfigDB(store), StaticTokens(ADMIN_TOKEN, READER_TOKEN), backend)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", port, reuse_address=True)
     await site.start()
     port = next(a[1] for a in runner.addresses if isinstance(a, tuple))
     try:
