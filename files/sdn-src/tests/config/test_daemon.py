@@ -14,8 +14,6 @@ import pytest
 from vrstack.config.client import ApiError, ConfigClient
 from vrstack.config.testing import ADMIN_TOKEN, READER_TOKEN, SRC, Daemon, Etcd
 
-pytestmark = pytest.mark.asyncio
-
 
 def api_config(tmp_path: Path, **store: Any) -> dict[str, Any]:
     return {
@@ -26,6 +24,7 @@ def api_config(tmp_path: Path, **store: Any) -> dict[str, Any]:
     }
 
 
+@pytest.mark.asyncio
 async def test_health_json_logs_and_clean_sigterm(tmp_path: Path) -> None:
     api = Daemon("vrstack.config.main", api_config(tmp_path), tmp_path, "api")
     api.start()
@@ -93,6 +92,7 @@ def test_missing_config_file(tmp_path: Path) -> None:
     assert result.returncode == 2 and "none.yaml" in result.stderr
 
 
+@pytest.mark.asyncio
 async def test_kill9_mid_load_loses_no_acknowledged_object(tmp_path: Path) -> None:
     api = Daemon("vrstack.config.main", api_config(tmp_path), tmp_path, "api")
     api.start()
@@ -151,6 +151,7 @@ async def test_kill9_mid_load_loses_no_acknowledged_object(tmp_path: Path) -> No
         assert api.terminate() == 0
 
 
+@pytest.mark.asyncio
 async def test_two_api_servers_share_etcd(tmp_path: Path, etcd: Etcd) -> None:
     store = {"backend": "etcd", "endpoints": [etcd.url], "prefix": "/daemon-test/"}
     a = Daemon("vrstack.config.main", api_config(tmp_path, **store), tmp_path, "a")

@@ -18,7 +18,6 @@ from vrstack.config.server import make_app
 from vrstack.config.store_sqlite import SQLiteStore
 from vrstack.config.testing import ADMIN_TOKEN, READER_TOKEN
 
-pytestmark = pytest.mark.asyncio
 JSON = dict[str, Any]
 
 
@@ -85,6 +84,7 @@ def _filled(res: Resource, ctx: dict[str, str], suffix: str = "") -> JSON:
     return body
 
 
+@pytest.mark.asyncio
 async def test_every_resource_round_trips_through_the_document(admin: ConfigClient) -> None:
     doc = Doc(await admin.request("GET", "/openapi.json"))
     ctx: dict[str, str] = {}
@@ -164,6 +164,7 @@ def _kind(schema: JSON) -> str:
     return "string"
 
 
+@pytest.mark.asyncio
 async def test_document_and_server_refuse_the_same_bodies(admin: ConfigClient) -> None:
     """For every field of every resource: a value of the wrong type and an unknown field
     are refused both by the document's schema and by the server, which names the field."""
@@ -210,6 +211,7 @@ async def test_document_and_server_refuse_the_same_bodies(admin: ConfigClient) -
     assert checked == sum(len(r.fields) + 1 for r in RESOURCES.values())
 
 
+@pytest.mark.asyncio
 async def test_auth_errors_are_documented(api_url: str) -> None:
     doc = Doc(await ConfigClient(api_url, "").request("GET", "/openapi.json"))
     async with ConfigClient(api_url, "nope" * 5) as anon, ConfigClient(api_url, READER_TOKEN) as ro:
