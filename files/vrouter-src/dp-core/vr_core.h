@@ -74,8 +74,27 @@ struct vr_lpm_node {
 	uint8_t valid;
 };
 
+/*
+ * Lookups use a 4-bit-stride trie derived from the binary trie (which stays
+ * the source of truth for get, walk and delete): each slot holds the longest
+ * prefix ending at its level that covers it, so IPv4 needs at most 8
+ * dependent loads instead of 32.
+ */
+struct vr_mb_node;
+struct vr_mb_slot {
+	struct vr_mb_node *child;
+	const struct vr_rt_val *val;
+};
+
+struct vr_mb_node {
+	struct vr_mb_slot s[16];
+	uint32_t used; /* slots with a child or a value */
+};
+
 struct vr_lpm {
 	struct vr_lpm_node *root;
+	struct vr_mb_node *mroot;
+	const struct vr_rt_val *def; /* the /0 route */
 	uint32_t count;
 	uint8_t bits; /* 32 or 128 */
 };

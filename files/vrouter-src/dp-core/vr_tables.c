@@ -136,6 +136,88 @@ static int bit_at(const uint8_t *a, unsigned i)
 	return (a[i / 8] >> (7 - i % 8)) & 1;
 }
 
+static unsigned nibble(const uint8_t *a, unsigned level)
+{
+	return (a[level / 2] >> ((level & 1) ? 0 : 4)) & 0xfu;
+}
+
+static void slot_set(struct vr_mb_node *n, unsigned i, struct vr_mb_node *child,
+		     const struct vr_rt_val *val)
+{
+	int before = n->s[i].child || n->s[i].val;
+
+	n->s[i].child = child;
+	n->s[i].val = val;
+	n->used = n->used + (uint32_t)(child || val) - (uint32_t)before;
+}
+
+/*
+ * Recompute the stride-trie slots a prefix of pfx/plen covers, from the
+ * binary trie.  Creates path nodes only when a slot gets a value; frees nodes
+ * left empty.  Returns 0 or -VR_ENOMEM.
+ */
+static int mb_refresh(struct vr_router *r, struct vr_lpm *t, const uint8_t *pfx, unsigned plen)
+{
+	struct vr_mb_node *path[32];
+	const struct vr_rt_val *vals[16];
+	const struct vr_lpm_node *bn = t->root;
+	unsigned level, span, first, any = 0;
+	uint8_t a[16];
+
+	if (!plen) {
+		t->def = t->root && t->root->valid ? &t->root->val : (const struct vr_rt_val *)0;
+		return 0;
+	}
+	level = (plen - 1) / 4;
+	span = 1u << (4 * (level + 1) - plen);
+	first = nibble(pfx, level) & ~(span - 1);
+	for (unsigned d = 0; bn && d < 4 * level; d++)
+		bn = bn->child[bit_at(pfx, d)];
+	vr_memcpy(a, pfx, t->bits / 8);
+	for (unsigned i = 0; i < span; i++) {
+		const struct vr_lpm_node *n = bn;
+		unsigned sh = (level & 1) ? 0 : 4;
+
+		a[level / 2] = (uint8_t)((a[level / 2] & ~(0xfu << sh)) | ((first + i) << sh));
+		vals[i] = (const struct vr_rt_val *)0;
+		for (unsigned d = 4 * level; n && d < 4 * level + 4; d++) {
+			n = n->child[bit_at(a, d)];
+			if (n && n->valid)
+				vals[i] = &n->val;
+		}
+		any |= vals[i] != 0;
+	}
+	/* Walk (creating if needed) the nodes down to `level`. */
+	for (unsigned k = 0; k <= level; k++) {
+		struct vr_mb_node *n = k ? path[k - 1]->s[nibble(pfx, k - 1)].child : t->mroot;
+
+		if (!n) {
+			if (!any)
+				return 0; /* nothing stored here, nothing to clear */
+			n = zalloc(r, sizeof(*n));
+			if (!n)
+				return -VR_ENOMEM;
+			if (k)
+				slot_set(path[k - 1], nibble(pfx, k - 1), n,
+					 path[k - 1]->s[nibble(pfx, k - 1)].val);
+			else
+				t->mroot = n;
+		}
+		path[k] = n;
+	}
+	for (unsigned i = 0; i < span; i++)
+		slot_set(path[level], first + i, path[level]->s[first + i].child, vals[i]);
+	for (unsigned k = level + 1; k-- > 0 && !path[k]->used;) {
+		r->os->free(r->os_ctx, path[k]);
+		if (k)
+			slot_set(path[k - 1], nibble(pfx, k - 1), (struct vr_mb_node *)0,
+				 path[k - 1]->s[nibble(pfx, k - 1)].val);
+		else
+			t->mroot = (struct vr_mb_node *)0;
+	}
+	return 0;
+}
+
 int vr_lpm_add(struct vr_router *r, struct vr_lpm *t, const uint8_t *pfx, unsigned plen,
 	       const struct vr_rt_val *v)
 {
@@ -157,6 +239,10 @@ int vr_lpm_add(struct vr_router *r, struct vr_lpm *t, const uint8_t *pfx, unsign
 		t->count++;
 	(*np)->valid = 1;
 	(*np)->val = *v;
+	if (mb_refresh(r, t, pfx, plen)) {
+		vr_lpm_del(r, t, pfx, plen);
+		return -VR_ENOMEM;
+	}
 	return 0;
 }
 
@@ -193,7 +279,10 @@ int vr_lpm_del(struct vr_router *r, struct vr_lpm *t, const uint8_t *pfx, unsign
 	if (plen > t->bits)
 		return -VR_EINVAL;
 	lpm_del(r, t, &t->root, pfx, plen, 0, &found);
-	return found ? 0 : -VR_ENOENT;
+	if (!found)
+		return -VR_ENOENT;
+	mb_refresh(r, t, pfx, plen); /* only clears or shortens: no allocation */
+	return 0;
 }
 
 const struct vr_rt_val *vr_lpm_exact(const struct vr_lpm *t, const uint8_t *pfx, unsigned plen)
@@ -209,15 +298,15 @@ const struct vr_rt_val *vr_lpm_exact(const struct vr_lpm *t, const uint8_t *pfx,
 
 const struct vr_rt_val *vr_lpm_lookup(const struct vr_lpm *t, const uint8_t *addr)
 {
-	const struct vr_lpm_node *n = t->root;
-	const struct vr_rt_val *best = (const struct vr_rt_val *)0;
+	const struct vr_mb_node *n = t->mroot;
+	const struct vr_rt_val *best = t->def;
 
-	for (unsigned i = 0; n; i++) {
-		if (n->valid)
-			best = &n->val;
-		if (i == t->bits)
-			break;
-		n = n->child[bit_at(addr, i)];
+	for (unsigned level = 0; n && level < t->bits / 4u; level++) {
+		const struct vr_mb_slot *s = &n->s[nibble(addr, level)];
+
+		if (s->val)
+			best = s->val;
+		n = s->child;
 	}
 	return best;
 }
@@ -272,10 +361,22 @@ static void lpm_free(struct vr_router *r, struct vr_lpm_node *n)
 	r->os->free(r->os_ctx, n);
 }
 
+static void mb_free(struct vr_router *r, struct vr_mb_node *n)
+{
+	if (!n)
+		return;
+	for (unsigned i = 0; i < 16; i++)
+		mb_free(r, n->s[i].child);
+	r->os->free(r->os_ctx, n);
+}
+
 void vr_lpm_free(struct vr_router *r, struct vr_lpm *t)
 {
 	lpm_free(r, t->root);
+	mb_free(r, t->mroot);
 	t->root = (struct vr_lpm_node *)0;
+	t->mroot = (struct vr_mb_node *)0;
+	t->def = (const struct vr_rt_val *)0;
 	t->count = 0;
 }
 

@@ -77,6 +77,7 @@ static void test_basic(struct vr_router *r)
 	ip4("198.18.0.0", p);
 	CHECK_EQ(vr_lpm_del(r, &v->v4, p, 15), 0);
 	CHECK(v->v4.root == NULL); /* fully pruned */
+	CHECK(v->v4.mroot == NULL && v->v4.def == NULL);
 	CHECK_EQ(v->v4.count, 0);
 }
 
@@ -119,6 +120,104 @@ static void test_random(struct vr_router *r)
 			bad++;
 	}
 	CHECK_EQ(bad, 0);
+}
+
+/* Any family, any lengths (0..bits), adds/replaces/deletes in rounds, every
+ * round checked against brute force; at the end everything is deleted and
+ * both tries must be empty. */
+struct gref {
+	uint8_t pfx[16];
+	unsigned plen;
+	uint32_t nh;
+	int live;
+};
+
+static uint32_t gref_lookup(const struct gref *t, int n, const uint8_t *a)
+{
+	int best = -1;
+
+	for (int i = 0; i < n; i++)
+		if (t[i].live && matches(t[i].pfx, t[i].plen, a) &&
+		    (best < 0 || t[i].plen > t[best].plen))
+			best = i;
+	return best < 0 ? 0 : t[best].nh;
+}
+
+static void random_addr(uint8_t *a, unsigned bytes)
+{
+	/* Mostly inside one /16 (v4) or /32 (v6) so prefixes nest and collide. */
+	for (unsigned i = 0; i < bytes; i++)
+		a[i] = (uint8_t)rand();
+	if (rand() % 8) {
+		a[0] = bytes == 4 ? 198 : 0x20;
+		a[1] = bytes == 4 ? 18 : 0x01;
+		if (bytes == 16) {
+			a[2] = 0x0d;
+			a[3] = 0xb8;
+			for (unsigned i = 6; i < 16; i++)
+				a[i] = (uint8_t)(rand() % 4);
+		}
+	}
+}
+
+static void test_random_any(struct vr_router *r, unsigned bytes, uint32_t vrf)
+{
+	enum { N = 600, ROUNDS = 6, LOOKUPS = 3000 };
+	static struct gref t[N];
+	struct vr_vrf *v = vr_vrf_get(r, vrf, 1);
+	struct vr_lpm *tab = bytes == 4 ? &v->v4 : &v->v6;
+	int bad = 0;
+
+	memset(t, 0, sizeof(t));
+	srand(bytes * 101);
+	for (int round = 0; round < ROUNDS; round++) {
+		for (int i = 0; i < N; i++) {
+			int op = rand() % 3;
+			if (t[i].live && op == 0) {
+				CHECK_EQ(vr_lpm_del(r, tab, t[i].pfx, t[i].plen), 0);
+				t[i].live = 0;
+			} else if (!t[i].live || op == 1) {
+				struct vr_rt_val val;
+				if (t[i].live) /* move this entry elsewhere */
+					CHECK_EQ(vr_lpm_del(r, tab, t[i].pfx, t[i].plen), 0);
+				random_addr(t[i].pfx, bytes);
+				t[i].plen = (unsigned)rand() % (bytes * 8 + 1);
+				if (rand() % 2)
+					t[i].plen = bytes * 8 - (unsigned)rand() % 12;
+				mask(t[i].pfx, t[i].plen, bytes);
+				for (int j = 0; j < N; j++)
+					if (j != i && t[j].live && t[j].plen == t[i].plen &&
+					    !memcmp(t[j].pfx, t[i].pfx, bytes))
+						t[j].live = 0; /* same prefix: replaced */
+				t[i].nh = (uint32_t)(round * N + i + 1);
+				t[i].live = 1;
+				val.nh = t[i].nh;
+				val.label = 0;
+				val.flags = 0;
+				CHECK_EQ(vr_lpm_add(r, tab, t[i].pfx, t[i].plen, &val), 0);
+			}
+		}
+		for (int i = 0; i < LOOKUPS; i++) {
+			uint8_t q[16];
+			const struct vr_rt_val *got;
+			random_addr(q, bytes);
+			if (i % 3 == 0) { /* near a prefix boundary */
+				const struct gref *g = &t[rand() % N];
+				memcpy(q, g->pfx, bytes);
+				if (g->plen < bytes * 8)
+					q[g->plen / 8] ^= (uint8_t)(0x80 >> (g->plen % 8));
+			}
+			got = vr_lpm_lookup(tab, q);
+			if ((got ? got->nh : 0) != gref_lookup(t, N, q))
+				bad++;
+		}
+	}
+	CHECK_EQ(bad, 0);
+	for (int i = 0; i < N; i++)
+		if (t[i].live)
+			CHECK_EQ(vr_lpm_del(r, tab, t[i].pfx, t[i].plen), 0);
+	CHECK_EQ(tab->count, 0);
+	CHECK(tab->root == NULL && tab->mroot == NULL && tab->def == NULL);
 }
 
 static int count_cb(void *arg, const uint8_t *pfx, unsigned plen, const struct vr_rt_val *v)
@@ -212,6 +311,8 @@ int main(void)
 	router_setup(&r, 0);
 	test_basic(&r);
 	test_random(&r);
+	test_random_any(&r, 4, 4);
+	test_random_any(&r, 16, 5);
 	test_v6_and_walk(&r);
 	test_bridge_vni(&r);
 	router_teardown(&r);
