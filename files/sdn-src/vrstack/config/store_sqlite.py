@@ -117,7 +117,7 @@ class SQLiteStore(Store):
                     db.execute("INSERT INTO events VALUES (?,?,?,?,NULL)", (rev, seq, key, text))
                     seq += 1
             db.execute("UPDATE meta SET value=? WHERE name='revision'", (rev,))
-            if rev % 1000 == 0 and rev > self.history:
+            if rev % min(1000, self.history) == 0 and rev > self.history:
                 floor = rev - self.history
                 db.execute("DELETE FROM events WHERE rev <= ?", (floor,))
                 db.execute("UPDATE meta SET value=? WHERE name='compacted'", (floor,))

@@ -1,0 +1,64 @@
+"""When the change history a watcher needs is gone: 410, and the mirror lists again."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from vrstack.config.client import ApiError, ConfigClient, Mirror
+from vrstack.config.store import Compacted
+from vrstack.config.store_etcd import EtcdStore
+from vrstack.config.store_sqlite import SQLiteStore
+from vrstack.config.testing import ADMIN_TOKEN, Etcd, running_api
+
+pytestmark = pytest.mark.asyncio
+
+
+async def test_sqlite_history_is_pruned_and_reported(tmp_path: Path) -> None:
+    async with (
+        running_api(SQLiteStore(str(tmp_path / "c.db"), history=5)) as url,
+        ConfigClient(url, ADMIN_TOKEN) as c,
+    ):
+        mirror = Mirror(c, ["project"])
+        await mirror.resync()
+        assert mirror.resyncs == 1
+        for i in range(12):
+            await c.create("project", {"name": f"p{i}"})
+        with pytest.raises(ApiError) as info:
+            await c.watch(0, timeout=0)
+        assert info.value.status == 410 and info.value.body["compact_revision"] >= 5
+        # The mirror was at revision 0: it must list everything again and lose nothing.
+        stop = asyncio.Event()
+        async for _ in mirror.follow(stop):
+            break
+        assert mirror.resyncs == 2
+        assert sorted(p["name"] for p in mirror.objects["project"].values()) == sorted(
+            f"p{i}" for i in range(12)
+        )
+        # Recent history is still served.
+        events, _ = await c.watch(mirror.revision - 1, timeout=0)
+        assert len(events) == 1
+
+
+async def test_etcd_compaction_is_reported(etcd: Etcd) -> None:
+    store = EtcdStore([etcd.url], prefix="/compaction-test/")
+    await store.start()
+    try:
+        first = await store.txn({}, {"obj/p/1": {"n": 1}}, [])
+        last = await store.txn({}, {"obj/p/2": {"n": 2}}, [])
+        async with (
+            aiohttp.ClientSession() as s,
+            s.post(
+                f"{etcd.url}/v3/kv/compaction", json={"revision": last, "physical": True}
+            ) as resp,
+        ):
+            assert resp.status == 200
+        with pytest.raises(Compacted) as info:
+            await store.changes(first - 1, timeout=2)
+        assert info.value.compact_revision == last
+        assert await store.changes(last, timeout=0.1) == []
+    finally:
+        await store.close()
