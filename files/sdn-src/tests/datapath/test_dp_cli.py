@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import mmap
 import struct
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 from vrstack.datapath import cli
 from vrstack.datapath.client import DatapathClient, DatapathError
 from vrstack.datapath.codec import Obj, Op
+from vrstack.datapath.flowtable import FlowTable
 
 
 def run(capsys: pytest.CaptureFixture[str], sock: Path, tool: str, *args: str) -> tuple[int, str]:
@@ -145,14 +145,25 @@ def test_flows_and_shared_table(capsys: pytest.CaptureFixture[str], vrouterd: Pa
     assert flows[fwd]["rindex"] == rev and flows[rev]["rindex"] == fwd
     assert flows[rev]["action"] == "drop"
 
-    # The agent's view: the same entries in the mmapped file.
-    with (s.parent / "flows").open("rb") as f, mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ) as m:
-        magic, version, nentries, esize = struct.unpack_from("=IIII", m, 0)
-        assert (magic, version, nentries, esize) == (0x56524654, 1, 1024, 128)
-        flags, _gen, vrf, rindex = struct.unpack_from("=IIII", m, 64 + fwd * 128)
-        assert flags & 1 and vrf == 1 and rindex == rev
-        assert m[64 + fwd * 128 + 16 : 64 + fwd * 128 + 20] == bytes([198, 19, 1, 11])
-        assert struct.unpack_from("!H", m, 64 + fwd * 128 + 50)[0] == 80
+    # The agent's view: the same entries in the mmapped file, no messages.
+    with FlowTable(s.parent / "flows") as table:
+        assert table.nentries == 1024
+        entries = {e.index: e for e in table.entries()}
+    assert set(entries) == {fwd, rev}
+    e = entries[fwd]
+    assert (str(e.sip), str(e.dip), e.sport, e.dport, e.proto) == (
+        "198.19.1.11",
+        "198.19.1.21",
+        40000,
+        80,
+        6,
+    )
+    assert e.action == "forward" and e.rindex == rev and e.vrf == 1
+    rc, out = run(capsys, s, "flow", "--list", "--mmap", str(s.parent / "flows"), "--json")
+    assert rc == 0 and {f["index"] for f in json.loads(out)} == {fwd, rev}
+    (s.parent / "junk").write_bytes(b"x" * 200)
+    rc, out = run(capsys, s, "flow", "--list", "--mmap", str(s.parent / "junk"))
+    assert rc == 1 and "not a version 1 flow table" in out
 
     assert run(capsys, s, "flow", "--add", str(rev), "--action", "forward")[0] == 0
     assert run(capsys, s, "flow", "--delete", str(fwd))[0] == 0

@@ -18,6 +18,7 @@ from typing import Any
 from vrstack.datapath import codec
 from vrstack.datapath.client import DEFAULT_SOCKET, DatapathClient, DatapathError
 from vrstack.datapath.codec import Message, Obj, Op
+from vrstack.datapath.flowtable import FlowTable, FlowTableError
 
 Row = dict[str, Any]
 
@@ -325,6 +326,9 @@ def flow_main(argv: Sequence[str] | None = None) -> int:
         p.add_argument("--dport", type=int, default=0)
         p.add_argument("--action", choices=[a for a in codec.FLOW_ACTIONS.values() if a != "hold"])
         p.add_argument("--rindex", type=int)
+        p.add_argument(
+            "--mmap", metavar="FILE", help="with --list: read the shared flow table file instead"
+        )
 
     def act(c: DatapathClient, a: argparse.Namespace) -> list[Row] | None:
         if a.add == "new":
@@ -354,7 +358,41 @@ def flow_main(argv: Sequence[str] | None = None) -> int:
         return _crud(c, a, Obj.FLOW, "FL_INDEX", attrs_for_index)
 
     cols = ("index", "vrf", "sip", "sport", "dip", "dport", "proto", "action", "rindex", "pkts")
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--mmap" in args and ("--list" in args or "-l" in args or "--dump" in args):
+        return _flow_from_file(args, cols)
     return _run("flow", argv, build, act, cols, "Flow table.")
+
+
+def _flow_from_file(args: list[str], cols: Sequence[str]) -> int:
+    """flow --list --mmap FILE: the agent's view, no messages."""
+    path = args[args.index("--mmap") + 1] if args.index("--mmap") + 1 < len(args) else ""
+    try:
+        with FlowTable(path) as table:
+            rows = [
+                {
+                    "index": e.index,
+                    "vrf": e.vrf,
+                    "sip": str(e.sip),
+                    "sport": e.sport,
+                    "dip": str(e.dip),
+                    "dport": e.dport,
+                    "proto": e.proto,
+                    "action": e.action,
+                    "rindex": "" if e.rindex is None else e.rindex,
+                    "pkts": e.packets,
+                    "bytes": e.bytes,
+                }
+                for e in table.entries()
+            ]
+    except (OSError, ValueError, FlowTableError) as exc:
+        print(f"flow: {path or '--mmap needs a FILE'}: {exc}", file=sys.stderr)
+        return 1
+    if "--json" in args:
+        print(json.dumps(rows, indent=2))
+    else:
+        print_table(rows, cols)
+    return 0
 
 
 # ---------------- dropstats ----------------
