@@ -10,6 +10,10 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 export PATH="$repo/.venv/bin:$PATH" ANSIBLE_CONFIG="$repo/ansible.cfg"
 inv=${LAB_INVENTORY:-inventories/lab}
+# Have the lab to ourselves: other lab.py users wait until the bench is done.
+if [[ ${VRSTACK_LAB_LOCK_HELD:-} != 1 ]]; then
+    exec python tools/lab.py hold -- "$0" "$@"
+fi
 log=$(mktemp /tmp/vrstack-lab-bench.XXXXXX.log)
 cold=false
 [[ ${1:-} == --cold ]] && cold=true

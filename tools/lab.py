@@ -8,6 +8,7 @@ link. The topology comes only from `ansible-inventory --list`; this tool never
 computes an address itself.
 
     python tools/lab.py up|down|summary|status [--inventory DIR]
+    python tools/lab.py hold -- CMD...   (CMD has the lab to itself)
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ HOST_KEY = "/etc/ssh/ssh_host_ed25519_key"
 SSH_WAIT_SECONDS = 120.0
 STOP_WAIT_SECONDS = 30.0
 LOCK_WAIT_SECONDS = 900.0
+HELD_ENV = "VRSTACK_LAB_LOCK_HELD"
 
 REQUIRED_HOSTVARS = (
     "vrstack_rack",
@@ -448,6 +450,9 @@ def load_inventory(inventory: str) -> Lab:
 @contextlib.contextmanager
 def locked(limit: float = LOCK_WAIT_SECONDS) -> Iterator[None]:
     """One lab.py changing the lab at a time (others may hold the lock too)."""
+    if os.environ.get(HELD_ENV) == "1":  # inside `lab.py hold -- CMD`: the lock is ours
+        yield
+        return
     RUN_DIR.mkdir(parents=True, exist_ok=True)
     path = RUN_DIR / "lock"
     with open(path, "w") as fh:
@@ -969,6 +974,19 @@ def cmd_status(lab: Lab) -> int:
     return 0 if all(r["ssh"] for r in rows) else 1
 
 
+def cmd_hold(command: Sequence[str]) -> int:
+    """Run a command (molecule, a benchmark) with the lab to itself.
+
+    Other lab.py calls wait meanwhile; the command's own lab.py calls see the
+    variable below and do not wait for the lock their parent holds.
+    """
+    if not command:
+        raise LabError("hold: give a command after `--`")
+    with locked():
+        env = dict(os.environ, **{HELD_ENV: "1"})
+        return subprocess.run(list(command), env=env).returncode
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tools/lab.py", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -989,8 +1007,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         if name == "down":
             p.add_argument("--purge", action="store_true", help="also delete per-host overlays")
+    hold = sub.add_parser("hold", help="run a command holding the lab lock: hold -- CMD ...")
+    hold.add_argument("cmd", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     try:
+        if args.command == "hold":
+            return cmd_hold(args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd)
         if args.command == "down":
             try:
                 lab: Lab | None = load_inventory(args.inventory)

@@ -244,6 +244,22 @@ def test_lock_wait_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         pass
 
 
+def test_hold_runs_the_command_with_the_lock_held(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(lab, "RUN_DIR", tmp_path)
+    probe = (
+        "import fcntl, os, sys\n"
+        f"fh = open({str(tmp_path / 'lock')!r}, 'w')\n"
+        "try:\n    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+        "except BlockingIOError:\n"
+        "    sys.exit(7 if os.environ.get('VRSTACK_LAB_LOCK_HELD') == '1' else 8)\n"
+    )
+    assert lab.main(["hold", "--", sys.executable, "-c", probe]) == 7  # held, and it knows
+    assert lab.main(["hold", sys.executable, "-c", probe]) == 7
+    assert lab.main(["hold"]) == 1
+
+
 def test_cli_reports_missing_inventory(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, str(REPO / "tools" / "lab.py"), "summary", "--inventory",
