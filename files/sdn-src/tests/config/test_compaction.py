@@ -43,8 +43,11 @@ async def test_sqlite_history_is_pruned_and_reported(tmp_path: Path) -> None:
         assert len(events) == 1
 
 
-async def test_etcd_compaction_is_reported(etcd: Etcd) -> None:
-    store = EtcdStore([etcd.url], prefix="/compaction-test/")
+async def test_etcd_compaction_is_reported(etcd: Etcd, tmp_path: Path) -> None:
+    # Its own etcd: compaction is cluster-wide and would cut the history other tests read.
+    own = Etcd(tmp_path)
+    own.start()
+    store = EtcdStore([own.url], prefix="/compaction-test/")
     await store.start()
     try:
         first = await store.txn({}, {"obj/p/1": {"n": 1}}, [])
@@ -52,7 +55,7 @@ async def test_etcd_compaction_is_reported(etcd: Etcd) -> None:
         async with (
             aiohttp.ClientSession() as s,
             s.post(
-                f"{etcd.url}/v3/kv/compaction", json={"revision": last, "physical": True}
+                f"{own.url}/v3/kv/compaction", json={"revision": last, "physical": True}
             ) as resp,
         ):
             assert resp.status == 200
@@ -62,3 +65,4 @@ async def test_etcd_compaction_is_reported(etcd: Etcd) -> None:
         assert await store.changes(last, timeout=0.1) == []
     finally:
         await store.close()
+        own.stop()
