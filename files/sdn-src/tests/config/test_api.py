@@ -423,3 +423,31 @@ async def test_watch_resumes_from_a_revision(admin: ConfigClient) -> None:
     assert rev2 > rev
     assert await admin.watch(rev2, timeout=0.2) == ([], rev2)
     await expect_error(admin.request("GET", "/watch"), 400, "since")
+
+
+async def test_derived_children_go_with_their_network(admin: ConfigClient) -> None:
+    _, net = await base(admin)
+    ri = await admin.create(
+        "routing-instance",
+        {
+            "name": "blue",
+            "parent_uuid": net["uuid"],
+            "route_target": "target:64512:8000000",
+            "vni": 5,
+            "forwarding_mode": "l2_l3",
+        },
+    )
+    acl = await admin.create("access-control-list", {"name": "blue", "parent_uuid": net["uuid"]})
+    assert ri["fq_name"] == ["demo", "blue", "blue"]
+    start = await revision(admin)
+    await admin.delete("virtual-network", net["uuid"])
+    assert await admin.get("routing-instance", ri["uuid"]) is None
+    assert await admin.get("access-control-list", acl["uuid"]) is None
+    events, _ = await admin.watch(start, timeout=5)
+    # One transaction: the network and its derived children disappear together.
+    assert {(e["op"], e["uuid"]) for e in events} == {
+        ("delete", net["uuid"]),
+        ("delete", ri["uuid"]),
+        ("delete", acl["uuid"]),
+    }
+    assert len({e["revision"] for e in events}) == 1

@@ -15,8 +15,10 @@ import pytest_asyncio
 from vrstack.config.client import ConfigClient
 from vrstack.config.model import RESOURCES
 from vrstack.config.objects import ConfigDB
+from vrstack.config.store import Store
+from vrstack.config.store_etcd import EtcdStore
 from vrstack.config.store_sqlite import SQLiteStore
-from vrstack.config.testing import ADMIN_TOKEN, free_port, running_api, wait_until
+from vrstack.config.testing import ADMIN_TOKEN, Etcd, free_port, running_api, wait_until
 from vrstack.schema.transformer import SchemaTransformer
 
 pytestmark = pytest.mark.asyncio
@@ -59,10 +61,16 @@ async def derived(c: ConfigClient, net: JSON) -> tuple[JSON, JSON]:
     return ris[0], acls[0]
 
 
-@pytest_asyncio.fixture
-async def api(tmp_path: Path) -> AsyncIterator[tuple[str, ConfigClient]]:
+@pytest_asyncio.fixture(params=["sqlite", "etcd"])
+async def api(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[str, ConfigClient]]:
+    store: Store = SQLiteStore(str(tmp_path / "c.db"))
+    if request.param == "etcd":
+        etcd: Etcd = request.getfixturevalue("etcd")
+        store = EtcdStore([etcd.url], prefix=f"/{tmp_path.name}/")
     async with (
-        running_api(SQLiteStore(str(tmp_path / "c.db"))) as url,
+        running_api(store, request.param) as url,
         ConfigClient(url, ADMIN_TOKEN) as c,
     ):
         yield url, c

@@ -213,8 +213,15 @@ class ConfigDB:
         return await self._commit(plan, obj)
 
     async def _commit(self, plan: Plan, obj: JSON) -> JSON:
-        rev = await self.store.txn(plan.compares, plan.puts, plan.deletes)
+        rev = await self._txn(plan)
         return {**obj, "version": rev}
+
+    async def _txn(self, plan: Plan) -> int:
+        # A key is written at most once per transaction (etcd refuses duplicates);
+        # a delete wins over a put of the same key.
+        deletes = list(dict.fromkeys(plan.deletes))
+        puts = {k: v for k, v in plan.puts.items() if k not in set(deletes)}
+        return await self.store.txn(plan.compares, puts, deletes)
 
     async def update(self, res: Resource, uid: str, body: Any, if_match: int | None) -> JSON:
         if not isinstance(body, dict):
@@ -296,7 +303,7 @@ class ConfigDB:
                 self._plan_delete(RESOURCES[ctype], ckv, plan)
         self._plan_delete(res, kv, plan)
         plan.deletes.append(f"touch/{uid}")
-        await self.store.txn(plan.compares, plan.puts, plan.deletes)
+        await self._txn(plan)
         return {}
 
     def _plan_delete(self, res: Resource, kv: KV, plan: Plan) -> None:
