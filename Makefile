@@ -9,7 +9,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_FORCE_COLOR ?= 0
 LAB_INVENTORY := inventories/lab
 
-.PHONY: bootstrap lab lab-down lab-status test unit lint sanity build-check molecule-lab datapath-test sdn-test requirements clean
+.PHONY: bootstrap lab lab-down lab-status test unit lint sanity build-check molecule-lab datapath-test sdn-test molecule-kernel requirements clean
 
 bootstrap:
 	@./scripts/bootstrap.sh
@@ -27,7 +27,7 @@ lab-status: bootstrap
 
 test: bootstrap
 	@start=$$(date +%s); \
-	$(MAKE) --no-print-directory unit lint sanity build-check datapath-test sdn-test molecule-lab; \
+	$(MAKE) --no-print-directory unit lint sanity build-check datapath-test sdn-test molecule-lab molecule-kernel; \
 	echo "make test: all gates passed in $$(( $$(date +%s) - start ))s"
 
 unit:
@@ -52,6 +52,9 @@ sdn-test:
 
 molecule-lab:
 	molecule test -s lab
+
+molecule-kernel:
+	@if [ -f molecule/kernel/molecule.yml ]; then molecule test -s kernel; else echo "kernel scenario: not yet"; fi
 
 requirements:
 	python3 -m venv /tmp/vrstack-req && /tmp/vrstack-req/bin/pip install -q -r requirements/dev.in
