@@ -145,7 +145,22 @@ def test_freebsd_compute_values() -> None:
     # ntpd is in the base system: no time package, unlike chrony on Debian.
     assert r.var("__common_packages") == ["ca_root_nss"]
     assert r.var("__common_time_sync") is True
-    assert [u["name"] for u in r.var("__common_users")] == ["nova", "vrouter"]
+    assert r.var("__common_users") == [
+        {
+            "name": "nova",
+            "group": "nova",
+            "comment": "OpenStack Compute",
+            "home": "/var/db/nova",
+            "shell": "/usr/sbin/nologin",
+        },
+        {
+            "name": "vrouter",
+            "group": "vrouter",
+            "comment": "vrstack vrouter agent",
+            "home": "/var/db/vrouter",
+            "shell": "/usr/sbin/nologin",
+        },
+    ]
     assert r.var("__common_home_base") == "/var/db"
     assert r.var("__common_hosts_entries") == ["10.20.1.11 ctl1", "10.20.1.12 bsd-cmp1"]
 
@@ -212,4 +227,20 @@ def test_debian_sources_list_for_a_mirror() -> None:
     assert lines == [
         "deb http://mirror.example/debian bookworm main",
         "deb http://mirror.example/debian bookworm-updates main",
+    ]
+
+
+def test_user_fields_given_in_the_inventory_win_over_defaults() -> None:
+    users = {
+        "compute": [{"name": "vrouter", "group": "sdn", "home": "/srv/vrouter", "shell": "/bin/sh"}]
+    }
+    r = RoleRender(LAB_INV, "lab-cmp1", DEBIAN_NSPAWN_FACTS, common_service_users=users)
+    assert r.var("__common_users") == [
+        {
+            "name": "vrouter",
+            "group": "sdn",
+            "comment": "vrouter",
+            "home": "/srv/vrouter",
+            "shell": "/bin/sh",
+        }
     ]
