@@ -58,6 +58,10 @@ class Plan:
     puts: dict[str, JSON] = field(default_factory=dict)
     deletes: list[str] = field(default_factory=list)
     allocated: list[str] = field(default_factory=list)  # ip keys picked by this server
+    # First attempt: skip reads whose only purpose is a precise error message, and take
+    # the next address without probing; the compares catch any clash, and the retry
+    # (not optimistic) reads everything and reports it precisely.
+    optimistic: bool = False
 
 
 class ConfigDB:
@@ -134,7 +138,7 @@ class ConfigDB:
     async def _retrying(self, attempt: Any, *args: Any) -> JSON:
         for n in range(MAX_RETRIES):
             try:
-                result: JSON = await attempt(*args)
+                result: JSON = await attempt(*args, optimistic=n == 0)
                 return result
             except Conflict:
                 # Spread the retries of writers that collided.
@@ -161,9 +165,15 @@ class ConfigDB:
         return await self._retrying(self._create_once, res, uid, name, parent_uuid, fields)
 
     async def _create_once(
-        self, res: Resource, uid: str, name: str, parent_uuid: str | None, fields: JSON
+        self,
+        res: Resource,
+        uid: str,
+        name: str,
+        parent_uuid: str | None,
+        fields: JSON,
+        optimistic: bool = False,
     ) -> JSON:
-        plan = Plan()
+        plan = Plan(optimistic=optimistic)
         try:
             return await self._create_plan(res, uid, name, parent_uuid, fields, plan)
         finally:
@@ -179,10 +189,16 @@ class ConfigDB:
         fields: JSON,
         plan: Plan,
     ) -> JSON:
+        # Read what the checks need in one round trip; the transaction compares it all.
+        wanted = [obj_key(t, u) for _, t, u in refs_of(res, fields)]
+        if parent_uuid is not None:
+            wanted.append(obj_key(res.parent or "", parent_uuid))
+        wanted.append(obj_key(res.name, uid))
+        reads = await self.store.get_many(wanted)
         fq_name = [name]
         if parent_uuid is not None:
             assert res.parent is not None
-            parent = await self.store.get(obj_key(res.parent, parent_uuid))
+            parent = reads[obj_key(res.parent, parent_uuid)]
             if parent is None:
                 raise FieldError("parent_uuid", f"no {res.parent} with uuid {parent_uuid}", 409)
             plan.compares[parent.key] = parent.mod_rev
@@ -200,13 +216,13 @@ class ConfigDB:
             **_copy(fields),
         }
         obj["updated_at"] = obj["created_at"]
-        targets = await self._check_refs(res, obj, plan, old_refs=set())
+        targets = await self._check_refs(res, obj, plan, old_refs=set(), reads=reads)
         await self._prepare(res, obj, targets, plan, old_claims={})
         plan.compares[obj_key(res.name, uid)] = 0
         plan.compares[self._fqn_key(res.name, fq_name)] = 0
-        if await self.store.get(self._fqn_key(res.name, fq_name)):
+        if not plan.optimistic and await self.store.get(self._fqn_key(res.name, fq_name)):
             raise FieldError("name", f"a {res.name} named {'/'.join(fq_name)} exists", 409)
-        if await self.store.get(obj_key(res.name, uid)):
+        if reads[obj_key(res.name, uid)] is not None:
             raise FieldError("uuid", f"a {res.name} with uuid {uid} exists", 409)
         plan.puts[obj_key(res.name, uid)] = obj
         plan.puts[self._fqn_key(res.name, fq_name)] = {"uuid": uid}
@@ -228,8 +244,10 @@ class ConfigDB:
             raise FieldError("", "the body must be a JSON object")
         return await self._retrying(self._update_once, res, uid, body, if_match)
 
-    async def _update_once(self, res: Resource, uid: str, body: JSON, if_match: int | None) -> JSON:
-        plan = Plan()
+    async def _update_once(
+        self, res: Resource, uid: str, body: JSON, if_match: int | None, optimistic: bool = False
+    ) -> JSON:
+        plan = Plan(optimistic=optimistic)
         try:
             return await self._update_plan(res, uid, body, if_match, plan)
         finally:
@@ -281,7 +299,9 @@ class ConfigDB:
     async def delete(self, res: Resource, uid: str, if_match: int | None) -> None:
         await self._retrying(self._delete_once, res, uid, if_match)
 
-    async def _delete_once(self, res: Resource, uid: str, if_match: int | None) -> JSON:
+    async def _delete_once(
+        self, res: Resource, uid: str, if_match: int | None, optimistic: bool = False
+    ) -> JSON:
         kv = await self.store.get(obj_key(res.name, uid))
         if kv is None:
             raise FieldError("uuid", f"no {res.name} with uuid {uid}", 404)
@@ -325,14 +345,21 @@ class ConfigDB:
         return f"fqn/{rtype}/{'/'.join(fq_name)}"
 
     async def _check_refs(
-        self, res: Resource, obj: JSON, plan: Plan, old_refs: set[tuple[str, str]]
+        self,
+        res: Resource,
+        obj: JSON,
+        plan: Plan,
+        old_refs: set[tuple[str, str]],
+        reads: dict[str, KV | None] | None = None,
     ) -> dict[str, JSON]:
         """Check every new reference exists; returns the referenced objects by uuid."""
         targets: dict[str, JSON] = {}
+        reads = reads or {}
         for path, ttype, tuuid in refs_of(res, obj):
             if tuuid in targets:
                 continue
-            kv = await self.store.get(obj_key(ttype, tuuid))
+            key = obj_key(ttype, tuuid)
+            kv = reads[key] if key in reads else await self.store.get(key)
             if kv is None:
                 raise FieldError(path, f"no {ttype} with uuid {tuuid}", 409)
             targets[tuuid] = kv.value
@@ -385,7 +412,7 @@ class ConfigDB:
                 continue
             # An address we picked that another server takes meanwhile fails the compare
             # below and the request retries with another; a requested one in use is a 409.
-            holder = await self.store.get(key) if requested else None
+            holder = await self.store.get(key) if requested and not plan.optimistic else None
             if holder is not None:
                 raise FieldError(
                     path, f"{addr} is in use by {holder.value['type']} {holder.value['owner']}", 409
@@ -409,7 +436,12 @@ class ConfigDB:
             if probes == 32 and used is None:
                 # A crowded pool: read every address in use once instead of probing each.
                 used = {kv.key for kv in await self.store.range(f"ip/{network}/", limit=10**7)}
-            taken = key in used if used is not None else await self.store.get(key) is not None
+            if plan.optimistic:
+                taken = False  # the transaction's compare checks it
+            elif used is not None:
+                taken = key in used
+            else:
+                taken = await self.store.get(key) is not None
             if not taken:
                 self._ip_hint[hint_key] = start + probes + 1
                 return str(addr)

@@ -55,6 +55,10 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def get(self, key: str) -> KV | None: ...
 
+    async def get_many(self, keys: Sequence[str]) -> dict[str, KV | None]:
+        """Several keys at once (one round trip where the backend allows it)."""
+        return {k: await self.get(k) for k in keys}
+
     @abc.abstractmethod
     async def range(self, prefix: str, start_after: str = "", limit: int = 1000) -> list[KV]:
         """Keys under `prefix` greater than `start_after`, in key order."""

@@ -80,6 +80,17 @@ class EtcdStore(Store):
         kvs = data.get("kvs", [])
         return self._kv(kvs[0]) if kvs else None
 
+    async def get_many(self, keys: Sequence[str]) -> dict[str, KV | None]:
+        # One read-only transaction: a consistent snapshot of all keys in one round trip.
+        unique = list(dict.fromkeys(keys))
+        body = {"success": [{"request_range": {"key": _b64(self.prefix + k)}} for k in unique]}
+        data = await self._post("/v3/kv/txn", body)
+        out: dict[str, KV | None] = {}
+        for key, resp in zip(unique, data.get("responses", []), strict=True):
+            kvs = resp.get("response_range", {}).get("kvs", [])
+            out[key] = self._kv(kvs[0]) if kvs else None
+        return out
+
     async def range(self, prefix: str, start_after: str = "", limit: int = 1000) -> list[KV]:
         low = max(prefix, start_after + "\0") if start_after else prefix
         data = await self._post(
