@@ -451,3 +451,21 @@ async def test_derived_children_go_with_their_network(admin: ConfigClient) -> No
         ("delete", acl["uuid"]),
     }
     assert len({e["revision"] for e in events}) == 1
+
+
+async def test_listing_many_children_of_a_parent(admin: ConfigClient) -> None:
+    project, net = await base(admin)
+    await admin.update("virtual-network", net["uuid"], {"subnets": [{"cidr": "198.18.72.0/24"}]})
+    await asyncio.gather(
+        *(
+            admin.create(
+                "virtual-machine-interface",
+                {"name": f"p{i}", "parent_uuid": project["uuid"], "virtual_network": net["uuid"]},
+            )
+            for i in range(150)
+        )
+    )
+    ports, _ = await admin.list_all("virtual-machine-interface", parent_uuid=project["uuid"])
+    assert len(ports) == 150
+    mine, _ = await admin.list_all("virtual-machine-interface", virtual_network=net["uuid"])
+    assert len(mine) == 150

@@ -266,11 +266,11 @@ def fields_schema(fields: dict[str, Field]) -> dict[str, Any]:
             # Optional fields may be sent as null, which means "not set".
             s = {"anyOf": [s, {"type": "null"}], "description": s.get("description", "")}
         props[k] = s
-    s: dict[str, Any] = {"type": "object", "properties": props, "additionalProperties": False}
+    out: dict[str, Any] = {"type": "object", "properties": props, "additionalProperties": False}
     required = [k for k, f in fields.items() if f.required]
     if required:
-        s["required"] = required
-    return s
+        out["required"] = required
+    return out
 
 
 def refs_in(spec: Field, value: Any, path: str) -> list[tuple[str, str, str]]:

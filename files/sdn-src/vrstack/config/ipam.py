@@ -69,7 +69,7 @@ def reserved(net: Network, subnet: dict[str, Any]) -> set[Address]:
 
 def subnet_for(network: dict[str, Any], slot: Slot) -> dict[str, Any]:
     """The subnet a slot's address is (or will be) in, checking what the request gave."""
-    subnets = network.get("subnets", [])
+    subnets: list[dict[str, Any]] = network.get("subnets", [])
     addr = slot.holder.get(slot.addr_key)
     want = slot.holder.get(slot.subnet_key) if slot.subnet_key else None
     if not subnets:

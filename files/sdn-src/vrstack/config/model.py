@@ -61,7 +61,7 @@ class Resource:
 
     def validate(self, body: dict[str, Any]) -> dict[str, Any]:
         """Validated, normalised user fields of `body` (without name/parent)."""
-        out = Obj(fields=self.fields).check(body, "")
+        out: dict[str, Any] = Obj(fields=self.fields).check(body, "")
         for check in self.checks:
             check(out)
         return out
@@ -183,7 +183,7 @@ def _check_subnets(obj: dict[str, Any]) -> None:
                 raise FieldError(p + ".start", f"must be inside {net}")
             if end not in net:
                 raise FieldError(p + ".end", f"must be inside {net}")
-            if start > end:
+            if int(start) > int(end):
                 raise FieldError(p, "start must not be after end")
 
 

@@ -79,7 +79,7 @@ class ConfigDB:
             raise FieldError("uuid", f"no {res.name} with uuid {uid}", 404)
         return _with_version(kv)
 
-    async def list(
+    async def list_page(
         self, res: Resource, filters: dict[str, str], limit: int, cursor: str | None
     ) -> tuple[list[JSON], str | None, int]:
         """One page of objects matching `filters`; returns (items, next cursor, revision)."""
@@ -101,11 +101,19 @@ class ConfigDB:
         while len(items) < limit and not exhausted:
             kvs = await self.store.range(prefix, after, batch)
             exhausted = len(kvs) < batch
+            # Through the child index: fetch the page's objects in one round trip.
+            children = (
+                await self.store.get_many(
+                    [obj_key(res.name, kv.key.rsplit("/", 1)[1]) for kv in kvs]
+                )
+                if parent
+                else {}
+            )
             for i, kv in enumerate(kvs):
                 after = kv.key
                 obj_kv: KV | None = kv
                 if parent:
-                    obj_kv = await self.store.get(obj_key(res.name, kv.key.rsplit("/", 1)[1]))
+                    obj_kv = children[obj_key(res.name, kv.key.rsplit("/", 1)[1])]
                 if obj_kv is None or not all(obj_kv.value.get(k) == v for k, v in checks.items()):
                     continue
                 items.append(_with_version(obj_kv))

@@ -110,7 +110,7 @@ def _routes(app: web.Application, res: Resource) -> None:
         db = request.app[DB_KEY]
         limit = _int_param(request, "limit", 100, 1, 1000)
         filters = {k: v for k, v in request.query.items() if k not in ("limit", "cursor")}
-        items, nxt, rev = await db.list(res, filters, limit, request.query.get("cursor"))
+        items, nxt, rev = await db.list_page(res, filters, limit, request.query.get("cursor"))
         return web.json_response({"items": items, "next": nxt, "revision": rev})
 
     async def create(request: web.Request) -> web.Response:

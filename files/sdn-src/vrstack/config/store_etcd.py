@@ -18,6 +18,8 @@ import aiohttp
 
 from .store import JSON, KV, Compacted, Conflict, Event, Store, StoreUnavailable, prefix_end
 
+MAX_TXN_OPS = 100
+
 
 def _b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
@@ -81,14 +83,17 @@ class EtcdStore(Store):
         return self._kv(kvs[0]) if kvs else None
 
     async def get_many(self, keys: Sequence[str]) -> dict[str, KV | None]:
-        # One read-only transaction: a consistent snapshot of all keys in one round trip.
+        # Read-only transactions of up to MAX_TXN_OPS ranges each (etcd's --max-txn-ops
+        # defaults to 128): few round trips for many keys.
         unique = list(dict.fromkeys(keys))
-        body = {"success": [{"request_range": {"key": _b64(self.prefix + k)}} for k in unique]}
-        data = await self._post("/v3/kv/txn", body)
         out: dict[str, KV | None] = {}
-        for key, resp in zip(unique, data.get("responses", []), strict=True):
-            kvs = resp.get("response_range", {}).get("kvs", [])
-            out[key] = self._kv(kvs[0]) if kvs else None
+        for i in range(0, len(unique), MAX_TXN_OPS):
+            chunk = unique[i : i + MAX_TXN_OPS]
+            body = {"success": [{"request_range": {"key": _b64(self.prefix + k)}} for k in chunk]}
+            data = await self._post("/v3/kv/txn", body)
+            for key, resp in zip(chunk, data.get("responses", []), strict=True):
+                kvs = resp.get("response_range", {}).get("kvs", [])
+                out[key] = self._kv(kvs[0]) if kvs else None
         return out
 
     async def range(self, prefix: str, start_after: str = "", limit: int = 1000) -> list[KV]:
