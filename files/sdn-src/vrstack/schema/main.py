@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import sys
 from typing import Any
 
 from aiohttp import web
 
 from ..config.client import ConfigClient
-from ..service.daemon import add_health, serve
+from ..service.daemon import add_background, add_health, serve
 from ..service.jsonlog import setup_logging
 from ..service.settings import ConfigError, Settings
 from .transformer import SchemaTransformer
@@ -23,22 +22,18 @@ from .transformer import SchemaTransformer
 def make_app(transformer: SchemaTransformer) -> web.Application:
     """The health endpoint, with the transformer running as a background task."""
     app = web.Application()
-    stop = asyncio.Event()
 
     async def health() -> dict[str, Any]:
         return transformer.health()
 
+    async def run(stop: asyncio.Event) -> None:
+        try:
+            await transformer.run(stop)
+        finally:
+            await transformer.client.close()
+
     add_health(app, health)
-
-    async def run_transformer(_app: web.Application) -> Any:
-        task = asyncio.create_task(transformer.run(stop))
-        yield
-        stop.set()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(task, 10)
-        await transformer.client.close()
-
-    app.cleanup_ctx.append(run_transformer)
+    add_background(app, "schema-transformer", run)
     return app
 
 

@@ -35,6 +35,29 @@ def add_health(app: web.Application, check: HealthCheck) -> None:
     app.router.add_get("/health", health)
 
 
+def add_background(
+    app: web.Application,
+    name: str,
+    run: Callable[[asyncio.Event], Awaitable[None]],
+    stop_timeout: float = 10.0,
+) -> None:
+    """Run `run(stop)` while the app serves; at shutdown set `stop` and wait for it."""
+
+    async def ctx(_app: web.Application) -> Any:
+        stop = asyncio.Event()
+        task = asyncio.create_task(run(stop), name=name)
+        yield
+        stop.set()
+        try:
+            await asyncio.wait_for(task, stop_timeout)
+        except TimeoutError:
+            log.warning("background task did not stop in time", extra={"task": name})
+        except Exception:
+            log.exception("background task failed", extra={"task": name})
+
+    app.cleanup_ctx.append(ctx)
+
+
 async def serve(app: web.Application, host: str, port: int, service: str) -> None:
     """Serve `app` until SIGTERM or SIGINT, then shut down cleanly."""
     loop = asyncio.get_running_loop()
