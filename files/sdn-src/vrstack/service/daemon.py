@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from aiohttp import web
@@ -38,14 +38,14 @@ def add_health(app: web.Application, check: HealthCheck) -> None:
 def add_background(
     app: web.Application,
     name: str,
-    run: Callable[[asyncio.Event], Awaitable[None]],
+    run: Callable[[asyncio.Event], Coroutine[Any, Any, None]],
     stop_timeout: float = 10.0,
 ) -> None:
     """Run `run(stop)` while the app serves; at shutdown set `stop` and wait for it."""
 
     async def ctx(_app: web.Application) -> Any:
         stop = asyncio.Event()
-        task = asyncio.create_task(run(stop), name=name)
+        task: asyncio.Task[None] = asyncio.create_task(run(stop), name=name)
         yield
         stop.set()
         try:
