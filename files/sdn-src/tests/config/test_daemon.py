@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import subprocess
 import sys
@@ -202,3 +203,15 @@ async def test_two_api_servers_share_etcd(tmp_path: Path, etcd: Etcd) -> None:
     finally:
         assert a.terminate() == 0
         assert b.terminate() == 0
+
+
+@pytest.mark.asyncio
+async def test_second_server_on_one_sqlite_file_is_refused(tmp_path: Path) -> None:
+    api = Daemon("vrstack.config.main", api_config(tmp_path), tmp_path, "api")
+    api.start()
+    try:
+        other = run_main(tmp_path, "other.yaml", json.dumps(api_config(tmp_path)))
+        assert other.returncode == 1 and "in use by another vrstack-api" in other.stderr
+        assert "Traceback" not in other.stderr
+    finally:
+        assert api.terminate() == 0

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
-from vrstack.config.store import Conflict, Store
+from vrstack.config.store import Conflict, Store, StoreUnavailable
+from vrstack.config.store_sqlite import SQLiteStore
 
 pytestmark = pytest.mark.asyncio
 
@@ -59,3 +61,14 @@ async def test_changes_resume_and_wait(store: Store) -> None:
     r3 = await later()
     got = await asyncio.wait_for(waiter, 5)
     assert [(e.revision, e.key) for e in got] == [(r3, "obj/x/2")]
+
+
+async def test_sqlite_file_has_one_server(tmp_path: Path) -> None:
+    first = SQLiteStore(str(tmp_path / "c.db"))
+    await first.start()
+    second = SQLiteStore(str(tmp_path / "c.db"))
+    with pytest.raises(StoreUnavailable, match="in use by another"):
+        await second.start()
+    await first.close()
+    await second.start()  # free again once the first server is gone
+    await second.close()

@@ -15,7 +15,7 @@ from ..service.settings import ConfigError, Settings
 from . import auth
 from .objects import ConfigDB
 from .server import make_app
-from .store import Store
+from .store import Store, StoreUnavailable
 from .store_etcd import EtcdStore
 from .store_sqlite import SQLiteStore
 
@@ -48,7 +48,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vrstack-api: config error: {exc}", file=sys.stderr)
         return 2
     app = make_app(ConfigDB(store), authenticator, backend)
-    asyncio.run(serve(app, host, port, "vrstack-api"))
+    try:
+        asyncio.run(serve(app, host, port, "vrstack-api"))
+    except StoreUnavailable as exc:
+        print(f"vrstack-api: store: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # e.g. the port is taken
+        print(f"vrstack-api: cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
+        return 1
     return 0
 
 

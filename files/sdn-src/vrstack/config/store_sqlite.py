@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
-from .store import JSON, KV, Compacted, Conflict, Event, Store, prefix_end
+from .store import JSON, KV, Compacted, Conflict, Event, Store, StoreUnavailable, prefix_end
 
 T = TypeVar("T")
 Txn = tuple[Mapping[str, int], Mapping[str, JSON], Sequence[str]]
@@ -50,6 +51,7 @@ class SQLiteStore(Store):
         self._changed: asyncio.Condition | None = None
         self._queue: list[tuple[Txn, asyncio.Future[int]]] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._lock: IO[str] | None = None
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
@@ -67,6 +69,15 @@ class SQLiteStore(Store):
         self._wdb = db
 
     async def start(self) -> None:
+        # One server per file: change notifications and address hints live in the process.
+        self._lock = open(self.path + ".lock", "a")  # noqa: SIM115 - held until close()
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            raise StoreUnavailable(
+                f"{self.path} is in use by another vrstack-api; use etcd for several servers"
+            ) from None
         self._changed = asyncio.Condition()
         await self._run(self._open_writer)
         self._rdb = self._connect()
@@ -82,6 +93,9 @@ class SQLiteStore(Store):
             await self._run(self._wdb.close)
             self._wdb = None
         self._pool.shutdown(wait=True)
+        if self._lock is not None:
+            self._lock.close()  # releases the flock
+            self._lock = None
 
     @property
     def rdb(self) -> sqlite3.Connection:
