@@ -1,4 +1,4 @@
-"""When the change history a watcher needs is gone: 410, and the mirror lists again."""
+"""When the store cannot serve: history compacted (410, the mirror lists again) or down (503)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from vrstack.config.client import ApiError, ConfigClient, Mirror
 from vrstack.config.store import Compacted
 from vrstack.config.store_etcd import EtcdStore
 from vrstack.config.store_sqlite import SQLiteStore
-from vrstack.config.testing import ADMIN_TOKEN, Etcd, running_api
+from vrstack.config.testing import ADMIN_TOKEN, Etcd, free_port, running_api
 
 pytestmark = pytest.mark.asyncio
 
@@ -66,3 +66,14 @@ async def test_etcd_compaction_is_reported(etcd: Etcd, tmp_path: Path) -> None:
     finally:
         await store.close()
         own.stop()
+
+
+async def test_store_down_is_a_clear_503(tmp_path: Path) -> None:
+    # Nothing listens on this port: every request fails fast with a JSON 503.
+    store = EtcdStore([f"http://127.0.0.1:{free_port()}"], timeout=1)
+    async with running_api(store, "etcd") as url, ConfigClient(url, ADMIN_TOKEN) as c:
+        with pytest.raises(ApiError) as info:
+            await c.create("project", {"name": "p"})
+        assert info.value.status == 503 and "no etcd endpoint answered" in info.value.body["error"]
+        async with aiohttp.ClientSession() as s, s.get(f"{url}/health") as resp:
+            assert resp.status == 503 and (await resp.json())["status"] == "error"
