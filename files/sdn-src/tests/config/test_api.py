@@ -232,8 +232,31 @@ async def test_ipam_allocates_refuses_duplicates_and_releases(admin: ConfigClien
         400,
         "ip_address",
     )
-    iip = await admin.create("instance-ip", {"name": "i1", "virtual_network": net["uuid"]})
+    iip = await admin.create(
+        "instance-ip",
+        {
+            "name": "i1",
+            "virtual_network": net["uuid"],
+            "virtual_machine_interface": ports[0]["uuid"],
+        },
+    )
     assert iip["ip_address"] == "198.18.64.5" and iip["subnet_cidr"] == "198.18.64.0/29"
+    other = await admin.create(
+        "virtual-network",
+        {"name": "other", "parent_uuid": project["uuid"], "subnets": [{"cidr": "198.18.65.0/29"}]},
+    )
+    await expect_error(
+        admin.create(
+            "instance-ip",
+            {
+                "name": "x",
+                "virtual_network": other["uuid"],
+                "virtual_machine_interface": ports[0]["uuid"],
+            },
+        ),
+        409,
+        "virtual_machine_interface",
+    )
     # Two addresses in one request, the second taken: nothing is written.
     before = await revision(admin)
     await expect_error(

@@ -398,6 +398,14 @@ class ConfigDB:
                     obj["fixed_ip_address"] = fixed[0]
                 elif obj.get("fixed_ip_address") not in fixed:
                     raise FieldError("fixed_ip_address", "is not one of the port's fixed IPs")
+        if res.name == "instance-ip" and "virtual_machine_interface" in obj:
+            port = targets[obj["virtual_machine_interface"]]
+            if port["virtual_network"] != obj["virtual_network"]:
+                raise FieldError(
+                    "virtual_machine_interface",
+                    "the port is on another network than virtual_network",
+                    409,
+                )
         chosen: set[str] = set()
         for slot in ipam.slots(res.name, obj):
             network = targets[slot.network]
