@@ -492,3 +492,28 @@ async def test_listing_many_children_of_a_parent(admin: ConfigClient) -> None:
     assert len(ports) == 150
     mine, _ = await admin.list_all("virtual-machine-interface", virtual_network=net["uuid"])
     assert len(mine) == 150
+
+
+async def test_mirror_yields_the_events_that_changed_it(admin: ConfigClient) -> None:
+    from vrstack.config.client import Mirror
+
+    mirror = Mirror(admin, ["project", "virtual-network"])
+    stop = asyncio.Event()
+    batches = mirror.follow(stop, poll=5)
+    first = await anext(batches)
+    assert first.resynced and first.events == []
+    project, net = await base(admin)
+    seen: list[tuple[str, str]] = []
+    while len(seen) < 2:
+        batch = await asyncio.wait_for(anext(batches), 10)
+        assert not batch.resynced
+        seen += [(e["op"], e["uuid"]) for e in batch.events]
+    assert seen == [("put", project["uuid"]), ("put", net["uuid"])]
+    assert mirror.objects["virtual-network"][net["uuid"]]["version"] == net["version"]
+    await admin.delete("virtual-network", net["uuid"])
+    batch = await asyncio.wait_for(anext(batches), 10)
+    assert (
+        batch.types == {"virtual-network"} and net["uuid"] not in mirror.objects["virtual-network"]
+    )
+    stop.set()
+    await batches.aclose()

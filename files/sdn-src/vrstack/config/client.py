@@ -4,8 +4,9 @@ The mirror is what other services (schema transformer, control node, agent) buil
 
     mirror = Mirror(client, ["virtual-network", "routing-instance"])
     await mirror.resync()                       # list everything, note the revision
-    async for changed in mirror.follow(stop):   # long-poll /watch from that revision
-        ...                                      # changed: the types that changed
+    async for batch in mirror.follow(stop):     # long-poll /watch from that revision
+        if batch.resynced: ...                   # everything may have changed
+        for ev in batch.events: ...              # or just these puts and deletes
 
 A reconnect resumes from the last revision seen, so no change is missed; when the
 server no longer has that history (410) the mirror lists everything again.
@@ -17,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -133,6 +135,18 @@ class ConfigClient:
         return data["events"], int(data["revision"])
 
 
+@dataclass(frozen=True)
+class Batch:
+    """Changes applied to a mirror in one step."""
+
+    resynced: bool  # the mirror listed everything again
+    events: list[JSON]  # the watch events that changed it, in revision order
+
+    @property
+    def types(self) -> set[str]:
+        return {ev["type"] for ev in self.events}
+
+
 class Mirror:
     """A local copy of some object types, updated from the watch feed."""
 
@@ -162,9 +176,9 @@ class Mirror:
             extra={"revision": self.revision, "counts": {t: len(v) for t, v in fresh.items()}},
         )
 
-    def apply(self, events: list[JSON]) -> set[str]:
-        """Apply watch events; returns the types whose objects changed."""
-        changed: set[str] = set()
+    def apply(self, events: list[JSON]) -> list[JSON]:
+        """Apply watch events; returns those that changed the mirror, in order."""
+        changed: list[JSON] = []
         for ev in events:
             table = self.objects.get(ev["type"])
             if table is None:
@@ -174,16 +188,16 @@ class Mirror:
                 continue
             if ev["op"] == "delete":
                 if table.pop(ev["uuid"], None) is not None:
-                    changed.add(ev["type"])
+                    changed.append(ev)
             else:
                 table[ev["uuid"]] = ev["object"]
-                changed.add(ev["type"])
+                changed.append(ev)
         return changed
 
-    async def follow(self, stop: asyncio.Event, poll: float = 25.0) -> AsyncIterator[set[str]]:
-        """Yield the changed types after each batch of changes, until `stop` is set.
+    async def follow(self, stop: asyncio.Event, poll: float = 25.0) -> AsyncIterator[Batch]:
+        """Yield each batch of changes applied to the mirror, until `stop` is set.
 
-        Yields an empty set after each (re)sync, so the caller reconciles from scratch.
+        After a (re)sync the batch has `resynced` set: the caller rebuilds from scratch.
         """
         delay = 0.2
         need_resync = not self.connected
@@ -192,7 +206,7 @@ class Mirror:
                 if need_resync:
                     await self.resync()
                     need_resync = False
-                    yield set()
+                    yield Batch(resynced=True, events=[])
                 watch = asyncio.ensure_future(self.client.watch(self.revision, poll))
                 stopper = asyncio.ensure_future(stop.wait())
                 done, _ = await asyncio.wait({watch, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -206,7 +220,7 @@ class Mirror:
                 changed = self.apply(events)
                 self.revision = max(self.revision, revision)
                 if changed:
-                    yield changed
+                    yield Batch(resynced=False, events=changed)
             except ApiError as exc:
                 if exc.status == 410:
                     log.warning("watch history compacted; listing again")

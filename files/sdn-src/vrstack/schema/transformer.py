@@ -102,7 +102,7 @@ class SchemaTransformer:
         """Follow the watch feed and reconcile after each batch, until `stop` is set."""
         while not stop.is_set():
             try:
-                async for _changed in self.mirror.follow(stop):
+                async for _batch in self.mirror.follow(stop):
                     await self.reconcile()
             except (ApiError, aiohttp.ClientError, TimeoutError, OSError) as exc:
                 # A racing change (409/412) or a lost connection: list everything again
