@@ -192,6 +192,14 @@ async def test_paging_and_filters(admin: ConfigClient) -> None:
     named, _ = await admin.list_all("virtual-network", name="n3")
     assert [o["name"] for o in named] == ["n3"]
     await expect_error(admin.list_all("virtual-network", colour="x"), 400, "colour")
+    l2, _ = await admin.list_all("virtual-network", forwarding_mode="l2_l3", name="n1")
+    assert [o["name"] for o in l2] == ["n1"]
+    await expect_error(
+        admin.list_all("virtual-network", forwarding_mode="l4"), 400, "forwarding_mode"
+    )
+    vr = await admin.create("virtual-router", {"name": "c1", "fabric_address": "2001:db8::11"})
+    found, _ = await admin.list_all("virtual-router", fabric_address="2001:db8:0::11")
+    assert [o["uuid"] for o in found] == [vr["uuid"]]
     await expect_error(
         admin.request("GET", "/virtual-networks", params={"cursor": "zz"}), 400, "cursor"
     )

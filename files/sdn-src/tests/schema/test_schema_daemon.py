@@ -58,6 +58,13 @@ async def test_schema_daemon_derives_objects_and_stops_cleanly(tmp_path: Path) -
             assert ris[0]["route_target"] == "target:64512:8000000"
             status, body = await wait_until(lambda: _healthy(health), timeout=15)
             assert body["connected"] is True
+
+            # It reports itself in the API too, for tools that only talk to the API.
+            async def reported() -> list[dict[str, object]]:
+                items, _ = await c.list_all("service-health", service="schema", status="up")
+                return items
+
+            assert (await wait_until(reported, timeout=10))[0]["detail"] == ""
         assert schema.terminate() == 0
         assert {"shutdown", "stopped"} <= {line.get("event") for line in schema.logs()}
     finally:

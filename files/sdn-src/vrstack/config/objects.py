@@ -28,14 +28,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import ipam
-from .fields import Bool, FieldError, Int, Ref, Str
+from .fields import CIDR, IP, MAC, Bool, Enum, FieldError, Int, Ref, Str
 from .model import NAME, RESOURCES, Resource, refs_of
 from .store import JSON, KV, Conflict, Store
 
 MAX_RETRIES = 30
 # Fields the server sets; a client may send them back on PUT and they are ignored.
 READ_ONLY = ("uuid", "type", "fq_name", "parent_type", "version", "created_at", "updated_at")
-FILTERABLE = (Str, Int, Bool, Ref)
+FILTERABLE = (Str, Int, Bool, Ref, Enum, IP, MAC, CIDR)
 
 
 def obj_key(rtype: str, uid: str) -> str:
@@ -139,7 +139,8 @@ class ConfigDB:
                 return int(text)
             except ValueError:
                 raise FieldError(name, "must be an integer") from None
-        return text
+        # Normalise like stored values (compressed IPv6, lower-case MAC, UUID form).
+        return spec.check(text, name)
 
     # ---- writes --------------------------------------------------------------------
 

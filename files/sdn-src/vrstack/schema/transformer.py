@@ -4,6 +4,9 @@ The transformer mirrors the types it reads through the watch feed and, after eve
 batch of changes, compiles the whole config and writes only the differences, with
 If-Match on updates. Its own writes come back as watch events and compile to the same
 result, so the loop settles; replaying the whole config writes nothing.
+
+It also keeps its own `service-health` object (`schema-<host>`) current: written only
+when its status or detail changes, so a restart in the same state writes nothing either.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 from typing import Any
 
@@ -24,6 +28,7 @@ log = logging.getLogger(__name__)
 JSON = dict[str, Any]
 INPUTS = ("global-config", "virtual-network", "network-policy")
 OUTPUTS = ("routing-instance", "access-control-list")
+HEALTH = "service-health"
 
 
 def _fields(rtype: str, obj: JSON) -> JSON:
@@ -31,9 +36,10 @@ def _fields(rtype: str, obj: JSON) -> JSON:
 
 
 class SchemaTransformer:
-    def __init__(self, client: ConfigClient) -> None:
+    def __init__(self, client: ConfigClient, host: str | None = None) -> None:
         self.client = client
-        self.mirror = Mirror(client, INPUTS + OUTPUTS)
+        self.host = host or socket.gethostname()
+        self.mirror = Mirror(client, (*INPUTS, *OUTPUTS, HEALTH))
         self.writes = 0  # derived objects created or updated since start
         self.reconciles = 0
         self.last_error: str | None = None
@@ -61,6 +67,7 @@ class SchemaTransformer:
         except NotReady as exc:
             self.last_error = str(exc)
             log.warning("cannot compile yet", extra={"reason": str(exc)})
+            await self.report("degraded", f"cannot compile: {exc}")
             return 0
         existing: dict[str, dict[str, JSON]] = {
             t: {o["parent_uuid"]: o for o in objs[t].values()} for t in OUTPUTS
@@ -96,7 +103,22 @@ class SchemaTransformer:
         self.reconciles += 1
         self.last_error = None
         self.last_ok = time.time()
+        await self.report("up", "")
         return writes
+
+    async def report(self, status: str, detail: str) -> None:
+        """Write this service's health object when its status or detail changed."""
+        name = f"schema-{self.host}"[:128]
+        want = {"service": "schema", "host": self.host, "status": status, "detail": detail}
+        have = next((o for o in self.mirror.objects[HEALTH].values() if o["name"] == name), None)
+        if have is not None and {k: have.get(k) for k in want} == want:
+            return
+        body = {**want, "reported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        if have is None:
+            obj = await self.client.create(HEALTH, {"name": name, **body})
+        else:
+            obj = await self.client.update(HEALTH, have["uuid"], body, have["version"])
+        self.mirror.objects[HEALTH][obj["uuid"]] = obj
 
     async def run(self, stop: asyncio.Event) -> None:
         """Follow the watch feed and reconcile after each batch, until `stop` is set."""
