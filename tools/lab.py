@@ -686,6 +686,26 @@ def start_host(host: Host, merged: Path) -> int:
     return proc.pid
 
 
+def forget_ssh_masters(lab: Lab, hosts: Sequence[Host]) -> None:
+    """Close Ansible's persistent ssh connections to hosts that were (re)started:
+    a master still bound to the previous incarnation would hang or fail the next
+    run ("Data could not be sent"). Ansible names them ControlPath=DIR/%C."""
+    cp_dir = os.environ.get("ANSIBLE_SSH_CONTROL_PATH_DIR", str(Path.home() / ".ansible" / "cp"))
+    for host in hosts:
+        res = subprocess.run(
+            ["ssh", "-G", "-o", f"ControlPath={cp_dir}/%C", "-l", lab.ssh_user, host.ip],
+            capture_output=True, text=True, timeout=10, check=False,
+        )  # fmt: skip
+        path = next((line.split(" ", 1)[1] for line in res.stdout.splitlines()
+                     if line.startswith("controlpath ")), None)  # fmt: skip
+        if path and Path(path).exists():
+            subprocess.run(
+                ["ssh", "-O", "exit", "-o", f"ControlPath={path}", host.ip],
+                capture_output=True, timeout=10, check=False,
+            )  # fmt: skip
+            Path(path).unlink(missing_ok=True)
+
+
 def ssh_answers(address: str, timeout: float = 1.0) -> bool:
     try:
         with socket.create_connection((address, 22), timeout=timeout) as sock:
@@ -860,6 +880,7 @@ def cmd_up(lab: Lab, rootfs_cache: Path) -> int:
             if host.name not in running:
                 start_host(host, merged)
                 started.append(host.name)
+        forget_ssh_masters(lab, [h for h in lab.hosts if h.name in started])
         wait_for_ssh(lab.hosts)
     took = time.monotonic() - start
     what = f"started {', '.join(started)}" if started else "already up"
@@ -891,6 +912,8 @@ def cmd_down(lab: Lab | None, purge: bool) -> int:
             if purge:
                 shutil.rmtree(host_dir(name), ignore_errors=True)
         remove_network(namespaces)
+        if lab is not None:
+            forget_ssh_masters(lab, lab.hosts)
         state_file().unlink(missing_ok=True)
     log(f"lab down in {time.monotonic() - start:.1f}s" + (" (overlays purged)" if purge else ""))
     return 0
