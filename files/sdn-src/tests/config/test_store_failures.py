@@ -77,3 +77,16 @@ async def test_store_down_is_a_clear_503(tmp_path: Path) -> None:
         assert info.value.status == 503 and "no etcd endpoint answered" in info.value.body["error"]
         async with aiohttp.ClientSession() as s, s.get(f"{url}/health") as resp:
             assert resp.status == 503 and (await resp.json())["status"] == "error"
+
+
+async def test_etcd_endpoints_fail_over(etcd: Etcd) -> None:
+    # The first endpoint is down: reads, writes and watches use the next one.
+    store = EtcdStore([f"http://127.0.0.1:{free_port()}", etcd.url], prefix="/failover/", timeout=2)
+    await store.start()
+    try:
+        rev = await store.txn({}, {"obj/p/1": {"n": 1}}, [])
+        assert (await store.get("obj/p/1")).value == {"n": 1}  # type: ignore[union-attr]
+        events = await store.changes(rev - 1, timeout=2)
+        assert [e.key for e in events] == ["obj/p/1"]
+    finally:
+        await store.close()

@@ -174,7 +174,10 @@ async def watch(request: web.Request) -> web.Response:
 
 
 def make_app(db: ConfigDB, auth: Authenticator, backend: str) -> web.Application:
-    app = web.Application(middlewares=[errors_middleware, auth_middleware(auth)])
+    # Derived ACLs of large policy sets are the biggest bodies: allow 16 MiB.
+    app = web.Application(
+        middlewares=[errors_middleware, auth_middleware(auth)], client_max_size=16 * 2**20
+    )
     app[DB_KEY] = db
     app[STOPPING_KEY] = asyncio.Event()
 
