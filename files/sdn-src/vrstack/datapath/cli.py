@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from vrstack.datapath import codec
-from vrstack.datapath.client import DEFAULT_SOCKET, DatapathClient, DatapathError
+from vrstack.datapath.client import DEFAULT_SOCKET, DatapathClient, DatapathError, connect
 from vrstack.datapath.codec import Message, Obj, Op
 from vrstack.datapath.flowtable import FlowTable, FlowTableError
 
@@ -70,7 +70,7 @@ def _parser(prog: str, doc: str) -> argparse.ArgumentParser:
     p.add_argument(
         "--socket",
         default=os.environ.get("VROUTER_SOCKET", DEFAULT_SOCKET),
-        help="datapath control socket (env VROUTER_SOCKET)",
+        help='datapath control socket, or "netlink" for vrouter.ko (env VROUTER_SOCKET)',
     )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return p
@@ -103,7 +103,7 @@ def _run(
     build(p)
     args = p.parse_args(argv)
     try:
-        with DatapathClient(args.socket) as client:
+        with connect(args.socket) as client:
             rows = act(client, args)
     except OSError as exc:
         print(f"{prog}: {args.socket}: {exc}", file=sys.stderr)

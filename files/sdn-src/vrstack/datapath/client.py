@@ -1,4 +1,6 @@
-"""A client for the datapath's control socket (unix SOCK_SEQPACKET)."""
+"""A client for the datapath's control channel: the userspace host's unix
+SOCK_SEQPACKET socket, or (target "netlink") vrouter.ko's generic netlink
+family.  The messages are the same either way."""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ from vrstack.datapath import codec
 from vrstack.datapath.codec import Err, Flag, Message, Obj, Op
 
 DEFAULT_SOCKET = "/run/vrouter/control.sock"
+# The target naming the kernel module instead of a socket path.
+NETLINK = "netlink"
 MAX_DUMP_BATCHES = 100000
 
 
@@ -42,11 +46,15 @@ class DatapathClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def exchange(self, request: bytes) -> bytes:
+        """Send one encoded request, return the bytes of all its replies."""
+        self.sock.send(request)
+        return self.sock.recv(2 * codec.MSG_MAX)
+
     def request(self, msg: Message) -> list[Message]:
         """Send one request, return every reply message of its answer."""
         msg.seq = next(self._seq)
-        self.sock.send(codec.encode(msg))
-        data = self.sock.recv(2 * codec.MSG_MAX)
+        data = self.exchange(codec.encode(msg))
         replies = [codec.decode(part) for part in codec.split(data)]
         if not replies or any(r.seq != msg.seq for r in replies):
             raise codec.CodecError(Err.EPROTO, "reply does not match the request")
@@ -75,3 +83,12 @@ class DatapathClient:
             assert isinstance(next_marker, int)
             marker = next_marker
         raise DatapathError(f"dump {obj.name.lower()}: too many batches", -int(Err.ERANGE))
+
+
+def connect(target: str = DEFAULT_SOCKET, timeout: float = 5.0) -> DatapathClient:
+    """A client for a socket path, or for the kernel module if target is NETLINK."""
+    if target == NETLINK:
+        from vrstack.datapath.genl import GenlDatapathClient
+
+        return GenlDatapathClient(timeout=timeout)
+    return DatapathClient(target, timeout)

@@ -1,11 +1,14 @@
 """Read the datapath's shared flow table (include/vr_defs.h) from its mapped
 file, as the agent does to list and age flows without a message per flow.
-Read-only: changes go through flow messages."""
+Read-only: changes go through flow messages.  The file is the userspace
+host's flow file or vrouter.ko's /dev/vrouter_flow."""
 
 from __future__ import annotations
 
 import ipaddress
 import mmap
+import os
+import stat
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -52,7 +55,13 @@ class FlowTable:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         with self.path.open("rb") as f:
-            self._map = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
+            # vrouter.ko's /dev/vrouter_flow has no size: map what its header says.
+            size = 0
+            if stat.S_ISCHR(os.fstat(f.fileno()).st_mode):
+                head = f.read(HDR.size)
+                if len(head) == HDR.size:
+                    size = HDR.size + HDR.unpack(head)[2] * ENTRY.size
+            self._map = mmap.mmap(f.fileno(), size, prot=mmap.PROT_READ)
         if len(self._map) < HDR.size:
             raise FlowTableError(f"{self.path}: too short for a flow table header")
         magic, version, self.nentries, entry_size = HDR.unpack_from(self._map)
