@@ -525,3 +525,18 @@ async def test_mirror_yields_the_events_that_changed_it(admin: ConfigClient) -> 
     )
     stop.set()
     await batches.aclose()
+
+
+async def test_watch_can_filter_types(admin: ConfigClient) -> None:
+    start = await revision(admin)
+    waiter = asyncio.ensure_future(admin.watch(start, timeout=20, types=["virtual-network"]))
+    project = await admin.create("project", {"name": "demo"})
+    await asyncio.sleep(0.3)
+    assert not waiter.done()  # a project change does not end a virtual-network watch
+    net = await admin.create("virtual-network", {"name": "n", "parent_uuid": project["uuid"]})
+    events, rev = await asyncio.wait_for(waiter, 10)
+    assert [e["uuid"] for e in events] == [net["uuid"]] and rev == net["version"]
+    await admin.create("project", {"name": "other"})
+    events, rev2 = await admin.watch(rev, timeout=0.3, types=["virtual-network"])
+    assert events == [] and rev2 > rev  # skipped past the project, nothing missed
+    await expect_error(admin.watch(rev, timeout=0, types=["nope"]), 400, "types")

@@ -128,10 +128,13 @@ class ConfigClient:
                 return items, revision
             params["cursor"] = page["next"]
 
-    async def watch(self, since: int, timeout: float = 30.0) -> tuple[list[JSON], int]:
-        data = await self.request(
-            "GET", "/watch", params={"since": since, "timeout": timeout}, timeout=timeout + 10
-        )
+    async def watch(
+        self, since: int, timeout: float = 30.0, types: Iterable[str] | None = None
+    ) -> tuple[list[JSON], int]:
+        params: dict[str, Any] = {"since": since, "timeout": timeout}
+        if types is not None:
+            params["types"] = ",".join(types)
+        data = await self.request("GET", "/watch", params=params, timeout=timeout + 10)
         return data["events"], int(data["revision"])
 
 
@@ -207,7 +210,7 @@ class Mirror:
                     await self.resync()
                     need_resync = False
                     yield Batch(resynced=True, events=[])
-                watch = asyncio.ensure_future(self.client.watch(self.revision, poll))
+                watch = asyncio.ensure_future(self.client.watch(self.revision, poll, self.types))
                 stopper = asyncio.ensure_future(stop.wait())
                 done, _ = await asyncio.wait({watch, stopper}, return_when=asyncio.FIRST_COMPLETED)
                 stopper.cancel()

@@ -30,7 +30,7 @@ from typing import Any
 from . import ipam
 from .fields import CIDR, IP, MAC, Bool, Enum, FieldError, Int, Ref, Str
 from .model import NAME, RESOURCES, Resource, refs_of
-from .store import JSON, KV, Conflict, Store
+from .store import JSON, KV, Conflict, Event, Store
 
 MAX_RETRIES = 30
 # Fields the server sets; a client may send them back on PUT and they are ignored.
@@ -480,33 +480,41 @@ class ConfigDB:
 
     # ---- watch ---------------------------------------------------------------------
 
-    async def watch(self, since: int, timeout: float, limit: int) -> tuple[list[JSON], int]:
-        """Object changes after `since`; returns (events, revision to resume from)."""
-        events = await self.store.changes(since, timeout, limit)
-        out = []
-        for ev in events:
-            _, rtype, uid = ev.key.split("/", 2)
-            if ev.value is None:
-                out.append(
-                    {
-                        "revision": ev.revision,
-                        "op": "delete",
-                        "type": rtype,
-                        "uuid": uid,
-                        "object": ev.prev,
-                    }
-                )
-            else:
-                out.append(
-                    {
-                        "revision": ev.revision,
-                        "op": "put",
-                        "type": rtype,
-                        "uuid": uid,
-                        "object": {**ev.value, "version": ev.revision},
-                    }
-                )
-        return out, (events[-1].revision if events else since)
+    async def watch(
+        self, since: int, timeout: float, limit: int, types: set[str] | None = None
+    ) -> tuple[list[JSON], int]:
+        """Object changes after `since`, only of `types` if given; returns (events, the
+        revision to resume from). Changes of other types advance that revision but do
+        not end the wait."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = max(0.0, deadline - time.monotonic())
+            events = await self.store.changes(since, remaining, limit)
+            out = [_event(ev) for ev in events]
+            if types is not None:
+                out = [ev for ev in out if ev["type"] in types]
+            since = events[-1].revision if events else since
+            if out or not events or remaining <= 0:
+                return out, since
+
+
+def _event(ev: Event) -> JSON:
+    _, rtype, uid = ev.key.split("/", 2)
+    if ev.value is None:
+        return {
+            "revision": ev.revision,
+            "op": "delete",
+            "type": rtype,
+            "uuid": uid,
+            "object": ev.prev,
+        }
+    return {
+        "revision": ev.revision,
+        "op": "put",
+        "type": rtype,
+        "uuid": uid,
+        "object": {**ev.value, "version": ev.revision},
+    }
 
 
 def _missing(name: str) -> Any:

@@ -244,6 +244,12 @@ def document() -> JSON:
                     doc="Return changes with a revision greater than this",
                 ),
                 _param(
+                    "types",
+                    {"type": "string"},
+                    doc="Comma-separated types to report (default: all); other changes "
+                    "advance the returned revision without ending the wait",
+                ),
+                _param(
                     "timeout",
                     {"type": "number", "minimum": 0, "maximum": 300},
                     doc="Seconds to wait for the first change (default 30)",

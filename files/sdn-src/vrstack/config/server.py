@@ -159,7 +159,13 @@ async def watch(request: web.Request) -> web.Response:
         raise FieldError("timeout", "must be between 0 and 300")
     # A long poll must not hold up shutdown: it ends early, with no events, when the
     # server stops; the client then resumes from the same revision elsewhere.
-    changes = asyncio.ensure_future(request.app[DB_KEY].watch(since, timeout, limit))
+    types = None
+    if "types" in request.query:
+        types = {t for t in request.query["types"].split(",") if t}
+        unknown = types - set(RESOURCES)
+        if unknown:
+            raise FieldError("types", f"unknown types: {', '.join(sorted(unknown))}")
+    changes = asyncio.ensure_future(request.app[DB_KEY].watch(since, timeout, limit, types))
     stopping = asyncio.ensure_future(request.app[STOPPING_KEY].wait())
     try:
         await asyncio.wait({changes, stopping}, return_when=asyncio.FIRST_COMPLETED)
