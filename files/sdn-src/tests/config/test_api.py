@@ -192,6 +192,8 @@ async def test_paging_and_filters(admin: ConfigClient) -> None:
     named, _ = await admin.list_all("virtual-network", name="n3")
     assert [o["name"] for o in named] == ["n3"]
     await expect_error(admin.list_all("virtual-network", colour="x"), 400, "colour")
+    await expect_error(admin.list_all("virtual-network", parent_uuid="../x"), 400, "parent_uuid")
+    await expect_error(admin.list_all("project", parent_uuid=project["uuid"]), 400, "parent_uuid")
     l2, _ = await admin.list_all("virtual-network", forwarding_mode="l2_l3", name="n1")
     assert [o["name"] for o in l2] == ["n1"]
     await expect_error(

@@ -85,6 +85,10 @@ class ConfigDB:
         """One page of objects matching `filters`; returns (items, next cursor, revision)."""
         revision = await self.store.revision()
         parent = filters.pop("parent_uuid", None)
+        if parent is not None:
+            if not res.parent:
+                raise FieldError("parent_uuid", f"a {res.name} has no parent")
+            parent = Ref(target=res.parent).check(parent, "parent_uuid")
         checks = {k: self._filter_value(res, k, v) for k, v in filters.items()}
         prefix = f"child/{parent}/{res.name}/" if parent else f"obj/{res.name}/"
         after = ""
@@ -158,7 +162,9 @@ class ConfigDB:
         if not isinstance(body, dict):
             raise FieldError("", "the body must be a JSON object")
         body = dict(body)
-        name = NAME.check(body.pop("name", None) or _missing("name"), "name")
+        if body.get("name") is None:
+            raise FieldError("name", "is required")
+        name = NAME.check(body.pop("name"), "name")
         parent_uuid = body.pop("parent_uuid", None)
         uid = body.pop("uuid", None)
         uid = Ref(target=res.name).check(uid, "uuid") if uid is not None else str(uuidlib.uuid4())
@@ -515,10 +521,6 @@ def _event(ev: Event) -> JSON:
         "uuid": uid,
         "object": {**ev.value, "version": ev.revision},
     }
-
-
-def _missing(name: str) -> Any:
-    raise FieldError(name, "is required")
 
 
 def _copy(value: Any) -> Any:
