@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import uuid as uuidlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -139,8 +140,6 @@ def _routes(app: web.Application, res: Resource) -> None:
 
 
 def _uuid(request: web.Request) -> str:
-    import uuid as uuidlib
-
     text = request.match_info["uuid"]
     try:
         return str(uuidlib.UUID(text))
