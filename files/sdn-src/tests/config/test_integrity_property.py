@@ -171,7 +171,9 @@ async def check_indexes(db: ConfigDB, alive: set[str]) -> None:
     assert ips == want
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(ops=OPS)
 def test_random_writes_keep_indexes_consistent(ops: list[tuple[str, int, int, int]]) -> None:
     async def main() -> None:

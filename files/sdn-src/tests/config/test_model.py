@@ -72,7 +72,9 @@ def objects(specs: dict[str, f.Field]) -> st.SearchStrategy[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("res", list(RESOURCES.values()), ids=lambda r: r.name)
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(data=st.data())
 def test_validation_agrees_with_schema(res: Resource, data: st.DataObject) -> None:
     body = data.draw(objects(res.fields))
