@@ -4,11 +4,13 @@ API on loopback, and clients with the admin and read-only tokens."""
 from __future__ import annotations
 
 import itertools
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from vrstack.config.client import ConfigClient
 from vrstack.config.store import Store
@@ -17,6 +19,10 @@ from vrstack.config.store_sqlite import SQLiteStore
 from vrstack.config.testing import ADMIN_TOKEN, READER_TOKEN, Etcd, running_api
 
 _prefixes = itertools.count()
+
+# Hypothesis caches under .hypothesis/ in the working directory, which is the repository
+# (and would be packed into the collection): keep its files in the temp directory.
+set_hypothesis_home_dir(str(Path(tempfile.gettempdir()) / "vrstack-hypothesis"))
 
 
 @pytest.fixture(scope="session")
