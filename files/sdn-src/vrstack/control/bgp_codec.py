@@ -448,7 +448,7 @@ def _parse_as_path(value: bytes, as4: bool) -> list[int]:
         end = i + 2 + count * size
         if stype not in (AS_SET, AS_SEQUENCE) or count == 0 or end > len(value):
             raise BgpError(UPDATE_ERROR, UPD_BAD_ASPATH, "malformed AS_PATH segment")
-        fmt = "!%d%s" % (count, "I" if as4 else "H")
+        fmt = f"!{count}{'I' if as4 else 'H'}"
         out += list(struct.unpack_from(fmt, value, i + 2))
         i = end
     return out

@@ -1,0 +1,109 @@
+"""`vrstack-control`: the control node daemon.
+
+vrstack-control --config /etc/vrstack/control.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import os
+import sys
+from typing import Any
+
+from aiohttp import web
+
+from ..config.client import ConfigClient, Mirror
+from ..service.daemon import add_background, add_health, serve
+from ..service.jsonlog import setup_logging
+from ..service.settings import ConfigError, Settings
+from .node import CONFIG_TYPES, ControlNode, NodeSettings
+
+
+def make_app(node: ControlNode) -> web.Application:
+    """Health and introspect endpoints; the node's listeners and config feed in the background."""
+    app = web.Application()
+
+    async def health() -> dict[str, Any]:
+        return node.health()
+
+    async def introspect(_request: web.Request) -> web.Response:
+        return web.json_response(node.introspect())
+
+    async def routes(request: web.Request) -> web.Response:
+        return web.json_response(node.routes(request.query.get("instance")))
+
+    async def start(_app: web.Application) -> None:
+        await node.start()  # before serving: a port in use stops the daemon at start
+
+    async def stop(_app: web.Application) -> None:
+        await node.stop()
+        if node.mirror is not None:
+            await node.mirror.client.close()
+
+    app.on_startup.append(start)
+    app.on_cleanup.append(stop)
+    add_health(app, health)
+    app.router.add_get("/introspect", introspect)
+    app.router.add_get("/introspect/routes", routes)
+    add_background(app, "control-node-config", node.run)
+    return app
+
+
+def load(settings: Settings) -> tuple[NodeSettings, str, str, str, int]:
+    """Node settings, the API URL and token, and the HTTP listen address, all checked."""
+    url = settings.get_str("api.url")
+    if not url.startswith(("http://", "https://")):
+        raise settings.error("api.url", f"must be an http(s) URL, got {url!r}")
+    token = settings.get_str("api.token")
+    ns = NodeSettings(
+        name=settings.get_str("name", NodeSettings.name),
+        asn=settings.get_int("bgp.asn", 0, low=0, high=4294967295),
+        bgp_address=settings.get_str("bgp.address"),
+        bgp_port=settings.get_int("bgp.port", 179, low=0, high=65535),
+        connect_retry=settings.get_float("bgp.connect_retry", 5.0),
+        xmpp_host=settings.get_str("xmpp.host", "0.0.0.0"),
+        xmpp_port=settings.get_int("xmpp.port", 5269, low=0, high=65535),
+        xmpp_hold_time=settings.get_float("xmpp.hold_time", 90.0),
+        tls_cert=settings.get_str("xmpp.tls.cert", ""),
+        tls_key=settings.get_str("xmpp.tls.key", ""),
+    )
+    ns.router_id = settings.get_str("bgp.router_id", ns.bgp_address)
+    for field, value in (("bgp.address", ns.bgp_address), ("bgp.router_id", ns.router_id)):
+        try:
+            ipaddress.IPv4Address(value)
+        except ValueError:
+            raise settings.error(field, f"must be an IPv4 address, got {value!r}") from None
+    if ns.connect_retry <= 0 or ns.xmpp_hold_time <= 0:
+        raise settings.error("bgp.connect_retry", "timers must be positive")
+    for field, path in (("xmpp.tls.cert", ns.tls_cert), ("xmpp.tls.key", ns.tls_key)):
+        if path and not os.access(path, os.R_OK):
+            raise settings.error(field, f"cannot read {path}")
+    host = settings.get_str("listen.host", "127.0.0.1")
+    port = settings.get_int("listen.port", 8083, low=0, high=65535)
+    return ns, url, token, host, port
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="vrstack-control", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True, help="YAML or INI config file")
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.load(args.config)
+        setup_logging("vrstack-control", settings.get_str("log.level", "info"))
+        ns, url, token, host, port = load(settings)
+    except ConfigError as exc:
+        print(f"vrstack-control: config error: {exc}", file=sys.stderr)
+        return 2
+    node = ControlNode(ns, Mirror(ConfigClient(url, token), CONFIG_TYPES))
+    try:
+        asyncio.run(serve(make_app(node), host, port, "vrstack-control"))
+    except OSError as exc:
+        print(f"vrstack-control: cannot listen: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

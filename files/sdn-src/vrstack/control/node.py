@@ -1,0 +1,424 @@
+"""The control node: ties the config feed, the route table, agents (XMPP) and BGP together.
+
+Config comes from the config API's watch (`Mirror`): routing instances (import/export
+targets from the schema transformer), bgp-routers (our peers), and what each agent
+needs (its virtual-router, ports, their networks, routing instances and ACLs).
+Routes come from agents and BGP peers into one `RouteTable`; every change of what an
+instance resolves to is pushed to the agents subscribed to it, and every change of a
+locally published route is exported to the BGP peers as a VPN route.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import socket
+import ssl
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from . import bgp_codec as bc
+from .agents import AgentSession
+from .bgp import Advert, BgpSpeaker, Peer, PeerConfig
+from .routes import Change, Path, RouteTable
+from .xmpp import Nexthop
+
+log = logging.getLogger(__name__)
+JSON = dict[str, Any]
+CONFIG_TYPES = (
+    "global-config",
+    "bgp-router",
+    "virtual-router",
+    "virtual-network",
+    "routing-instance",
+    "access-control-list",
+    "virtual-machine-interface",
+    "instance-ip",
+    "floating-ip",
+)
+DEFAULT_ENCAPS = ("MPLSoUDP", "MPLSoGRE")
+
+
+@dataclass
+class NodeSettings:
+    name: str = socket.gethostname()
+    router_id: str = ""  # default: the BGP address
+    asn: int = 0  # default: our bgp-router object's, else global-config's
+    bgp_address: str = "127.0.0.1"
+    bgp_port: int = 179
+    connect_retry: float = 5.0
+    xmpp_host: str = "127.0.0.1"
+    xmpp_port: int = 5269
+    xmpp_hold_time: float = 90.0
+    tls_cert: str = ""
+    tls_key: str = ""
+
+
+class ControlNode:
+    def __init__(self, settings: NodeSettings, mirror: Any | None = None) -> None:
+        self.s = settings
+        self.name = settings.name
+        self.router_id = settings.router_id or settings.bgp_address
+        ipaddress.IPv4Address(self.router_id)  # BGP identifiers are IPv4 addresses
+        self.xmpp_hold_time = settings.xmpp_hold_time
+        self.mirror = mirror  # vrstack.config.client.Mirror, or None (routes only)
+        self.table = RouteTable()
+        self.agents: dict[str, AgentSession] = {}
+        self.agent_flaps: dict[str, int] = {}
+        self.subscribers: dict[str, set[AgentSession]] = {}
+        self.speaker: BgpSpeaker | None = None
+        self.xmpp_server: asyncio.Server | None = None
+        self.xmpp_port = 0
+        self.config_revision = 0
+        self._peers: list[PeerConfig] = []
+
+    # ---- lifecycle --------------------------------------------------------------
+
+    async def start(self) -> None:
+        tls = None
+        if self.s.tls_cert:
+            tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            tls.load_cert_chain(self.s.tls_cert, self.s.tls_key or None)
+        self.xmpp_server = await asyncio.start_server(
+            self._accept_agent, self.s.xmpp_host, self.s.xmpp_port, ssl=tls, reuse_address=True
+        )
+        self.xmpp_port = self.xmpp_server.sockets[0].getsockname()[1]
+        log.info("xmpp listening", extra={"host": self.s.xmpp_host, "port": self.xmpp_port})
+        if self.s.asn:
+            await self._start_bgp(self.s.asn)
+
+    async def _start_bgp(self, asn: int) -> None:
+        self.speaker = BgpSpeaker(
+            self,
+            self.router_id,
+            asn,
+            self.s.bgp_address,
+            self.s.bgp_port,
+            connect_retry=self.s.connect_retry,
+        )
+        await self.speaker.start()
+        for inst, prefix in [
+            (i.name, p) for i in self.table.instances.values() for p in self._local_prefixes(i.name)
+        ]:
+            self._export(inst, prefix)
+        self.speaker.set_peers(self._peers)
+
+    async def stop(self) -> None:
+        if self.xmpp_server is not None:
+            self.xmpp_server.close()
+        for agent in list(self.agents.values()):
+            with contextlib.suppress(Exception):
+                agent.writer.write(b"</stream:stream>")
+                agent.writer.close()
+        if self.speaker is not None:
+            await self.speaker.stop()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Follow the config API until `stop` is set."""
+        if self.mirror is None:
+            await stop.wait()
+            return
+        async for batch in self.mirror.follow(stop):
+            self.config_revision = self.mirror.revision
+            try:
+                await self.apply_config(resynced=batch.resynced)
+            except (ValueError, KeyError, aiohttp.ClientError) as exc:
+                log.error("config not applied", extra={"error": repr(exc)})
+
+    # ---- config ---------------------------------------------------------------
+
+    async def apply_config(self, resynced: bool = True) -> None:
+        objs: dict[str, dict[str, JSON]] = self.mirror.objects  # type: ignore[union-attr]
+        changes: list[Change] = []
+        seen: set[str] = set()
+        for ri in objs["routing-instance"].values():
+            name = ":".join(ri["fq_name"])
+            seen.add(name)
+            changes += self.table.configure(
+                name, ri["import_targets"], ri["export_targets"], ri["route_target"], ri["vni"]
+            )
+            for prefix in self._local_prefixes(name):
+                self._export(name, prefix)
+        for inst in list(self.table.instances.values()):
+            if inst.configured and inst.name not in seen:
+                changes += self.table.unconfigure(inst.name)
+                for prefix in self._local_prefixes(inst.name):
+                    self._export(inst.name, prefix)
+        self._fanout(changes)
+        await self._apply_bgp_routers(objs)
+        for agent in list(self.agents.values()):
+            self._push_config(agent)
+
+    async def _apply_bgp_routers(self, objs: dict[str, dict[str, JSON]]) -> None:
+        me = None
+        peers: list[PeerConfig] = []
+        for r in sorted(objs["bgp-router"].values(), key=lambda o: o["name"]):
+            if r["name"] == self.name or r["address"] == self.router_id:
+                me = r
+                continue
+            if "inet-vpn" not in r.get("families", ["inet-vpn"]):
+                continue
+            peers.append(
+                PeerConfig(r["name"], r["address"], r["port"], r["asn"], r["hold_time"], r["role"])
+            )
+        self._peers = peers
+        gc = next((o for o in objs["global-config"].values() if o["name"] == "default"), None)
+        asn = self.s.asn or (me or {}).get("asn") or (gc or {}).get("asn")
+        if self.speaker is None and asn:
+            await self._start_bgp(int(asn))
+        elif self.speaker is not None:
+            if asn and asn != self.speaker.asn:
+                log.warning("AS number changed: restart the control node to use it")
+            self.speaker.set_peers(peers)
+
+    def _relevant_config(self, agent_name: str) -> dict[str, JSON]:
+        """The config objects an agent needs, keyed `<type>/<uuid>`."""
+        objs: dict[str, dict[str, JSON]] = self.mirror.objects  # type: ignore[union-attr]
+        out: dict[str, JSON] = {f"global-config/{u}": o for u, o in objs["global-config"].items()}
+        vr = next((o for o in objs["virtual-router"].values() if o["name"] == agent_name), None)
+        if vr is None:
+            return out
+        out[f"virtual-router/{vr['uuid']}"] = vr
+        vmis = {
+            u: o
+            for u, o in objs["virtual-machine-interface"].items()
+            if o.get("virtual_router") == vr["uuid"]
+        }
+        nets = {o["virtual_network"] for o in vmis.values()}
+        for u, o in vmis.items():
+            out[f"virtual-machine-interface/{u}"] = o
+        for u in nets:
+            if u in objs["virtual-network"]:
+                out[f"virtual-network/{u}"] = objs["virtual-network"][u]
+        for t in ("routing-instance", "access-control-list"):
+            out.update({f"{t}/{u}": o for u, o in objs[t].items() if o["parent_uuid"] in nets})
+        for t in ("instance-ip", "floating-ip"):
+            out.update(
+                {
+                    f"{t}/{u}": o
+                    for u, o in objs[t].items()
+                    if o.get("virtual_machine_interface") in vmis
+                }
+            )
+        return out
+
+    def _push_config(self, agent: AgentSession) -> None:
+        if self.mirror is None:
+            return
+        want = self._relevant_config(agent.name)
+        for key, obj in want.items():
+            if agent.config_sent.get(key) != obj["version"]:
+                agent.config_sent[key] = obj["version"]
+                agent.queue_config(key, obj)
+        for key in [k for k in agent.config_sent if k not in want]:
+            del agent.config_sent[key]
+            agent.queue_config(key, None)
+
+    # ---- agents ---------------------------------------------------------------
+
+    async def _accept_agent(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await AgentSession(self, reader, writer).run()
+
+    def agent_opened(self, agent: AgentSession) -> None:
+        old = self.agents.get(agent.name)
+        if old is not None:  # the agent reconnected: the new session replaces the old one
+            log.info("agent replaced its session", extra={"agent": agent.name})
+            self._drop_agent(old)
+            with contextlib.suppress(Exception):
+                old.writer.close()
+        self.agents[agent.name] = agent
+        log.info("agent connected", extra={"agent": agent.name, "addr": agent.address})
+        self._push_config(agent)
+
+    def agent_closed(self, agent: AgentSession) -> None:
+        if self.agents.get(agent.name) is agent:
+            del self.agents[agent.name]
+            self.agent_flaps[agent.name] = self.agent_flaps.get(agent.name, 0) + 1
+            log.info("agent disconnected", extra={"agent": agent.name})
+            self._drop_agent(agent)
+
+    def _drop_agent(self, agent: AgentSession) -> None:
+        for subs in self.subscribers.values():
+            subs.discard(agent)
+        published = [(i, p) for i, t in agent.published.items() for p in t]
+        agent.published = {}
+        self._fanout(self.table.remove_source(agent.source))
+        for inst, prefix in published:
+            self._export(inst, prefix)
+
+    def agent_subscribed(self, agent: AgentSession, instance: str) -> None:
+        self.subscribers.setdefault(instance, set()).add(agent)
+        for prefix, hops in self.table.instance(instance).view.items():
+            agent.queue_route(instance, prefix, hops)
+
+    def agent_published(
+        self, agent: AgentSession, instance: str, routes: dict[str, Nexthop]
+    ) -> None:
+        changes: list[Change] = []
+        for prefix, nh in routes.items():
+            changes += self.table.add(prefix, Path(agent.source, nh, instance=instance))
+        self._fanout(changes)
+        for prefix in routes:
+            self._export(instance, prefix)
+
+    def agent_retracted(self, agent: AgentSession, instance: str, prefixes: list[str]) -> None:
+        changes: list[Change] = []
+        for prefix in prefixes:
+            changes += self.table.remove(prefix, agent.source, instance)
+        self._fanout(changes)
+        for prefix in prefixes:
+            self._export(instance, prefix)
+
+    def _fanout(self, changes: list[Change]) -> None:
+        for inst, prefix, hops in changes:
+            for agent in self.subscribers.get(inst, ()):
+                agent.queue_route(inst, prefix, hops)
+
+    # ---- BGP ------------------------------------------------------------------
+
+    def _local_prefixes(self, instance: str) -> list[str]:
+        return [
+            p
+            for p, ps in self.table.paths.items()
+            if any(x.instance == instance for x in ps.values())
+        ]
+
+    def _export(self, instance: str, prefix: str) -> None:
+        """Advertise the instance's locally published route for `prefix`, or withdraw it."""
+        if self.speaker is None:
+            return
+        inst = self.table.instance(instance)
+        rd = f"{self.router_id}:{inst.index}"
+        local = sorted(self.table.local_paths(instance, prefix), key=lambda p: p.nexthop)
+        advert = None
+        if local and inst.export_targets and ":" not in prefix:  # IPv4 only
+            nh = local[0].nexthop  # one path per RD: the lowest nexthop (no ADD-PATH)
+            advert = Advert(
+                bc.VpnPrefix(rd, prefix, nh.label),
+                nh.address,
+                tuple(sorted(inst.export_targets)),
+                tuple(e for e in nh.encap if e in bc.ENCAP_TYPES),
+            )
+        self.speaker.set_export((rd, prefix), advert)
+
+    def bgp_update(self, peer: Peer, update: bc.Update) -> None:
+        assert self.speaker is not None
+        changes: list[Change] = []
+        for p in update.vpn_unreach:
+            changes += self.table.remove(p.prefix, peer.source, p.rd)
+        ebgp = peer.config.asn != self.speaker.asn
+        targets = frozenset(update.route_targets)
+        looped = ebgp and self.speaker.asn in update.as_path
+        encaps = tuple(update.encaps) or DEFAULT_ENCAPS
+        vni = 0
+        for t in targets:
+            if (inst := self.table.instance_by_target(t)) is not None:
+                vni = inst.vni
+                break
+        for p in update.vpn_reach:
+            if looped or update.vpn_next_hop is None:
+                changes += self.table.remove(p.prefix, peer.source, p.rd)
+                continue
+            path = Path(
+                peer.source,
+                Nexthop(update.vpn_next_hop, p.label, vni, encaps),
+                targets=targets,
+                rd=p.rd,
+                local_pref=100 if ebgp or update.local_pref is None else update.local_pref,
+                as_path_len=len(update.as_path),
+                origin=update.origin or 0,
+            )
+            changes += self.table.add(p.prefix, path)
+        peer.received = (
+            sum(1 for ps in self.table.paths.values() for k in ps if k[0] == peer.source)
+            if (update.vpn_reach or update.vpn_unreach)
+            else peer.received
+        )
+        self._fanout(changes)
+
+    def bgp_down(self, peer: Peer) -> None:
+        self._fanout(self.table.remove_source(peer.source))
+
+    # ---- introspect -----------------------------------------------------------
+
+    def health(self) -> JSON:
+        config_ok = self.mirror is None or self.mirror.connected
+        ok = self.xmpp_server is not None and config_ok and self.speaker is not None
+        peers = self.speaker.introspect() if self.speaker else []
+        return {
+            "status": "ok" if ok else "degraded",
+            "config_connected": config_ok,
+            "config_revision": self.config_revision,
+            "bgp": "running" if self.speaker else "waiting for an AS number",
+            "agents": len(self.agents),
+            "bgp_peers": len(peers),
+            "bgp_established": sum(1 for p in peers if p["state"] == "Established"),
+        }
+
+    def introspect(self) -> JSON:
+        return {
+            "name": self.name,
+            "router_id": self.router_id,
+            "asn": self.speaker.asn if self.speaker else None,
+            "xmpp_port": self.xmpp_port,
+            "bgp_port": self.speaker.port if self.speaker else None,
+            "config_revision": self.config_revision,
+            "agents": [
+                {**a.introspect(), "flaps": self.agent_flaps.get(a.name, 0)}
+                for a in sorted(self.agents.values(), key=lambda a: a.name)
+            ],
+            "agent_flaps": dict(sorted(self.agent_flaps.items())),
+            "bgp_peers": self.speaker.introspect() if self.speaker else [],
+            "instances": {
+                i.name: {
+                    "index": i.index,
+                    "configured": i.configured,
+                    "route_target": i.route_target,
+                    "import_targets": sorted(i.import_targets),
+                    "export_targets": sorted(i.export_targets),
+                    "vni": i.vni,
+                    "routes": len(i.view),
+                    "subscribers": sorted(a.name for a in self.subscribers.get(i.name, ())),
+                }
+                for i in sorted(self.table.instances.values(), key=lambda i: i.name)
+            },
+        }
+
+    def routes(self, instance: str | None = None) -> JSON:
+        out: JSON = {}
+        for inst in sorted(self.table.instances.values(), key=lambda i: i.name):
+            if instance is not None and inst.name != instance:
+                continue
+            out[inst.name] = {
+                prefix: {
+                    "nexthops": [
+                        {
+                            "address": h.address,
+                            "label": h.label,
+                            "vni": h.vni,
+                            "encap": list(h.encap),
+                        }
+                        for h in hops
+                    ],
+                    "paths": [
+                        {
+                            "source": p.source,
+                            "nexthop": p.nexthop.address,
+                            "label": p.nexthop.label,
+                            "rd": p.rd,
+                            "local_pref": p.local_pref,
+                            "as_path_len": p.as_path_len,
+                        }
+                        for p in self.table.paths.get(prefix, {}).values()
+                        if self.table.sees(inst, p)
+                    ],
+                }
+                for prefix, hops in sorted(inst.view.items())
+            }
+        return out
