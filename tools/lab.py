@@ -658,6 +658,34 @@ def container_pid(nspawn_pid: int) -> int | None:
     return int(children[0]) if children else None
 
 
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def host_cgroups(host: str) -> list[Path]:
+    """One cgroup per host in each hierarchy systemd uses (cgroup2 alone, or the
+    hybrid layout's `unified` and `systemd`). nspawn --keep-unit builds the
+    container's tree under the cgroup it starts in; hosts started from one shell
+    would share it, and their systemds then race for the same unit cgroups
+    (units failing with 219/CGROUP)."""
+    if (CGROUP_ROOT / "cgroup.controllers").exists():
+        return [CGROUP_ROOT / f"vrstack-lab-{host}"]
+    return [
+        CGROUP_ROOT / tree / f"vrstack-lab-{host}"
+        for tree in ("unified", "systemd")
+        if (CGROUP_ROOT / tree / "cgroup.procs").exists()
+    ]
+
+
+def remove_cgroups(host: str) -> None:
+    for top in host_cgroups(host):
+        if top.exists():
+            for path in sorted((p for p in top.rglob("*") if p.is_dir()), reverse=True):
+                with contextlib.suppress(OSError):
+                    path.rmdir()
+            with contextlib.suppress(OSError):
+                top.rmdir()
+
+
 def start_host(host: Host, merged: Path) -> int:
     RUN_DIR.mkdir(parents=True, exist_ok=True)
     cmd = [
@@ -677,10 +705,18 @@ def start_host(host: Host, merged: Path) -> int:
     # nspawn keeps /proc/sys read-only; the host owns its network namespace, so
     # let it set net.* sysctls (forwarding, rp_filter) like a real machine.
     env = dict(os.environ, SYSTEMD_NSPAWN_API_VFS_WRITABLE="network")
+    cgroups = host_cgroups(host.name)
+    for path in cgroups:
+        path.mkdir(exist_ok=True)
+
+    def enter_own_cgroup() -> None:
+        for path in cgroups:
+            (path / "cgroup.procs").write_text("0")
+
     with open(RUN_DIR / f"{host.name}.log", "ab") as out:
         proc = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True, env=env,
+            start_new_session=True, env=env, preexec_fn=enter_own_cgroup,
         )  # fmt: skip
     pid_file(host.name).write_text(f"{proc.pid}\n")
     return proc.pid
@@ -905,6 +941,7 @@ def cmd_down(lab: Lab | None, purge: bool) -> int:
             if pid is not None:
                 stop_pid(pid)
             pid_file(name).unlink(missing_ok=True)
+            remove_cgroups(name)
         for name in sorted(hosts):
             merged = host_dir(name) / "root"
             if str(merged) in mountpoints():
