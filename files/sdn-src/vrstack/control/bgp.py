@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -186,7 +187,7 @@ class Session:
                 loser = other if self.outbound == keep_outbound else self
             if loser is self:
                 raise bc.BgpError(bc.CEASE, bc.CEASE_COLLISION, "connection collision")
-            asyncio.ensure_future(loser.abort(bc.CEASE_COLLISION))
+            self.speaker.spawn(loser.abort(bc.CEASE_COLLISION))
 
     async def abort(self, subcode: int) -> None:
         with contextlib.suppress(Exception):
@@ -289,6 +290,13 @@ class BgpSpeaker:
         self.exports: dict[tuple[str, str], Advert] = {}
         self.server: asyncio.Server | None = None
         self.stopping = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run a short task in the background, keeping a reference until it ends."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def start(self) -> None:
         self.server = await asyncio.start_server(
@@ -311,7 +319,8 @@ class BgpSpeaker:
         wanted = {c.address: c for c in configs}
         for addr, peer in list(self.peers.items()):
             if wanted.get(addr) != peer.config:
-                asyncio.ensure_future(self._remove_peer(peer, bc.CEASE_PEER_DECONFIGURED))
+                del self.peers[addr]
+                self.spawn(self._remove_peer(peer, bc.CEASE_PEER_DECONFIGURED))
         for addr, cfg in wanted.items():
             if addr not in self.peers:
                 peer = Peer(cfg)

@@ -44,6 +44,7 @@ class SimAgent:
         self._writer: asyncio.StreamWriter | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.updates = 0  # route items received
+        self.retracted: list[tuple[str, str]] = []  # (instance, prefix), in order received
 
     async def connect(self, timeout: float = 10.0) -> None:
         self._reader, self._writer = await asyncio.wait_for(
@@ -185,5 +186,6 @@ class SimAgent:
                     table[prefix] = tuple(hops)
                 else:
                     table.pop(prefix, None)
+                    self.retracted.append((push.node, prefix))
         async with self._changed:
             self._changed.notify_all()

@@ -1,0 +1,99 @@
+"""Helpers for the control node tests: a config API with the schema transformer, control
+nodes on loopback addresses (127.0.0.x, one per node so BGP can tell them apart), and
+helpers to create the config every test needs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from vrstack.config.client import ConfigClient, Mirror
+from vrstack.config.store_sqlite import SQLiteStore
+from vrstack.config.testing import ADMIN_TOKEN, free_port, running_api
+from vrstack.control.node import CONFIG_TYPES, ControlNode, NodeSettings
+from vrstack.schema.transformer import SchemaTransformer
+
+JSON = dict[str, Any]
+ASN = 64512
+
+
+class Cluster:
+    """A config API (SQLite), the schema transformer, and control nodes started on demand."""
+
+    def __init__(self, url: str, client: ConfigClient) -> None:
+        self.url = url
+        self.client = client
+        self.nodes: dict[str, tuple[ControlNode, asyncio.Event, asyncio.Task[None]]] = {}
+
+    async def start_node(self, name: str, address: str, **kw: Any) -> ControlNode:
+        port = kw.pop("bgp_port", None) or free_port()
+        settings = NodeSettings(
+            name=name,
+            bgp_address=address,
+            bgp_port=port,
+            xmpp_host="127.0.0.1",
+            xmpp_port=0,
+            connect_retry=0.5,
+            **kw,
+        )
+        node = ControlNode(settings, Mirror(ConfigClient(self.url, ADMIN_TOKEN), CONFIG_TYPES))
+        await node.start()
+        stop = asyncio.Event()
+        self.nodes[name] = (node, stop, asyncio.ensure_future(node.run(stop)))
+        return node
+
+    async def stop_node(self, name: str) -> None:
+        node, stop, task = self.nodes.pop(name)
+        stop.set()
+        await asyncio.wait_for(task, 15)
+        await node.stop()
+        assert node.mirror is not None
+        await node.mirror.client.close()
+
+    async def add_control_node(self, name: str, address: str, port: int, hold: int = 9) -> JSON:
+        body = {"name": name, "address": address, "asn": ASN, "role": "control-node"}
+        return await self.client.create("bgp-router", {**body, "port": port, "hold_time": hold})
+
+    async def network(self, project: JSON, name: str, cidr: str, **kw: Any) -> JSON:
+        return await self.client.create(
+            "virtual-network",
+            {"name": name, "parent_uuid": project["uuid"], "subnets": [{"cidr": cidr}], **kw},
+        )
+
+    async def instance_of(self, net: JSON, timeout: float = 15.0) -> JSON:
+        """The routing instance the schema transformer derives for a network."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            ris, _ = await self.client.list_all("routing-instance", parent_uuid=net["uuid"])
+            if ris:
+                return ris[0]
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"no routing instance for {net['name']} within {timeout}s")
+
+
+def instance_name(ri: JSON) -> str:
+    return ":".join(ri["fq_name"])
+
+
+@contextlib.asynccontextmanager
+async def running_cluster(db_path: str) -> AsyncIterator[Cluster]:
+    """A config API on SQLite with a global-config, and the schema transformer running."""
+    store = SQLiteStore(db_path)
+    async with running_api(store) as url, ConfigClient(url, ADMIN_TOKEN) as client:
+        await client.create("global-config", {"name": "default", "asn": ASN})
+        schema = SchemaTransformer(ConfigClient(url, ADMIN_TOKEN), host="test")
+        stop = asyncio.Event()
+        task = asyncio.ensure_future(schema.run(stop))
+        c = Cluster(url, client)
+        try:
+            yield c
+        finally:
+            for name in list(c.nodes):
+                with contextlib.suppress(Exception):
+                    await c.stop_node(name)
+            stop.set()
+            await asyncio.wait_for(task, 15)
+            await schema.client.close()
