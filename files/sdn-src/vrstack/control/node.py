@@ -75,6 +75,7 @@ class ControlNode:
         self.xmpp_port = 0
         self.config_revision = 0
         self._peers: list[PeerConfig] = []
+        self._sessions: set[asyncio.Task[Any]] = set()  # one per connected agent
 
     # ---- lifecycle --------------------------------------------------------------
 
@@ -114,6 +115,10 @@ class ControlNode:
             with contextlib.suppress(Exception):
                 agent.writer.write(b"</stream:stream>")
                 agent.writer.close()
+        if self._sessions:
+            _, late = await asyncio.wait(set(self._sessions), timeout=5)
+            for task in late:
+                task.cancel()
         if self.speaker is not None:
             await self.speaker.stop()
 
