@@ -16,7 +16,7 @@ bootstrap:
 
 lab: bootstrap
 	python tools/lab.py up --inventory $(LAB_INVENTORY)
-	ansible-playbook -i $(LAB_INVENTORY) playbooks/site.yml
+	python tools/lab.py hold -- ansible-playbook -i $(LAB_INVENTORY) playbooks/site.yml
 	python tools/lab.py summary --inventory $(LAB_INVENTORY)
 
 lab-down: bootstrap
