@@ -114,7 +114,7 @@ def test_bad_stanzas(stanza: bytes) -> None:
         xmpp.parse_request(ev.stanza)
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=300))
 def test_random_input_only_raises_xmpp_errors(junk: bytes) -> None:
     p = xmpp.StreamParser()
