@@ -4,6 +4,10 @@ to malformed input (a stream error and a close, while other agents carry on)."""
 from __future__ import annotations
 
 import asyncio
+import shutil
+import ssl
+import subprocess
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -188,5 +192,52 @@ async def test_silent_agent_is_dropped_after_hold_time_and_pings_keep_it() -> No
         assert silent.error == "connection-timeout"
         assert not pinging.closed.is_set() and "compute1" in node.agents
         await pinging.close()
+    finally:
+        await node.stop()
+
+
+@pytest.mark.asyncio
+async def test_tls_stream(tmp_path: Path) -> None:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed: cannot make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"),
+            *("-nodes", "-days", "1", "-keyout", str(key), "-out", str(cert)),
+            *("-subj", "/CN=vrstack-control", "-addext", "subjectAltName=IP:127.0.0.1"),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    node = ControlNode(
+        NodeSettings(
+            name="ctl",
+            asn=64512,
+            bgp_address="127.0.0.9",
+            bgp_port=0,
+            xmpp_port=0,
+            tls_cert=str(cert),
+            tls_key=str(key),
+        )
+    )
+    await node.start()
+    try:
+        trusted = ssl.create_default_context(cafile=str(cert))
+        agent = SimAgent("compute1", "127.0.0.1", node.xmpp_port, tls=trusted)
+        await agent.connect()
+        await agent.subscribe("d:b:b")
+        await agent.publish("d:b:b", {"198.18.10.3/32": Nexthop("198.18.2.11", 17, 0, ("VXLAN",))})
+        await agent.wait_for(lambda s: s.nexthops("d:b:b", "198.18.10.3/32"))
+        await agent.close()
+        # A client that does not speak TLS gets nowhere, and the node keeps serving.
+        plain = SimAgent("compute2", "127.0.0.1", node.xmpp_port)
+        with pytest.raises((ConnectionError, TimeoutError, OSError)):
+            await plain.connect(timeout=3)
+        await plain.abort()
+        again = SimAgent("compute1", "127.0.0.1", node.xmpp_port, tls=trusted)
+        await again.connect()
+        await again.close()
     finally:
         await node.stop()

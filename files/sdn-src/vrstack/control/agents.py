@@ -84,8 +84,8 @@ class AgentSession:
             for instance, table in routes.items():
                 prefixes = list(table)
                 for i in range(0, len(prefixes), MAX_ITEMS_PER_MESSAGE):
-                    part = {p: list(table[p]) for p in prefixes[i : i + MAX_ITEMS_PER_MESSAGE]}
-                    self.writer.write(xmpp.route_update(instance, part))
+                    chunk = {p: list(table[p]) for p in prefixes[i : i + MAX_ITEMS_PER_MESSAGE]}
+                    self.writer.write(xmpp.route_update(instance, chunk))
             await self.writer.drain()
 
     # ---- input ---------------------------------------------------------------

@@ -47,14 +47,15 @@ class SimAgent:
         self.retracted: list[tuple[str, str]] = []  # (instance, prefix), in order received
 
     async def connect(self, timeout: float = 10.0) -> None:
-        self._reader, self._writer = await asyncio.wait_for(
+        self._reader, writer = await asyncio.wait_for(
             asyncio.open_connection(self.host, self.port, ssl=self.tls), timeout
         )
+        self._writer = writer
         self.closed.clear()
         self.error = None
         opened = asyncio.get_running_loop().create_future()
         self._pending["stream"] = opened
-        self._writer.write(xmpp.stream_open(self.name, "vrstack-control"))
+        writer.write(xmpp.stream_open(self.name, "vrstack-control"))
         self._tasks = [asyncio.ensure_future(self._read())]
         if self.ping_interval:
             self._tasks.append(asyncio.ensure_future(self._pinger()))
