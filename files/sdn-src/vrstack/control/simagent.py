@@ -97,16 +97,18 @@ class SimAgent:
         await self.send_raw(build(iq_id))
         await asyncio.wait_for(fut, timeout)
 
-    async def subscribe(self, instance: str) -> None:
+    async def subscribe(self, instance: str, timeout: float = 10.0) -> None:
         self.routes.setdefault(instance, {})
-        await self._iq(lambda i: xmpp.subscribe(i, instance))
+        await self._iq(lambda i: xmpp.subscribe(i, instance), timeout)
 
     async def unsubscribe(self, instance: str) -> None:
         await self._iq(lambda i: xmpp.subscribe(i, instance, unsubscribe=True))
         self.routes.pop(instance, None)
 
-    async def publish(self, instance: str, routes: dict[str, Nexthop]) -> None:
-        await self._iq(lambda i: xmpp.publish(i, instance, routes))
+    async def publish(
+        self, instance: str, routes: dict[str, Nexthop], timeout: float = 10.0
+    ) -> None:
+        await self._iq(lambda i: xmpp.publish(i, instance, routes), timeout)
 
     async def retract(self, instance: str, prefixes: list[str]) -> None:
         await self._iq(lambda i: xmpp.retract(i, instance, prefixes))
