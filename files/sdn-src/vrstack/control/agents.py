@@ -151,6 +151,8 @@ class AgentSession:
 
     def _stanza(self, el: Any) -> None:
         req = xmpp.parse_request(el)
+        if self.node.agents.get(self.name) is not self:
+            return  # a newer session of this agent replaced us: ignore what is left
         if req.action == "ping":
             pass
         elif req.action == "subscribe":

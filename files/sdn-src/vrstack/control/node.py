@@ -76,6 +76,7 @@ class ControlNode:
         self.config_revision = 0
         self._peers: list[PeerConfig] = []
         self._sessions: set[asyncio.Task[Any]] = set()  # one per connected agent
+        self._index: dict[str, dict[str, list[JSON]]] = {}
 
     # ---- lifecycle --------------------------------------------------------------
 
@@ -103,7 +104,9 @@ class ControlNode:
         )
         await self.speaker.start()
         for inst, prefix in [
-            (i.name, p) for i in self.table.instances.values() for p in self._local_prefixes(i.name)
+            (i.name, p)
+            for i in self.table.instances.values()
+            for p in self.table.local_prefixes(i.name)
         ]:
             self._export(inst, prefix)
         self.speaker.set_peers(self._peers)
@@ -143,18 +146,21 @@ class ControlNode:
         for ri in objs["routing-instance"].values():
             name = ":".join(ri["fq_name"])
             seen.add(name)
+            before = self.table.instance(name).export_targets
             changes += self.table.configure(
                 name, ri["import_targets"], ri["export_targets"], ri["route_target"], ri["vni"]
             )
-            for prefix in self._local_prefixes(name):
-                self._export(name, prefix)
+            if self.table.instances[name].export_targets != before:
+                for prefix in self.table.local_prefixes(name):
+                    self._export(name, prefix)
         for inst in list(self.table.instances.values()):
             if inst.configured and inst.name not in seen:
                 changes += self.table.unconfigure(inst.name)
-                for prefix in self._local_prefixes(inst.name):
+                for prefix in self.table.local_prefixes(inst.name):
                     self._export(inst.name, prefix)
         self._fanout(changes)
         await self._apply_bgp_routers(objs)
+        self._index_config()
         for agent in list(self.agents.values()):
             self._push_config(agent)
 
@@ -180,40 +186,53 @@ class ControlNode:
                 log.warning("AS number changed: restart the control node to use it")
             self.speaker.set_peers(peers)
 
+    def _index_config(self) -> None:
+        """Group the mirrored objects by what links them to an agent (once per change)."""
+        objs: dict[str, dict[str, JSON]] = self.mirror.objects  # type: ignore[union-attr]
+        idx: dict[str, dict[str, list[JSON]]] = {
+            "vr-by-name": {},
+            "vmi-by-vr": {},
+            "by-network": {},
+            "by-vmi": {},
+        }
+        for o in objs["virtual-router"].values():
+            idx["vr-by-name"].setdefault(o["name"], []).append(o)
+        for o in objs["virtual-machine-interface"].values():
+            if o.get("virtual_router"):
+                idx["vmi-by-vr"].setdefault(o["virtual_router"], []).append(o)
+        for t in ("routing-instance", "access-control-list"):
+            for o in objs[t].values():
+                idx["by-network"].setdefault(o["parent_uuid"], []).append(o)
+        for t in ("instance-ip", "floating-ip"):
+            for o in objs[t].values():
+                if o.get("virtual_machine_interface"):
+                    idx["by-vmi"].setdefault(o["virtual_machine_interface"], []).append(o)
+        self._index = idx
+
     def _relevant_config(self, agent_name: str) -> dict[str, JSON]:
         """The config objects an agent needs, keyed `<type>/<uuid>`."""
         objs: dict[str, dict[str, JSON]] = self.mirror.objects  # type: ignore[union-attr]
+        idx = self._index
         out: dict[str, JSON] = {f"global-config/{u}": o for u, o in objs["global-config"].items()}
-        vr = next((o for o in objs["virtual-router"].values() if o["name"] == agent_name), None)
-        if vr is None:
-            return out
-        out[f"virtual-router/{vr['uuid']}"] = vr
-        vmis = {
-            u: o
-            for u, o in objs["virtual-machine-interface"].items()
-            if o.get("virtual_router") == vr["uuid"]
-        }
-        nets = {o["virtual_network"] for o in vmis.values()}
-        for u, o in vmis.items():
-            out[f"virtual-machine-interface/{u}"] = o
-        for u in nets:
-            if u in objs["virtual-network"]:
-                out[f"virtual-network/{u}"] = objs["virtual-network"][u]
-        for t in ("routing-instance", "access-control-list"):
-            out.update({f"{t}/{u}": o for u, o in objs[t].items() if o["parent_uuid"] in nets})
-        for t in ("instance-ip", "floating-ip"):
-            out.update(
-                {
-                    f"{t}/{u}": o
-                    for u, o in objs[t].items()
-                    if o.get("virtual_machine_interface") in vmis
-                }
-            )
+        picked: list[JSON] = []
+        for vr in idx["vr-by-name"].get(agent_name, [])[:1]:
+            picked.append(vr)
+            vmis = idx["vmi-by-vr"].get(vr["uuid"], [])
+            picked += vmis
+            for net in sorted({o["virtual_network"] for o in vmis}):
+                if net in objs["virtual-network"]:
+                    picked.append(objs["virtual-network"][net])
+                picked += idx["by-network"].get(net, [])
+            for vmi in vmis:
+                picked += idx["by-vmi"].get(vmi["uuid"], [])
+        out.update({f"{o['type']}/{o['uuid']}": o for o in picked})
         return out
 
     def _push_config(self, agent: AgentSession) -> None:
-        if self.mirror is None:
+        if self.mirror is None or not self.mirror.connected:
             return
+        if not self._index:
+            self._index_config()
         want = self._relevant_config(agent.name)
         for key, obj in want.items():
             if agent.config_sent.get(key) != obj["version"]:
@@ -287,13 +306,6 @@ class ControlNode:
 
     # ---- BGP ------------------------------------------------------------------
 
-    def _local_prefixes(self, instance: str) -> list[str]:
-        return [
-            p
-            for p, ps in self.table.paths.items()
-            if any(x.instance == instance for x in ps.values())
-        ]
-
     def _export(self, instance: str, prefix: str) -> None:
         """Advertise the instance's locally published route for `prefix`, or withdraw it."""
         if self.speaker is None:
@@ -340,11 +352,7 @@ class ControlNode:
                 origin=update.origin or 0,
             )
             changes += self.table.add(p.prefix, path)
-        peer.received = (
-            sum(1 for ps in self.table.paths.values() for k in ps if k[0] == peer.source)
-            if (update.vpn_reach or update.vpn_unreach)
-            else peer.received
-        )
+        peer.received = self.table.count(peer.source)
         self._fanout(changes)
 
     def bgp_down(self, peer: Peer) -> None:

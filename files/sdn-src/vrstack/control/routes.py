@@ -56,6 +56,9 @@ class RouteTable:
         self.paths: dict[str, dict[tuple[str, str], Path]] = {}  # prefix -> key -> path
         self.instances: dict[str, Instance] = {}
         self._next_index = 1
+        # Indexes, so that a session ending or an instance changing does not scan everything.
+        self.by_source: dict[str, set[tuple[str, str]]] = {}  # source -> {(prefix, key[1])}
+        self.local: dict[str, set[str]] = {}  # instance -> prefixes published into it
 
     # ---- instances ----------------------------------------------------------------
 
@@ -115,26 +118,43 @@ class RouteTable:
         if paths.get(key) == path:
             return []
         paths[key] = path
+        self.by_source.setdefault(path.source, set()).add((prefix, key[1]))
+        if path.local:
+            self.local.setdefault(path.instance, set()).add(prefix)
         return self.recompute(prefix)
 
-    def remove(self, prefix: str, source: str, instance_or_rd: str) -> list[Change]:
+    def _drop(self, prefix: str, key: tuple[str, str]) -> bool:
         paths = self.paths.get(prefix)
-        if not paths or paths.pop((source, instance_or_rd), None) is None:
-            return []
+        path = paths.pop(key, None) if paths else None
+        if path is None:
+            return False
         if not paths:
             del self.paths[prefix]
+        self.by_source[path.source].discard((prefix, key[1]))
+        if not self.by_source[path.source]:
+            del self.by_source[path.source]
+        if path.local and not any(p.instance == path.instance for p in (paths or {}).values()):
+            self.local[path.instance].discard(prefix)
+        return True
+
+    def remove(self, prefix: str, source: str, instance_or_rd: str) -> list[Change]:
+        if not self._drop(prefix, (source, instance_or_rd)):
+            return []
         return self.recompute(prefix)
 
     def remove_source(self, source: str) -> list[Change]:
         """Drop every path of an agent or peer (its session went down)."""
         changes: list[Change] = []
-        for prefix in [p for p, ps in self.paths.items() if any(k[0] == source for k in ps)]:
-            for key in [k for k in self.paths[prefix] if k[0] == source]:
-                del self.paths[prefix][key]
-            if not self.paths[prefix]:
-                del self.paths[prefix]
+        for prefix, second in sorted(self.by_source.get(source, ())):
+            self._drop(prefix, (source, second))
             changes += self.recompute(prefix)
         return changes
+
+    def count(self, source: str) -> int:
+        return len(self.by_source.get(source, ()))
+
+    def local_prefixes(self, instance: str) -> list[str]:
+        return sorted(self.local.get(instance, ()))
 
     def sees(self, inst: Instance, path: Path) -> bool:
         if path.local:
