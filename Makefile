@@ -27,7 +27,7 @@ lab-status: bootstrap
 
 test: bootstrap
 	@start=$$(date +%s); \
-	$(MAKE) --no-print-directory unit lint sanity build-check datapath-test sdn-test molecule-lab molecule-kernel; \
+	$(MAKE) -k --no-print-directory unit lint sanity build-check datapath-test sdn-test molecule-lab molecule-kernel; \
 	echo "make test: all gates passed in $$(( $$(date +%s) - start ))s"
 
 unit:
