@@ -26,9 +26,11 @@ lab-status: bootstrap
 	python tools/lab.py summary --inventory $(LAB_INVENTORY)
 
 test: bootstrap
-	@start=$$(date +%s); \
-	$(MAKE) -k --no-print-directory unit lint sanity build-check datapath-test sdn-test molecule-lab molecule-kernel; \
-	echo "make test: all gates passed in $$(( $$(date +%s) - start ))s"
+	@start=$$(date +%s); rc=0; \
+	$(MAKE) -k --no-print-directory unit lint sanity build-check datapath-test sdn-test molecule-lab molecule-kernel || rc=$$?; \
+	if [ $$rc -eq 0 ]; then verdict="all gates passed"; else verdict="FAILED (see the gates above)"; fi; \
+	echo "make test: $$verdict in $$(( $$(date +%s) - start ))s"; \
+	exit $$rc
 
 unit:
 	./scripts/run-pytest.sh tests/unit
