@@ -25,12 +25,19 @@ lab-down: bootstrap
 lab-status: bootstrap
 	python tools/lab.py summary --inventory $(LAB_INVENTORY)
 
+GATES := unit lint sanity build-check datapath-test sdn-test molecule-lab molecule-kernel
+
+# Every gate runs even when an earlier one failed; the last line counts them.
 test: bootstrap
-	@start=$$(date +%s); rc=0; \
-	$(MAKE) -k --no-print-directory unit lint sanity build-check datapath-test sdn-test molecule-lab molecule-kernel || rc=$$?; \
-	if [ $$rc -eq 0 ]; then verdict="all gates passed"; else verdict="FAILED (see the gates above)"; fi; \
-	echo "make test: $$verdict in $$(( $$(date +%s) - start ))s"; \
-	exit $$rc
+	@start=$$(date +%s); passed=0; failed=0; failures=""; \
+	for gate in $(GATES); do \
+	    echo "=== make $$gate"; \
+	    if $(MAKE) --no-print-directory $$gate; then passed=$$((passed + 1)); \
+	    else failed=$$((failed + 1)); failures="$$failures $$gate"; fi; \
+	done; \
+	echo "make test: took $$(( $$(date +%s) - start ))s${failures:+; failed:$$failures}"; \
+	echo "gates: $$passed passed, $$failed failed"; \
+	[ $$failed -eq 0 ]
 
 unit:
 	./scripts/run-pytest.sh tests/unit
