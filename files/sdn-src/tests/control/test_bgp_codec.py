@@ -69,7 +69,7 @@ vpn = st.builds(
 )
 
 
-@settings(deadline=None)  # a loaded CI machine is slow; correctness is what counts
+@settings(deadline=None, max_examples=60)  # no deadline: CI machines are loaded
 @given(
     reach=st.lists(vpn, max_size=40),
     unreach=st.lists(vpn, max_size=40),

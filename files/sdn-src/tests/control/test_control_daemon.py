@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +12,8 @@ import aiohttp
 import pytest
 from controlkit import ASN, Cluster, instance_name
 
-from vrstack.config.testing import ADMIN_TOKEN, SRC, Daemon, free_port, wait_until
+from vrstack.config.testing import ADMIN_TOKEN, Daemon, free_port, wait_until
+from vrstack.control.main import main
 from vrstack.control.simagent import SimAgent
 from vrstack.control.xmpp import Nexthop
 
@@ -101,17 +100,10 @@ async def _has_route(routes: dict[str, Any], inst: str) -> bool:
     ],
 )
 def test_bad_config_names_file_and_field(
-    tmp_path: Path, change: dict[str, Any], field: str
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], change: dict[str, Any], field: str
 ) -> None:
     cfg = {**config("http://127.0.0.1:1", 1), **change}
     path = tmp_path / "control.yaml"
     path.write_text(json.dumps(cfg))
-    out = subprocess.run(
-        [sys.executable, "-m", "vrstack.control.main", "--config", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env={"PYTHONPATH": str(SRC)},
-    )
-    assert out.returncode == 2
-    assert f"{path}: {field}:" in out.stderr
+    assert main(["--config", str(path)]) == 2  # checked before anything starts
+    assert f"vrstack-control: config error: {path}: {field}:" in capsys.readouterr().err

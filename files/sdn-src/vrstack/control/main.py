@@ -91,11 +91,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = Settings.load(args.config)
-        setup_logging("vrstack-control", settings.get_str("log.level", "info"))
         ns, url, token, host, port = load(settings)
+        level = settings.get_choice("log.level", ("debug", "info", "warning", "error"), "info")
     except ConfigError as exc:
         print(f"vrstack-control: config error: {exc}", file=sys.stderr)
         return 2
+    setup_logging("vrstack-control", level)
     node = ControlNode(ns, Mirror(ConfigClient(url, token), CONFIG_TYPES))
     try:
         asyncio.run(serve(make_app(node), host, port, "vrstack-control"))
