@@ -35,7 +35,7 @@ test: bootstrap
 	    if $(MAKE) --no-print-directory $$gate; then passed=$$((passed + 1)); \
 	    else failed=$$((failed + 1)); failures="$$failures $$gate"; fi; \
 	done; \
-	echo "make test: took $$(( $$(date +%s) - start ))s${failures:+; failed:$$failures}"; \
+	echo "make test: took $$(( $$(date +%s) - start ))s$${failures:+; failed:$$failures}"; \
 	echo "gates: $$passed passed, $$failed failed"; \
 	[ $$failed -eq 0 ]
 
