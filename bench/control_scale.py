@@ -8,7 +8,8 @@ and publishes M VM routes. Converged = every agent holds every route of its netw
 Printed per run: the node's CPU time and resident memory (from /proc), the time from
 the first connect to convergence, route items pushed, the CPU time of the simulated
 agents (all in this one process: at 1,000 agents they, not the node, bound the
-convergence time); and each figure as a ratio to the smallest run, to show how they
+convergence time), and, once converged, how long one new route takes to reach every
+agent of its network; and each figure as a ratio to the smallest run, to show how they
 grow with N.
 
     .venv/bin/python bench/control_scale.py [--runs 100x10,1000x10] [--timeout 300]
@@ -146,6 +147,14 @@ async def run_one(n: int, m: int, timeout: float, workdir: Path) -> dict[str, An
             converged = time.monotonic() - start
             cpu1, rss1 = proc_stats(pid)
             sim_cpu = time.process_time() - sim0
+            # One more route on a converged node: time until every agent of its network has it.
+            extra = f"{ipaddress.IPv4Address(BASE + (1 << 16) - 2)}/32"
+            peers = [a for i, a in enumerate(agents) if i % len(nets) == 0]
+            t0 = time.monotonic()
+            await agents[0].publish(nets[0], {extra: Nexthop("198.19.255.1", 99, 0, ("VXLAN",))})
+            for agent in peers:
+                await agent.wait_for(lambda s, x=nets[0]: extra in s.routes[x], 30)
+            one_route = time.monotonic() - t0
             pushed = sum(a.updates for a in agents)
             for agent in agents:
                 await agent.abort()
@@ -159,6 +168,7 @@ async def run_one(n: int, m: int, timeout: float, workdir: Path) -> dict[str, An
                 "converge_s": converged,
                 "cpu_s": cpu1 - cpu0,
                 "sim_cpu_s": sim_cpu,
+                "one_route_ms": one_route * 1000,
                 "rss_mb": rss1 / 2**20,
                 "rss_growth_mb": (rss1 - rss0) / 2**20,
             }
@@ -186,6 +196,7 @@ def main() -> int:
     print(
         f"{'agents':>7} {'routes':>7} {'nets':>5} {'pushed':>8} {'publish s':>9} "
         f"{'converge s':>10} {'cpu s':>7} {'rss MB':>7} {'+rss MB':>8} {'sim cpu s':>9}"
+        f" {'1 route ms':>10}"
         "   ratios to first: "
         "routes converge cpu +rss"
     )
@@ -197,7 +208,8 @@ def main() -> int:
         print(
             f"{r['n']:>7} {r['routes']:>7} {r['networks']:>5} {r['pushed']:>8} "
             f"{r['published_s']:>9.2f} {r['converge_s']:>10.2f} {r['cpu_s']:>7.2f} "
-            f"{r['rss_mb']:>7.1f} {r['rss_growth_mb']:>8.1f} {r['sim_cpu_s']:>9.2f}   {ratios}"
+            f"{r['rss_mb']:>7.1f} {r['rss_growth_mb']:>8.1f} {r['sim_cpu_s']:>9.2f}"
+            f" {r['one_route_ms']:>10.1f}   {ratios}"
         )
     return 0
 
