@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from vrstack.control.routes import Path, RouteTable
 from vrstack.control.xmpp import Nexthop
 
@@ -75,3 +78,55 @@ def test_unconfigured_instance_and_reconfigure() -> None:
     changes = t.unconfigure("blue")
     assert ("blue", P, ()) in changes
     assert t.configure("red", [T_RED], [T_RED], T_RED, 2) == []  # unchanged: nothing to do
+
+
+TARGETS = [T_BLUE, T_RED, T_GREEN]
+ops = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("local"),
+            st.sampled_from(["blue", "red", "green", "new"]),
+            st.integers(0, 3),
+            st.integers(11, 13),
+        ),
+        st.tuples(
+            st.just("bgp"),
+            st.sets(st.sampled_from(TARGETS)),
+            st.integers(0, 3),
+            st.integers(11, 13),
+        ),
+        st.tuples(st.just("drop"), st.integers(11, 13)),
+        st.tuples(
+            st.just("config"),
+            st.sampled_from(["blue", "red", "green"]),
+            st.sets(st.sampled_from(TARGETS)),
+            st.sets(st.sampled_from(TARGETS)),
+        ),
+    ),
+    max_size=30,
+)
+
+
+@settings(deadline=None, max_examples=150)
+@given(ops)
+def test_views_match_a_full_recomputation(steps: list[tuple[object, ...]]) -> None:
+    """The incremental views equal best() computed for every instance and prefix."""
+    t = table()
+    for step in steps:
+        kind = step[0]
+        if kind == "local":
+            _, inst, p, h = step
+            t.add(f"198.18.10.{p}/32", Path(f"agent:c{h}", hop(int(h)), instance=str(inst)))  # type: ignore[call-overload]
+        elif kind == "bgp":
+            _, targets, p, h = step
+            path = Path(f"bgp:198.18.0.{h}", hop(int(h)), targets=frozenset(targets), rd="x:1")  # type: ignore[arg-type, call-overload]
+            t.add(f"198.18.10.{p}/32", path)
+        elif kind == "drop":
+            t.remove_source(f"agent:c{step[1]}")
+            t.remove_source(f"bgp:198.18.0.{step[1]}")
+        else:
+            _, inst, imports, exports = step
+            t.configure(str(inst), imports, exports, "", 1)  # type: ignore[arg-type]
+        for inst_obj in t.instances.values():
+            want = {p: hops for p in t.paths if (hops := t.best(inst_obj, p))}
+            assert inst_obj.view == want, (inst_obj.name, step)

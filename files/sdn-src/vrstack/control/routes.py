@@ -59,6 +59,8 @@ class RouteTable:
         # Indexes, so that a session ending or an instance changing does not scan everything.
         self.by_source: dict[str, set[tuple[str, str]]] = {}  # source -> {(prefix, key[1])}
         self.local: dict[str, set[str]] = {}  # instance -> prefixes published into it
+        self.viewers: dict[str, set[str]] = {}  # prefix -> instances that have it in view
+        self.importers: dict[str, set[str]] = {}  # route target -> instances importing it
 
     # ---- instances ----------------------------------------------------------------
 
@@ -88,6 +90,7 @@ class RouteTable:
             return []
         inst.import_targets, inst.export_targets, inst.route_target, inst.vni = new
         inst.configured = True
+        self._index_imports()
         return self.recompute_all()
 
     def unconfigure(self, name: str) -> list[Change]:
@@ -96,7 +99,14 @@ class RouteTable:
             return []
         inst.import_targets = inst.export_targets = frozenset()
         inst.route_target, inst.vni, inst.configured = "", 0, False
+        self._index_imports()
         return self.recompute_all()
+
+    def _index_imports(self) -> None:
+        self.importers = {}
+        for inst in self.instances.values():
+            for t in inst.import_targets:
+                self.importers.setdefault(t, set()).add(inst.name)
 
     def instance_by_target(self, target: str) -> Instance | None:
         return next(
@@ -171,15 +181,34 @@ class RouteTable:
         top = min(p.rank() for p in seen)
         return tuple(sorted({p.nexthop for p in seen if p.rank() == top}))
 
+    def _candidates(self, prefix: str) -> set[str]:
+        """Instances whose view of `prefix` may change: those that have it now, and
+        those that see one of its paths (found through the import index)."""
+        names = set(self.viewers.get(prefix, ()))
+        for path in self.paths.get(prefix, {}).values():
+            if path.local:
+                names.add(path.instance)
+                targets: frozenset[str] = self.instances[path.instance].export_targets
+            else:
+                targets = path.targets
+            for t in targets:
+                names |= self.importers.get(t, set())
+        return names
+
     def recompute(self, prefix: str) -> list[Change]:
         changes: list[Change] = []
-        for inst in self.instances.values():
+        for name in sorted(self._candidates(prefix)):
+            inst = self.instances[name]
             hops = self.best(inst, prefix)
             if inst.view.get(prefix, ()) != hops:
                 if hops:
                     inst.view[prefix] = hops
+                    self.viewers.setdefault(prefix, set()).add(name)
                 else:
                     inst.view.pop(prefix, None)
+                    self.viewers[prefix].discard(name)
+                    if not self.viewers[prefix]:
+                        del self.viewers[prefix]
                 changes.append((inst.name, prefix, hops))
         return changes
 
