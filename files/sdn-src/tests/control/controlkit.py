@@ -36,6 +36,7 @@ class Cluster:
             xmpp_host="127.0.0.1",
             xmpp_port=0,
             connect_retry=0.5,
+            report_interval=0.2,
             **kw,
         )
         node = ControlNode(settings, Mirror(ConfigClient(self.url, ADMIN_TOKEN), CONFIG_TYPES))
@@ -72,6 +73,21 @@ class Cluster:
                 return ris[0]
             await asyncio.sleep(0.05)
         raise AssertionError(f"no routing instance for {net['name']} within {timeout}s")
+
+
+async def health_of(client: ConfigClient, name: str, timeout: float = 15.0, **want: str) -> JSON:
+    """Wait until the service-health object `name` has the wanted fields."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        items, _ = await client.list_all("service-health", name=name)
+        if items and all(
+            items[0].get(k) == v or v in str(items[0].get(k)) for k, v in want.items()
+        ):
+            return items[0]
+        if loop.time() > deadline:
+            raise AssertionError(f"service-health {name} not {want} within {timeout}s: {items}")
+        await asyncio.sleep(0.05)
 
 
 def instance_name(ri: JSON) -> str:

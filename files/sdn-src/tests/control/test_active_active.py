@@ -11,7 +11,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from controlkit import ASN, Cluster, instance_name
+from controlkit import ASN, Cluster, health_of, instance_name
 
 from vrstack.config.testing import free_port
 from vrstack.control.node import ControlNode
@@ -63,6 +63,8 @@ async def test_route_via_one_node_reaches_agents_of_the_other_and_survives_its_l
     await established(a, 1)
     await established(b, 1)
     assert a.speaker is not None and a.speaker.asn == ASN  # from global-config
+    for name in ("control-ctl-a", "control-ctl-b"):
+        await health_of(c, name, status="up", service="control")
 
     # compute1 talks to both nodes, compute2 too; each publishes its VM to both.
     c1a, c1b = await connect("compute1", a, inst), await connect("compute1", b, inst)
@@ -99,6 +101,7 @@ async def test_route_via_one_node_reaches_agents_of_the_other_and_survives_its_l
     await c1a.closed.wait()
     peer_a = await _wait_peer_down(b)
     assert peer_a["flaps"] >= 1
+    await health_of(c, "control-ctl-b", status="degraded", detail="ctl-a")
     # B now resolves both prefixes from its own agents only; nothing was withdrawn.
     for prefix, hop in (("198.18.10.3/32", "198.18.2.11"), ("198.18.10.4/32", "198.18.2.12")):
         assert c2b.nexthops(inst, prefix) == {hop}

@@ -16,11 +16,13 @@ import ipaddress
 import logging
 import socket
 import ssl
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
+from ..config.client import ApiError
 from . import bgp_codec as bc
 from .agents import AgentSession
 from .bgp import Advert, BgpSpeaker, Peer, PeerConfig
@@ -39,7 +41,9 @@ CONFIG_TYPES = (
     "virtual-machine-interface",
     "instance-ip",
     "floating-ip",
+    "service-health",
 )
+HEALTH = "service-health"
 DEFAULT_ENCAPS = ("MPLSoUDP", "MPLSoGRE")
 
 
@@ -56,6 +60,7 @@ class NodeSettings:
     xmpp_hold_time: float = 90.0
     tls_cert: str = ""
     tls_key: str = ""
+    report_interval: float = 5.0  # seconds between checks of our service-health object
 
 
 class ControlNode:
@@ -130,12 +135,54 @@ class ControlNode:
         if self.mirror is None:
             await stop.wait()
             return
-        async for batch in self.mirror.follow(stop):
-            self.config_revision = self.mirror.revision
+        reporter = asyncio.ensure_future(self._report_loop(stop))
+        try:
+            async for batch in self.mirror.follow(stop):
+                self.config_revision = self.mirror.revision
+                try:
+                    await self.apply_config(resynced=batch.resynced)
+                except (ValueError, KeyError, aiohttp.ClientError) as exc:
+                    log.error("config not applied", extra={"error": repr(exc)})
+        finally:
+            reporter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reporter
+
+    async def _report_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
             try:
-                await self.apply_config(resynced=batch.resynced)
-            except (ValueError, KeyError, aiohttp.ClientError) as exc:
-                log.error("config not applied", extra={"error": repr(exc)})
+                await self.report()
+            except (ApiError, aiohttp.ClientError, TimeoutError, OSError) as exc:
+                log.warning("service health not written", extra={"error": str(exc)})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.s.report_interval)
+
+    async def report(self) -> None:
+        """Keep our `service-health` object (`control-<name>`) current; write on change only."""
+        assert self.mirror is not None
+        if not self.mirror.connected:
+            return
+        peers = self.speaker.introspect() if self.speaker else []
+        down = [p["name"] for p in peers if p["state"] != "Established"]
+        if self.speaker is None:
+            status, detail = "degraded", "BGP waits for an AS number"
+        elif down:
+            status, detail = "degraded", "BGP peers not established: " + ", ".join(down)
+        else:
+            status, detail = "up", ""
+        name = f"control-{self.name}"[:128]
+        want = {"service": "control", "host": self.name, "status": status, "detail": detail}
+        table = self.mirror.objects[HEALTH]
+        have = next((o for o in table.values() if o["name"] == name), None)
+        if have is not None and {k: have.get(k) for k in want} == want:
+            return
+        body = {**want, "reported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        client = self.mirror.client
+        if have is None:
+            obj = await client.create(HEALTH, {"name": name, **body})
+        else:
+            obj = await client.update(HEALTH, have["uuid"], body, have["version"])
+        table[obj["uuid"]] = obj
 
     # ---- config ---------------------------------------------------------------
 
