@@ -172,6 +172,8 @@ async def watch(request: web.Request) -> web.Response:
         stopping.cancel()
         if not changes.done():
             changes.cancel()
+            # cancel() only requests it: let the task finish before reading it.
+            await asyncio.wait({changes})
     if changes.cancelled():
         return web.json_response({"events": [], "revision": since})
     events, revision = changes.result()
