@@ -1,0 +1,1 @@
+"""The vrouter agent: control node sessions, datapath programming, port API, introspect."""

@@ -1,0 +1,316 @@
+"""The agent core: local ports + what the control nodes push -> publishes and datapath.
+
+Every change (a port added or deleted, a push from a control node, a session going up
+or down) marks the agent dirty; one task then recomputes the routes to publish, the
+subscriptions, and the datapath objects, and applies the differences. The routes it
+programs are the union over its sessions, stale ones included: with every control node
+gone it keeps forwarding on its last state (headless), and a returning node's resync
+replaces that state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..control.xmpp import ENCAPS, Nexthop
+from ..datapath.client import DatapathClient
+from ..datapath.codec import Obj
+from .ports import Port, PortStore
+from .program import FIRST_PORT_VIF, Allocator, Fabric, Programmer, State, desired
+from .session import ControlSession
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AgentSettings:
+    name: str
+    fabric: Fabric
+    controls: list[tuple[str, int]]
+    datapath_socket: str
+    port_file: str = ""
+    label_range: tuple[int, int] = (16, 1048575)
+    max_vifs: int = 4096
+    ping_interval: float = 10.0
+    retry: float = 1.0
+    encap_priority: tuple[str, ...] = field(default_factory=lambda: ENCAPS)
+
+
+class Agent:
+    def __init__(self, settings: AgentSettings) -> None:
+        self.s = settings
+        self.ports = PortStore(settings.port_file)
+        self.sessions = [
+            ControlSession(
+                settings.name,
+                host,
+                port,
+                self.mark_dirty,
+                ping_interval=settings.ping_interval,
+                retry=settings.retry,
+            )
+            for host, port in settings.controls
+        ]
+        self.labels = Allocator(*settings.label_range)
+        self.vifs = Allocator(FIRST_PORT_VIF, settings.max_vifs - 1)
+        self.vrfs = Allocator(1, 4095)
+        self.nh_ids = Allocator(1, 65535)
+        self.client: DatapathClient | None = None
+        self.programmer: Programmer | None = None
+        self._dirty = asyncio.Event()
+        self._synced = asyncio.Event()
+        self.syncs = 0
+        self.started_at = time.time()
+        # Per session: what we published there, instance -> prefix -> nexthop.
+        self._published: dict[int, dict[str, dict[str, Nexthop]]] = {}
+        self._subscribed: dict[int, set[str]] = {}
+        self._session_locks: dict[int, asyncio.Lock] = {}
+
+    # ---- inputs ---------------------------------------------------------------------
+
+    def mark_dirty(self) -> None:
+        self._synced.clear()
+        self._dirty.set()
+
+    def add_port(self, port: Port) -> None:
+        old = self.ports.ports.get(port.id)
+        if old is not None and old.instance != port.instance:
+            raise ValueError(f"instance: port {port.id} is in {old.instance}; delete it first")
+        self.ports.put(port)
+        self.mark_dirty()
+
+    def delete_port(self, port_id: str) -> bool:
+        found = self.ports.delete(port_id)
+        self.mark_dirty()
+        return found
+
+    async def wait_synced(self, timeout: float = 10.0) -> None:
+        await asyncio.wait_for(self._synced.wait(), timeout)
+
+    # ---- derived views --------------------------------------------------------------
+
+    def config(self) -> dict[str, dict[str, Any]]:
+        """The config of the session that saw the latest revision (all agree when up)."""
+        best = max(self.sessions, key=lambda s: (s.up, s.config_revision), default=None)
+        return best.config if best is not None else {}
+
+    def encap_priority(self) -> tuple[str, ...]:
+        for key, obj in self.config().items():
+            if key.startswith("global-config/") and obj.get("encapsulation_priority"):
+                return tuple(obj["encapsulation_priority"])
+        return self.s.encap_priority
+
+    def instance_vnis(self) -> dict[str, int]:
+        out = {}
+        for key, obj in self.config().items():
+            if key.startswith("routing-instance/"):
+                out[":".join(obj["fq_name"])] = int(obj.get("vni", 0))
+        return out
+
+    def instances(self) -> set[str]:
+        return {p.instance for p in self.ports.ports.values()}
+
+    def remote_routes(self) -> dict[str, dict[str, tuple[Nexthop, ...]]]:
+        """Union of every session's routes (stale ones too), one nexthop per compute."""
+        merged: dict[str, dict[str, dict[str, Nexthop]]] = {}
+        for sess in self.sessions:
+            for table in (sess.stale, sess.routes):
+                for inst, routes in table.items():
+                    for prefix, hops in routes.items():
+                        slot = merged.setdefault(inst, {}).setdefault(prefix, {})
+                        for h in hops:
+                            slot.setdefault(h.address, h)
+        return {
+            inst: {p: tuple(sorted(h.values())) for p, h in routes.items()}
+            for inst, routes in merged.items()
+        }
+
+    def local_routes(self) -> dict[str, dict[str, Nexthop]]:
+        vnis = self.instance_vnis()
+        prio = self.encap_priority()
+        out: dict[str, dict[str, Nexthop]] = {}
+        for p in self.ports.ports.values():
+            vni = vnis.get(p.instance, 0)
+            encap = tuple(e for e in prio if e != "VXLAN" or vni) or ("MPLSoUDP",)
+            hop = Nexthop(self.s.fabric.address, self.labels.get(p.id), vni, encap)
+            for ip in p.ips:
+                plen = 32 if ipaddress.ip_address(ip).version == 4 else 128
+                out.setdefault(p.instance, {})[f"{ip}/{plen}"] = hop
+        return out
+
+    def state(self) -> State:
+        ports = dict(self.ports.ports)
+        insts = self.instances()
+        self.labels.keep_only(set(ports))
+        self.vifs.keep_only(set(ports))
+        self.vrfs.keep_only(insts)
+        return State(
+            fabric=self.s.fabric,
+            ports=ports,
+            vrfs={i: self.vrfs.get(i) for i in sorted(insts)},
+            labels={p: self.labels.get(p) for p in ports},
+            vnis=self.instance_vnis(),
+            remote=self.remote_routes(),
+            encap_priority=self.encap_priority(),
+            port_vifs={p: self.vifs.get(p) for p in sorted(ports)},
+        )
+
+    # ---- the loop ---------------------------------------------------------------------
+
+    def open_datapath(self) -> None:
+        """Connect to the datapath (an OSError if it is not there)."""
+        if self.client is None:
+            self.client = DatapathClient(self.s.datapath_socket)
+            self.programmer = Programmer(self.client)
+            adopted = self.programmer.adopt()
+            log.info("datapath connected", extra={"adopted_objects": adopted})
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self.open_datapath()
+        assert self.client is not None
+        tasks = [
+            asyncio.ensure_future(sess.run(stop, lambda i=i: self._session_up(i)))
+            for i, sess in enumerate(self.sessions)
+        ]
+        self.mark_dirty()
+        try:
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._dirty.wait(), 1.0)
+                if self._dirty.is_set():
+                    self._dirty.clear()
+                    await self.sync()
+                    if not self._dirty.is_set():
+                        self._synced.set()
+        finally:
+            stop.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self.client.close()
+
+    async def sync(self) -> None:
+        """Program the datapath, then bring every up session's routes in step."""
+        self.syncs += 1
+        st = self.state()
+        want = desired(st, self.nh_ids)
+        used = {v["NH_ID"] for k, v in want.items() if k[0] == Obj.NH}
+        live_nh = {k for k, v in self.nh_ids.ids.items() if v in used}
+        assert self.programmer is not None
+        self.programmer.apply(want)
+        self.nh_ids.keep_only(live_nh)
+        for i, sess in enumerate(self.sessions):
+            if sess.up:
+                with contextlib.suppress(ConnectionError, TimeoutError, OSError):
+                    await self._sync_session(i)
+
+    async def _session_up(self, i: int) -> None:
+        """A (re)established session: subscribe and publish all, then end its resync."""
+        self._published[i] = {}
+        self._subscribed[i] = set()
+        try:
+            await self._sync_session(i)
+        except (ConnectionError, TimeoutError, OSError):
+            return
+        # This node has resent everything: its view replaces what the down sessions left.
+        for j, sess in enumerate(self.sessions):
+            if j == i or not sess.up:
+                sess.end_resync()
+
+    async def _sync_session(self, i: int) -> None:
+        lock = self._session_locks.setdefault(i, asyncio.Lock())
+        async with lock:
+            sess = self.sessions[i]
+            subs = self._subscribed.setdefault(i, set())
+            pub = self._published.setdefault(i, {})
+            want_insts = self.instances()
+            for inst in sorted(want_insts - subs):
+                await sess.subscribe(inst)
+                subs.add(inst)
+            local = self.local_routes()
+            for inst in sorted(set(local) | set(pub)):
+                have, want = pub.get(inst, {}), local.get(inst, {})
+                gone = sorted(p for p in have if p not in want)
+                if gone:
+                    await sess.retract(inst, gone)
+                changed = {p: h for p, h in want.items() if have.get(p) != h}
+                if changed:
+                    await sess.publish(inst, changed)
+                pub[inst] = dict(want)
+            for inst in sorted(subs - want_insts):
+                await sess.unsubscribe(inst)
+                subs.discard(inst)
+
+    # ---- introspect --------------------------------------------------------------------
+
+    def introspect(self) -> dict[str, Any]:
+        st = self.state()
+        prog = self.programmer
+        return {
+            "name": self.s.name,
+            "fabric_address": self.s.fabric.address,
+            "headless": not any(s.up for s in self.sessions),
+            "sessions": [s.view() for s in self.sessions],
+            "config": {
+                "revision": max((s.config_revision for s in self.sessions), default=0),
+                "objects": len(self.config()),
+                "encap_priority": list(st.encap_priority),
+            },
+            "counters": {
+                "syncs": self.syncs,
+                "ports": len(st.ports),
+                "vrfs": len(st.vrfs),
+                "datapath_objects": len(prog.installed) if prog else 0,
+                **(prog.counters if prog else {}),
+                "datapath_last_error": prog.last_error if prog else "",
+            },
+        }
+
+    def interfaces(self) -> list[dict[str, Any]]:
+        st = self.state()
+        return [
+            {
+                **p.to_dict(),
+                "vif": st.port_vifs[pid],
+                "vrf": st.vrfs[p.instance],
+                "label": st.labels[pid],
+            }
+            for pid, p in sorted(st.ports.items())
+        ]
+
+    def vrf_list(self) -> list[dict[str, Any]]:
+        st = self.state()
+        return [
+            {
+                "instance": inst,
+                "vrf": vrf,
+                "vni": st.vnis.get(inst, 0),
+                "ports": sorted(p.id for p in st.ports.values() if p.instance == inst),
+                "remote_routes": len(st.remote.get(inst, {})),
+            }
+            for inst, vrf in sorted(st.vrfs.items())
+        ]
+
+    def routes(self, instance: str) -> list[dict[str, Any]] | None:
+        st = self.state()
+        if instance not in st.vrfs:
+            return None
+        out = []
+        for prefix, hop in sorted(self.local_routes().get(instance, {}).items()):
+            out.append({"prefix": prefix, "source": "local", "label": hop.label})
+        for prefix, hops in sorted(st.remote.get(instance, {}).items()):
+            out.append(
+                {
+                    "prefix": prefix,
+                    "source": "control",
+                    "nexthops": [
+                        {"address": h.address, "label": h.label, "vni": h.vni, "encap": h.encap}
+                        for h in hops
+                    ],
+                }
+            )
+        return out

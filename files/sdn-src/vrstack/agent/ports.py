@@ -1,0 +1,99 @@
+"""Local ports (a VM's tap attached to a routing instance), persisted to a JSON file.
+
+`vrstack-port add` (Nova's vif plugin) records a port here; the file is rewritten
+atomically on each change so an agent restart replays every port.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,255}$")
+
+
+class PortError(ValueError):
+    """A bad port description; the message names the field."""
+
+
+@dataclass(frozen=True)
+class Port:
+    id: str
+    instance: str  # the routing instance's fq_name joined with ':'
+    network: str
+    mac: str
+    ips: tuple[str, ...] = field(default_factory=tuple)
+    tap: str = ""
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Port:
+        if not isinstance(data, dict):
+            raise PortError("port: must be a JSON object")
+        unknown = set(data) - {"id", "instance", "network", "mac", "ips", "tap"}
+        if unknown:
+            raise PortError(f"{sorted(unknown)[0]}: unknown field")
+        for key in ("id", "instance", "network"):
+            if not isinstance(data.get(key), str) or not _NAME.match(data[key]):
+                raise PortError(f"{key}: required, letters, digits and _.:- only")
+        mac = str(data.get("mac", "")).lower()
+        if not _MAC.match(mac):
+            raise PortError(f"mac: not a MAC address: {data.get('mac')!r}")
+        ips = data.get("ips", [])
+        if not isinstance(ips, list):
+            raise PortError("ips: must be a list of addresses")
+        norm = []
+        for i, ip in enumerate(ips):
+            try:
+                norm.append(str(ipaddress.ip_address(ip)))
+            except (ValueError, TypeError):
+                raise PortError(f"ips[{i}]: not an IP address: {ip!r}") from None
+        tap = data.get("tap", "")
+        if not isinstance(tap, str) or len(tap.encode()) > 15 or "\0" in tap:
+            raise PortError("tap: must be an interface name of at most 15 bytes")
+        return cls(data["id"], data["instance"], data["network"], mac, tuple(norm), tap)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["ips"] = list(self.ips)
+        return d
+
+
+class PortStore:
+    """Ports by id, saved to `path` (when given) after every change."""
+
+    def __init__(self, path: str = "") -> None:
+        self.path = path
+        self.ports: dict[str, Port] = {}
+        if path and os.path.exists(path):
+            try:
+                data = json.loads(Path(path).read_text())
+                self.ports = {p["id"]: Port.from_dict(p) for p in data["ports"]}
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise PortError(f"{path}: cannot read the port file: {exc}") from None
+
+    def put(self, port: Port) -> None:
+        self.ports[port.id] = port
+        self._save()
+
+    def delete(self, port_id: str) -> bool:
+        if self.ports.pop(port_id, None) is None:
+            return False
+        self._save()
+        return True
+
+    def _save(self) -> None:
+        if not self.path:
+            return
+        tmp = f"{self.path}.tmp"
+        body = {"ports": [p.to_dict() for p in self.ports.values()]}
+        with open(tmp, "w") as f:
+            json.dump(body, f, indent=1, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)

@@ -1,0 +1,231 @@
+"""One agent session to one control node: connect, keep alive, reconnect.
+
+The stanzas are built and parsed by `vrstack.control.xmpp` (the control node's own
+module). The session keeps what its node pushed: routes per subscribed instance and
+config objects. When the stream drops, that state is kept as it was (the agent keeps
+forwarding on it) and marked stale; after a reconnect the node sends every subscribed
+instance again, and what it did not resend is dropped once the subscriptions are answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..control import xmpp
+from ..control.xmpp import Nexthop, XmppError
+
+log = logging.getLogger(__name__)
+
+Routes = dict[str, dict[str, tuple[Nexthop, ...]]]  # instance -> prefix -> nexthops
+
+
+class ControlSession:
+    def __init__(
+        self,
+        agent_name: str,
+        host: str,
+        port: int,
+        on_change: Callable[[], None],
+        ping_interval: float = 10.0,
+        retry: float = 1.0,
+    ) -> None:
+        self.agent_name = agent_name
+        self.host = host
+        self.port = port
+        self.on_change = on_change
+        self.ping_interval = ping_interval
+        self.retry = retry
+        self.state = "Idle"  # Idle, Connecting, Established
+        self.flaps = 0
+        self.established_at = 0.0
+        self.last_error = ""
+        self.routes: Routes = {}
+        self.stale: Routes = {}  # the previous stream's routes, until resynced
+        self.config: dict[str, dict[str, Any]] = {}
+        self.config_revision = 0
+        self.counters = {"route_items": 0, "config_items": 0, "iq_sent": 0, "connects": 0}
+        self._writer: asyncio.StreamWriter | None = None
+        self._pending: dict[str, asyncio.Future[None]] = {}
+        self._ids = 0
+        self._opened: asyncio.Future[None] | None = None
+
+    @property
+    def up(self) -> bool:
+        return self.state == "Established"
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "address": f"{self.host}:{self.port}",
+            "state": self.state,
+            "flaps": self.flaps,
+            "established_at": self.established_at,
+            "last_error": self.last_error,
+            "config_revision": self.config_revision,
+            "config_objects": len(self.config),
+            "instances": sorted(self.routes),
+            "stale_instances": sorted(self.stale),
+            **self.counters,
+        }
+
+    # ---- requests (each answered by an iq result, in order) --------------------------
+
+    async def _iq(self, build: Callable[[str], bytes], timeout: float = 10.0) -> None:
+        if self._writer is None or not self.up:
+            raise ConnectionError(f"session to {self.host}:{self.port} is not up")
+        self._ids += 1
+        iq_id = f"{self.agent_name}-{self._ids}"
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending[iq_id] = fut
+        self.counters["iq_sent"] += 1
+        self._writer.write(build(iq_id))
+        await self._writer.drain()
+        await asyncio.wait_for(fut, timeout)
+
+    async def subscribe(self, instance: str) -> None:
+        self.routes.setdefault(instance, {})
+        await self._iq(lambda i: xmpp.subscribe(i, instance))
+
+    async def unsubscribe(self, instance: str) -> None:
+        await self._iq(lambda i: xmpp.subscribe(i, instance, unsubscribe=True))
+        self.routes.pop(instance, None)
+        self.stale.pop(instance, None)
+
+    async def publish(self, instance: str, routes: dict[str, Nexthop]) -> None:
+        await self._iq(lambda i: xmpp.publish(i, instance, routes))
+
+    async def retract(self, instance: str, prefixes: list[str]) -> None:
+        await self._iq(lambda i: xmpp.retract(i, instance, prefixes))
+
+    def end_resync(self) -> None:
+        """The node has resent every subscribed instance: forget the old stream's routes."""
+        if self.stale:
+            self.stale = {}
+            self.on_change()
+
+    # ---- the connection loop ---------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event, on_up: Callable[[], Any]) -> None:
+        """Connect, serve, and reconnect after `retry` seconds until `stop` is set."""
+        while not stop.is_set():
+            self.state = "Connecting"
+            try:
+                await self._serve(stop, on_up)
+            except (OSError, XmppError, TimeoutError, ConnectionError) as exc:
+                self.last_error = str(exc) or type(exc).__name__
+            finally:
+                if self.state == "Established":
+                    self.flaps += 1
+                    log.warning(
+                        "control session down",
+                        extra={"control": f"{self.host}:{self.port}", "error": self.last_error},
+                    )
+                self.state = "Idle"
+                self._drop()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.retry)
+
+    def _drop(self) -> None:
+        # Keep forwarding on what we had: the routes become stale, not withdrawn.
+        for inst, table in self.routes.items():
+            self.stale.setdefault(inst, {}).update(table)
+        self.routes = {}
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(ConnectionError("stream closed"))
+        self._pending.clear()
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.close()
+        self._writer = None
+
+    async def _serve(self, stop: asyncio.Event, on_up: Callable[[], Any]) -> None:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port), 5)
+        self._writer = writer
+        self.counters["connects"] += 1
+        loop = asyncio.get_running_loop()
+        self._opened = loop.create_future()
+        writer.write(xmpp.stream_open(self.agent_name, "vrstack-control"))
+        read_task = asyncio.ensure_future(self._read(reader))
+        stop_task = asyncio.ensure_future(stop.wait())
+        tasks: list[asyncio.Future[Any]] = [read_task, stop_task]
+        try:
+            await asyncio.wait_for(asyncio.shield(self._opened), 5)
+            self.state = "Established"
+            self.established_at = time.time()
+            self.last_error = ""
+            log.info("control session up", extra={"control": f"{self.host}:{self.port}"})
+            tasks.append(asyncio.ensure_future(on_up()))
+            tasks.append(asyncio.ensure_future(self._pinger()))
+            done, _ = await asyncio.wait(tasks[:2], return_when=asyncio.FIRST_COMPLETED)
+            if stop_task in done:
+                with contextlib.suppress(Exception):
+                    writer.write(xmpp.STREAM_CLOSE)
+                    await writer.drain()
+            elif read_task.exception() is not None:
+                raise read_task.exception()  # type: ignore[misc]
+            else:
+                self.last_error = "stream closed by the control node"
+        finally:
+            for t in tasks:
+                t.cancel()
+            for t in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await t
+
+    async def _pinger(self) -> None:
+        while True:
+            await asyncio.sleep(self.ping_interval)
+            await self._iq(xmpp.ping)
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        parser = xmpp.StreamParser()
+        while True:
+            data = await reader.read(65536)
+            if not data:
+                return
+            for ev in parser.feed(data):
+                if ev.kind == "open":
+                    if self._opened is not None and not self._opened.done():
+                        self._opened.set_result(None)
+                elif ev.kind == "close":
+                    return
+                else:
+                    assert ev.stanza is not None
+                    self._stanza(ev.stanza)
+
+    def _stanza(self, el: Any) -> None:
+        if el.tag == "stream:error":
+            self.last_error = "stream error: " + next(
+                (c.tag for c in el if c.tag != "text"), "unknown"
+            )
+            return
+        if el.tag == "iq":
+            fut = self._pending.pop(el.get("id", ""), None)
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+            return
+        push = xmpp.parse_push(el)
+        if push.node == xmpp.CONFIG_NODE:
+            for key, obj in push.config.items():
+                self.counters["config_items"] += 1
+                if obj is None:
+                    self.config.pop(key, None)
+                else:
+                    self.config[key] = obj
+            self.config_revision = max(self.config_revision, push.revision)
+        else:
+            table = self.routes.setdefault(push.node, {})
+            for prefix, hops in push.routes.items():
+                self.counters["route_items"] += 1
+                if hops:
+                    table[prefix] = tuple(hops)
+                else:
+                    table.pop(prefix, None)
+                # A pushed prefix is current: its stale copy (if any) is superseded.
+                self.stale.get(push.node, {}).pop(prefix, None)
+        self.on_change()
