@@ -130,7 +130,7 @@ async def test_port_api_introspect_and_replay(
         async def healthy() -> None:
             for _ in range(300):
                 with contextlib.suppress(aiohttp.ClientError):
-                    status, body = await get(http, url + "/health")
+                    status, _ = await get(http, url + "/health")
                     if status == 200:
                         return
                 await asyncio.sleep(0.05)
