@@ -326,10 +326,18 @@ def up(name: str, port: int, fabric: tuple[int, int], fabric_mac: str, mem: int)
     root = img / "rootfs"
     kver = kernel_version(root)
     d = vm_dir(name)
+    # A fixed path for inventories (molecule/kernel) to name.
+    key = STATE / "id_ed25519"
+    if not key.exists() or key.read_bytes() != (img / "id_ed25519").read_bytes():
+        STATE.mkdir(parents=True, exist_ok=True)
+        shutil.copy(img / "id_ed25519", key)
+        key.chmod(0o600)
     start = time.monotonic()
     pid = running(name)
     if pid is None:
         pid = launch(name, d, img, kver, port, fabric, fabric_mac, mem)
+    else:
+        log(f"{name} already running (pid {pid})")
     deadline = time.monotonic() + BOOT_TIMEOUT
     while time.monotonic() < deadline:
         if running(name) is None:

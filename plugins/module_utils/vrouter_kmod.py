@@ -30,6 +30,7 @@ class Host(Protocol):
     def read(self, path: str) -> str | None: ...
     def write(self, path: str, text: str) -> None: ...
     def listdir(self, path: str) -> list[str]: ...
+    def remove(self, path: str) -> None: ...
     def copy_tree(self, src: str, dst: str) -> None: ...
     def which(self, name: str) -> str | None: ...
 
@@ -59,6 +60,9 @@ class LocalHost:
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, path)
+
+    def remove(self, path: str) -> None:
+        os.unlink(path)
 
     def listdir(self, path: str) -> list[str]:
         try:
@@ -119,6 +123,7 @@ class Request:
     params: dict[str, str]
     build: str  # auto, dkms, kbuild
     check_mode: bool
+    boot: bool = False  # write modules-load.d and modprobe.d so it loads at boot
 
 
 @dataclass
@@ -232,6 +237,35 @@ class Kmod:
             json.dumps({"digest": digest, "kernel": kver, "method": method}, sort_keys=True) + "\n",
         )
 
+    def boot_files(self) -> dict[str, str | None]:
+        """What modules-load.d and modprobe.d should hold (None: no file)."""
+        name = self.req.name
+        want = self.req.state == "present" and self.req.boot
+        opts = " ".join(f"{k}={v}" for k, v in self.req.params.items())
+        head = "# Written by vrstack.cloud.vrouter_kmod\n"
+        return {
+            f"/etc/modules-load.d/{name}.conf": f"{head}{name}\n" if want else None,
+            f"/etc/modprobe.d/{name}.conf": f"{head}options {name} {opts}\n"
+            if want and opts
+            else None,
+        }
+
+    def sync_boot(self, res: Result) -> None:
+        if not self.req.boot and self.req.state == "present":
+            return
+        for path, text in self.boot_files().items():
+            if self.host.read(path) == text:
+                continue
+            if text is None and not self.host.exists(path):
+                continue
+            res.changed = True
+            res.actions.append(f"{'write' if text else 'remove'} {path}")
+            if not self.req.check_mode:
+                if text is None:
+                    self.host.remove(path)
+                else:
+                    self.host.write(path, text)
+
     def apply(self) -> Result:
         req = self.req
         res = Result(kernel=req.kernel, params=req.params)
@@ -243,6 +277,7 @@ class Kmod:
                 res.actions.append(f"unload {req.name}")
                 if not req.check_mode:
                     self.must(["modprobe", "-r", req.name])
+            self.sync_boot(res)
             return res
 
         if req.src is None:
@@ -293,6 +328,7 @@ class Kmod:
                     self.must(["modprobe", "-r", req.name])
                 args = [f"{k}={v}" for k, v in req.params.items()]
                 self.must(["modprobe", req.name, *args])
+        self.sync_boot(res)
         return res
 
 

@@ -16,7 +16,8 @@ description:
     its parameters differ from O(params), or the module was rebuilt.
   - Fails before building, naming the package to install, when the kernel's headers are
     missing.
-  - Loading at boot (C(modules-load.d), C(modprobe.d)) is left to the caller's templates.
+  - With O(boot), writes C(/etc/modules-load.d/NAME.conf) and C(/etc/modprobe.d/NAME.conf)
+    (the parameters) so the module loads at boot; O(state=absent) removes them.
 options:
   name:
     description: The kernel module's name.
@@ -39,6 +40,10 @@ options:
     description: Module parameters, for example C(flows), C(vifs), C(nexthops), C(vrfs), C(labels).
     type: dict
     default: {}
+  boot:
+    description: Load the module at boot with O(params) (C(modules-load.d), C(modprobe.d)).
+    type: bool
+    default: true
   build:
     description: How to build; V(auto) uses DKMS when the C(dkms) command exists.
     type: str
@@ -119,7 +124,7 @@ actions:
   returned: always
   type: list
   elements: str
-  sample: [build vrouter for 6.1.0-50-amd64 with dkms, load vrouter]
+  sample: [build vrouter for 6.1.0-50-amd64 with dkms, load vrouter, write /etc/modules-load.d/vrouter.conf]
 """
 
 import os
@@ -144,6 +149,7 @@ def main() -> None:
             "kernel": {"type": "str"},
             "params": {"type": "dict", "default": {}},
             "build": {"type": "str", "choices": ["auto", "dkms", "kbuild"], "default": "auto"},
+            "boot": {"type": "bool", "default": True},
         },
         required_if=[("state", "present", ["src"])],
         supports_check_mode=True,
@@ -158,6 +164,7 @@ def main() -> None:
             params=format_params(p["params"]),
             build=p["build"],
             check_mode=module.check_mode,
+            boot=p["boot"],
         )
         res = Kmod(LocalHost(), req).apply().as_dict()
     except KmodError as exc:

@@ -307,7 +307,8 @@ static void vr_ndev_setup(struct net_device *dev)
 	ether_setup(dev);
 	dev->netdev_ops = &vr_ndev_ops;
 	dev->max_mtu = 9000;
-	dev->priv_flags |= IFF_NO_QUEUE;
+	/* vhost0 takes the uplink's MAC, possibly while up. */
+	dev->priv_flags |= IFF_NO_QUEUE | IFF_LIVE_ADDR_CHANGE;
 	priv->vif = VR_FLOW_NONE;
 	eth_hw_addr_random(dev);
 }

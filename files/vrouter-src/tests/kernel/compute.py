@@ -99,7 +99,10 @@ def setup(me: Node) -> None:
         sh("ip", "netns", "del", vm.ns, check=False)
         sh("ip", "link", "del", vm.veth, check=False)
     sh("ip", "link", "set", FABRIC, "mtu", "9000", "up")
-    sh("ip", "link", "set", "vhost0", "address", me.mac, "up")
+    with open("/sys/class/net/vhost0/address") as f:
+        if f.read().strip() != me.mac:  # the vrouter role may have set it already
+            sh("ip", "link", "set", "vhost0", "address", me.mac)
+    sh("ip", "link", "set", "vhost0", "up")
     sh("ip", "addr", "replace", f"{me.ip}/24", "dev", "vhost0")
     sh("ip", "link", "set", "pkt0", "up")
     with connect(NETLINK) as c:

@@ -12,6 +12,8 @@ from ansible_collections.vrstack.cloud.plugins.module_utils import vrouter_kmod 
 
 KVER = "6.1.0-50-amd64"
 MUTATING = ("dkms", "make", "install", "depmod", "modprobe")
+LOAD_D = "/etc/modules-load.d/vrouter.conf"
+PROBE_D = "/etc/modprobe.d/vrouter.conf"
 
 
 class FakeHost:
@@ -65,6 +67,10 @@ class FakeHost:
 
     def listdir(self, path: str) -> list[str]:
         return []
+
+    def remove(self, path: str) -> None:
+        self.commands.append(["rm", path])
+        del self.files[path]
 
     def copy_tree(self, src: str, dst: str) -> None:
         self.commands.append(["copy", src, dst])
@@ -230,3 +236,27 @@ def test_format_params(params: dict[str, Any], expected: dict[str, str]) -> None
 def test_format_params_refuses_bad_names() -> None:
     with pytest.raises(km.KmodError, match="not a module parameter name"):
         km.format_params({"flows; rm -rf /": 1})
+
+
+def test_boot_files_follow_the_parameters(src: str) -> None:
+    host = FakeHost(dkms=False)
+    res = km.Kmod(host, request(src, boot=True)).apply()
+    assert host.files[LOAD_D].endswith("vrouter\n")
+    assert host.files[PROBE_D].endswith("options vrouter flows=4096\n")
+    assert f"write {PROBE_D}" in res.actions
+    # Same again: nothing to do.
+    host2 = FakeHost(dkms=False, loaded={"flows": "4096"}, stamp=stamp_for(src, "kbuild"))
+    host2.files.update({LOAD_D: host.files[LOAD_D], PROBE_D: host.files[PROBE_D]})
+    assert not km.Kmod(host2, request(src, boot=True)).apply().changed
+    # New parameters: the boot options change with the reload.
+    res = km.Kmod(host2, request(src, boot=True, params={"flows": "8192"})).apply()
+    assert res.actions == ["reload (parameters changed) vrouter", f"write {PROBE_D}"]
+    assert host2.files[PROBE_D].endswith("flows=8192\n")
+
+
+def test_absent_removes_the_boot_files() -> None:
+    host = FakeHost(loaded={"flows": "4096"})
+    host.files.update({LOAD_D: "x", PROBE_D: "y"})
+    res = km.Kmod(host, request(None, state="absent")).apply()
+    assert res.changed and LOAD_D not in host.files and PROBE_D not in host.files
+    assert ["rm", LOAD_D] in host.commands
