@@ -21,6 +21,8 @@ from typing import Any
 from ..control.xmpp import ENCAPS, Nexthop
 from ..datapath.client import DatapathClient
 from ..datapath.codec import Obj
+from .packets import Lease
+from .pkt0 import Pkt0, lease_for
 from .ports import Port, PortStore
 from .program import FIRST_PORT_VIF, Allocator, Fabric, Programmer, State, desired
 from .session import ControlSession
@@ -40,6 +42,7 @@ class AgentSettings:
     ping_interval: float = 10.0
     retry: float = 1.0
     encap_priority: tuple[str, ...] = field(default_factory=lambda: ENCAPS)
+    pkt0_dir: str = ""  # the datapath's pkt0 directory; empty: no pkt0 handling
 
 
 class Agent:
@@ -71,6 +74,11 @@ class Agent:
         self._published: dict[int, dict[str, dict[str, Nexthop]]] = {}
         self._subscribed: dict[int, set[str]] = {}
         self._session_locks: dict[int, asyncio.Lock] = {}
+        self.pkt0 = (
+            Pkt0(settings.pkt0_dir, self.port_of_vif, self.lease_of, self.knows)
+            if settings.pkt0_dir
+            else None
+        )
 
     # ---- inputs ---------------------------------------------------------------------
 
@@ -131,6 +139,25 @@ class Agent:
             for inst, routes in merged.items()
         }
 
+    def port_of_vif(self, vif: int) -> Port | None:
+        for pid, idx in self.vifs.ids.items():
+            if idx == vif:
+                return self.ports.ports.get(pid)
+        return None
+
+    def lease_of(self, port: Port) -> Lease | None:
+        nets = [o for k, o in self.config().items() if k.startswith("virtual-network/")]
+        return lease_for(port, nets)
+
+    def knows(self, port: Port, ip: str) -> bool:
+        """Whether the port's VRF has a route for `ip` (a remote VM or another local port)."""
+        addr = ipaddress.ip_address(ip)
+        for p in self.ports.ports.values():
+            if p.instance == port.instance and ip in p.ips:
+                return True
+        remote = self.remote_routes().get(port.instance, {})
+        return any(addr in ipaddress.ip_network(prefix) for prefix in remote)
+
     def local_routes(self) -> dict[str, dict[str, Nexthop]]:
         vnis = self.instance_vnis()
         prio = self.encap_priority()
@@ -168,6 +195,8 @@ class Agent:
         if self.client is None:
             self.client = DatapathClient(self.s.datapath_socket)
             self.programmer = Programmer(self.client)
+            if self.pkt0 is not None:
+                self.pkt0.open()
             adopted = self.programmer.adopt()
             log.info("datapath connected", extra={"adopted_objects": adopted})
 
@@ -178,6 +207,8 @@ class Agent:
             asyncio.ensure_future(sess.run(stop, lambda i=i: self._session_up(i)))
             for i, sess in enumerate(self.sessions)
         ]
+        if self.pkt0 is not None:
+            tasks.append(asyncio.ensure_future(self.pkt0.run(stop)))
         self.mark_dirty()
         try:
             while not stop.is_set():
@@ -266,6 +297,7 @@ class Agent:
                 "vrfs": len(st.vrfs),
                 "datapath_objects": len(prog.installed) if prog else 0,
                 **(prog.counters if prog else {}),
+                **(self.pkt0.counters if self.pkt0 else {}),
                 "datapath_last_error": prog.last_error if prog else "",
             },
         }

@@ -122,6 +122,7 @@ def load(settings: Settings) -> tuple[AgentSettings, str, int]:
         controls=controls,
         datapath_socket=settings.get_str("datapath.socket", "/run/vrouter/control.sock"),
         port_file=settings.get_str("ports_file", "/var/lib/vrstack/ports.json"),
+        pkt0_dir=settings.get_str("datapath.pkt0_dir", ""),
         label_range=(low, high),
         ping_interval=settings.get_float("ping_interval", 10.0),
         retry=settings.get_float("retry", 1.0),
