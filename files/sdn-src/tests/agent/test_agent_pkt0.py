@@ -1,6 +1,7 @@
 """pkt0 through a real vrouterd: a VM on a TAP (moved into its own network namespace)
 gets a DHCP offer and ack from the agent with its port's address and subnet options,
-and ARP replies for its gateway and for a remote VM, but not for unknown addresses.
+and ARP replies for its gateway and for a remote VM, but not for unknown addresses; its
+first packets set up flows by the network's policy, which age out when idle.
 
 Root only (TAP and namespace); skipped with a message otherwise.
 """
@@ -11,19 +12,22 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from agentkit import eventually, running_agent, settings
+from agentkit import dp_dump, eventually, running_agent, settings
 from controlkit import Cluster, instance_name
 from scapy.layers.dhcp import BOOTP, DHCP
+from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import ARP, Ether
 from test_packets import VM_MAC, discover
 
 from vrstack.agent.ports import Port
 from vrstack.control.simagent import SimAgent
 from vrstack.control.xmpp import Nexthop
+from vrstack.datapath.codec import Obj
 
 pytestmark = [
     pytest.mark.asyncio,
@@ -54,8 +58,18 @@ async def test_dhcp_and_arp_from_a_vm(
     c = cluster.client
     project = await c.create("project", {"name": "demo"})
     sub = {"cidr": "198.18.10.0/24", "dhcp": {"dns_servers": ["198.18.10.2"], "lease_time": 600}}
+    rule = {"action": "deny", "protocol": "udp", "destination_ports": [9999, 9999]}
+    pol = await c.create(
+        "network-policy", {"name": "no9999", "parent_uuid": project["uuid"], "rules": [rule]}
+    )
     blue = await c.create(
-        "virtual-network", {"name": "blue", "parent_uuid": project["uuid"], "subnets": [sub]}
+        "virtual-network",
+        {
+            "name": "blue",
+            "parent_uuid": project["uuid"],
+            "subnets": [sub],
+            "network_policies": [pol["uuid"]],
+        },
     )
     inst = instance_name(await cluster.instance_of(blue))
     vr = await c.create("virtual-router", {"name": "compute1", "fabric_address": "198.18.2.11"})
@@ -67,6 +81,8 @@ async def test_dhcp_and_arp_from_a_vm(
     tap, ns = f"vat{tag}", f"vrstack-agent-{tag}"
     s = settings("compute1", "198.18.2.11", [("127.0.0.1", node.xmpp_port)], dp)
     s.pkt0_dir = str(dp.parent)
+    s.flow_file = str(dp.parent / "flows")
+    s.flow_idle = 60.0
     # another compute's VM in the same network, so ARP for it is answered
     other = SimAgent("compute2", "127.0.0.1", node.xmpp_port)
     await other.connect()
@@ -105,7 +121,38 @@ async def test_dhcp_and_arp_from_a_vm(
                 op=1, hwsrc=VM_MAC, psrc="198.18.10.3", pdst="198.18.10.50"
             )
             assert await exchange(ns, tap, bytes(req), 0x0806, limit=1.0) is None
+
+            # First packets of two UDP flows to the remote VM: port 5000 passes (same
+            # network), port 9999 is denied by the policy; each gets its reverse flow.
+            await eventually(
+                lambda: any(k.startswith("access-control-list/") for k in agent.config()),
+                what="acl",
+            )
+            for dport in (5000, 9999):
+                pkt = (
+                    Ether(src=VM_MAC, dst=ROUTER)
+                    / IP(src="198.18.10.3", dst="198.18.10.9")
+                    / UDP(sport=40000, dport=dport)
+                    / b"x"
+                )
+                await exchange(ns, tap, bytes(pkt), 0x9999, limit=0.2)
+            flows = await eventually(
+                lambda: len(dp_dump(dp, Obj.FLOW)) == 4 and dp_dump(dp, Obj.FLOW)
+            )
+            by_key = {(str(f["FL_SIP"]), f["FL_DPORT"], f["FL_SPORT"]): f for f in flows}
+            fwd, rev = by_key[("198.18.10.3", 5000, 40000)], by_key[("198.18.10.9", 40000, 5000)]
+            assert fwd["FL_ACTION"] == 1 and rev["FL_ACTION"] == 1
+            assert fwd["FL_RINDEX"] == rev["FL_INDEX"] and rev["FL_RINDEX"] == fwd["FL_INDEX"]
+            assert by_key[("198.18.10.3", 9999, 40000)]["FL_ACTION"] == 2
+            assert by_key[("198.18.10.9", 40000, 9999)]["FL_ACTION"] == 2
+            # Ageing from the shared flow table: nothing is idle yet, then everything is.
+            assert agent.age_flows() == 0
+            assert agent.age_flows(now_ns=time.monotonic_ns() + 120 * 10**9) == 4
+            assert dp_dump(dp, Obj.FLOW) == []
+
             counters = agent.introspect()["counters"]
+            assert counters["flows_forward"] == 1 and counters["flows_drop"] == 1
+            assert counters["flows_aged"] == 4
             assert counters["dhcp_offers"] == 1 and counters["dhcp_acks"] == 1
             assert counters["dhcp_naks"] == 1 and counters["arp_replies"] == 2
             assert counters["arp_ignored"] >= 1

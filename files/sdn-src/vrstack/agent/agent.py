@@ -19,9 +19,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..control.xmpp import ENCAPS, Nexthop
-from ..datapath.client import DatapathClient
-from ..datapath.codec import Obj
-from .packets import Lease
+from ..datapath.client import DatapathClient, DatapathError
+from ..datapath.codec import Obj, Op
+from ..datapath.flowtable import FlowTable, FlowTableError
+from .flows import FORWARD, decide
+from .packets import Lease, Trapped
 from .pkt0 import Pkt0, lease_for
 from .ports import Port, PortStore
 from .program import FIRST_PORT_VIF, Allocator, Fabric, Programmer, State, desired
@@ -43,6 +45,8 @@ class AgentSettings:
     retry: float = 1.0
     encap_priority: tuple[str, ...] = field(default_factory=lambda: ENCAPS)
     pkt0_dir: str = ""  # the datapath's pkt0 directory; empty: no pkt0 handling
+    flow_file: str = ""  # the datapath's shared flow table; empty: no ageing
+    flow_idle: float = 60.0  # seconds without a packet before a flow is removed
 
 
 class Agent:
@@ -74,8 +78,14 @@ class Agent:
         self._published: dict[int, dict[str, dict[str, Nexthop]]] = {}
         self._subscribed: dict[int, set[str]] = {}
         self._session_locks: dict[int, asyncio.Lock] = {}
+        self.flow_counters = {
+            "flows_forward": 0,
+            "flows_drop": 0,
+            "flows_aged": 0,
+            "flow_errors": 0,
+        }
         self.pkt0 = (
-            Pkt0(settings.pkt0_dir, self.port_of_vif, self.lease_of, self.knows)
+            Pkt0(settings.pkt0_dir, self.port_of_vif, self.lease_of, self.knows, self.flow_miss)
             if settings.pkt0_dir
             else None
         )
@@ -158,6 +168,88 @@ class Agent:
         remote = self.remote_routes().get(port.instance, {})
         return any(addr in ipaddress.ip_network(prefix) for prefix in remote)
 
+    # ---- flows -------------------------------------------------------------------------
+
+    def _network_of(self, port: Port) -> dict[str, Any] | None:
+        for key, obj in self.config().items():
+            if key.startswith("virtual-network/") and port.network in (obj["uuid"], obj["name"]):
+                return obj
+        return None
+
+    def _port_with_ip(self, ip: str) -> Port | None:
+        return next((p for p in self.ports.ports.values() if ip in p.ips), None)
+
+    def flow_miss(self, t: Trapped) -> None:
+        """Decide a new flow by its network's ACL; install it and its reverse."""
+        assert self.client is not None
+        try:
+            f = self.client.call(Op.GET, Obj.FLOW, FL_INDEX=t.flow).attrs
+        except (DatapathError, OSError) as exc:
+            self.flow_counters["flow_errors"] += 1
+            log.warning("flow miss for a flow we cannot read", extra={"error": str(exc)})
+            return
+        sip, dip = str(f["FL_SIP"]), str(f["FL_DIP"])
+        proto, sport, dport = (
+            int(f["FL_PROTO"]),
+            int(f.get("FL_SPORT", 0)),
+            int(f.get("FL_DPORT", 0)),
+        )
+        port = self.port_of_vif(t.vif) or self._port_with_ip(dip) or self._port_with_ip(sip)
+        net = self._network_of(port) if port else None
+        entries: list[dict[str, Any]] = []
+        if net is not None:
+            for key, obj in self.config().items():
+                if key.startswith("access-control-list/") and obj["parent_uuid"] == net["uuid"]:
+                    entries = obj.get("entries", [])
+        subnets = [sub["cidr"] for sub in (net or {}).get("subnets", [])]
+        action, why = decide(entries, subnets, sip, dip, proto, sport, dport)
+        dst_port = self._port_with_ip(dip)
+        rvrf = self.vrfs.ids.get(dst_port.instance, t.vrf) if dst_port else t.vrf
+        try:
+            self.client.call(Op.ADD, Obj.FLOW, FL_INDEX=t.flow, FL_ACTION=action)
+            self.client.call(
+                Op.ADD, Obj.FLOW, FL_VRF=rvrf, FL_SIP=f["FL_DIP"], FL_DIP=f["FL_SIP"],
+                FL_PROTO=proto, FL_SPORT=dport, FL_DPORT=sport, FL_ACTION=action,
+                FL_RINDEX=t.flow,
+            )  # fmt: skip
+        except (DatapathError, OSError) as exc:
+            self.flow_counters["flow_errors"] += 1
+            log.warning("flow install failed", extra={"error": str(exc)})
+            return
+        self.flow_counters["flows_forward" if action == FORWARD else "flows_drop"] += 1
+        log.debug("flow", extra={"flow": f"{sip}:{sport}->{dip}:{dport}/{proto}", "why": why})
+
+    def age_flows(self, now_ns: int | None = None) -> int:
+        """Remove flows (with their reverse) idle for `flow_idle`; how many went."""
+        assert self.client is not None
+        now = time.monotonic_ns() if now_ns is None else now_ns
+        idle = int(self.s.flow_idle * 1e9)
+        gone = 0
+        with FlowTable(self.s.flow_file) as table:
+            entries = {e.index: e for e in table.entries()}
+        for e in entries.values():
+            if e.action == "hold" or now - e.last_ns < idle:
+                continue
+            rev = entries.get(e.rindex) if e.rindex is not None else None
+            if rev is not None and now - rev.last_ns < idle:
+                continue  # still used the other way
+            for idx in (e.index, *((rev.index,) if rev and rev.index > e.index else ())):
+                with contextlib.suppress(DatapathError, OSError):
+                    self.client.call(Op.DEL, Obj.FLOW, FL_INDEX=idx)
+                    gone += 1
+        self.flow_counters["flows_aged"] += gone
+        return gone
+
+    async def _ager(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), max(self.s.flow_idle / 2, 0.1))
+            if not stop.is_set():
+                try:
+                    self.age_flows()
+                except (OSError, FlowTableError) as exc:
+                    log.warning("flow ageing failed", extra={"error": str(exc)})
+
     def local_routes(self) -> dict[str, dict[str, Nexthop]]:
         vnis = self.instance_vnis()
         prio = self.encap_priority()
@@ -186,6 +278,7 @@ class Agent:
             remote=self.remote_routes(),
             encap_priority=self.encap_priority(),
             port_vifs={p: self.vifs.get(p) for p in sorted(ports)},
+            policy=self.pkt0 is not None,
         )
 
     # ---- the loop ---------------------------------------------------------------------
@@ -209,6 +302,8 @@ class Agent:
         ]
         if self.pkt0 is not None:
             tasks.append(asyncio.ensure_future(self.pkt0.run(stop)))
+        if self.s.flow_file:
+            tasks.append(asyncio.ensure_future(self._ager(stop)))
         self.mark_dirty()
         try:
             while not stop.is_set():
@@ -298,6 +393,7 @@ class Agent:
                 "datapath_objects": len(prog.installed) if prog else 0,
                 **(prog.counters if prog else {}),
                 **(self.pkt0.counters if self.pkt0 else {}),
+                **self.flow_counters,
                 "datapath_last_error": prog.last_error if prog else "",
             },
         }

@@ -123,11 +123,13 @@ def load(settings: Settings) -> tuple[AgentSettings, str, int]:
         datapath_socket=settings.get_str("datapath.socket", "/run/vrouter/control.sock"),
         port_file=settings.get_str("ports_file", "/var/lib/vrstack/ports.json"),
         pkt0_dir=settings.get_str("datapath.pkt0_dir", ""),
+        flow_file=settings.get_str("datapath.flow_file", ""),
+        flow_idle=settings.get_float("flow_idle", 60.0),
         label_range=(low, high),
         ping_interval=settings.get_float("ping_interval", 10.0),
         retry=settings.get_float("retry", 1.0),
     )
-    if agent.ping_interval <= 0 or agent.retry <= 0:
+    if agent.ping_interval <= 0 or agent.retry <= 0 or agent.flow_idle <= 0:
         raise settings.error("ping_interval", "timers must be positive")
     host = settings.get_str("listen.host", "127.0.0.1")
     port = settings.get_int("listen.port", 8085, low=0, high=65535)

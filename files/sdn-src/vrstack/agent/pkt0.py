@@ -6,6 +6,8 @@ unix datagram socket the agent binds) and takes injected frames back on `dp.sock
 - ARP: a VM asking for its gateway or for any other address its VRF has a route for
   (a remote VM, or another local port) gets the router MAC, so the datapath routes the
   packet; anything else is not answered.
+- Flow miss: handed to the agent, which decides by ACL (`flows.py`) and installs the
+  flow and its reverse; the held packets are then released by the datapath.
 - DHCP: DISCOVER gets an OFFER and REQUEST an ACK with the port's address and its
   subnet's options (gateway, DNS, domain, host routes, lease time) from the
   `virtual-network` config the control node pushed; a REQUEST for another address gets
@@ -37,11 +39,13 @@ class Pkt0:
         port_of_vif: Callable[[int], Port | None],
         lease_of: Callable[[Port], Lease | None],
         knows: Callable[[Port, str], bool],
+        on_flow_miss: Callable[[packets.Trapped], None] | None = None,
     ) -> None:
         self.directory = directory
         self.port_of_vif = port_of_vif
         self.lease_of = lease_of
         self.knows = knows
+        self.on_flow_miss = on_flow_miss
         self.counters = {
             "pkt0_received": 0,
             "arp_replies": 0,
@@ -94,6 +98,9 @@ class Pkt0:
     def handle(self, data: bytes) -> bytes | None:
         """The pkt0 message to send back for one trapped message, if any."""
         t = packets.parse_pkt0(data)
+        if t is not None and t.reason == packets.TRAP_FLOW_MISS and self.on_flow_miss:
+            self.on_flow_miss(t)
+            return None
         port = self.port_of_vif(t.vif) if t else None
         if t is None or port is None:
             self.counters["pkt0_other"] += 1

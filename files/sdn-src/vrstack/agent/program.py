@@ -81,6 +81,7 @@ class State:
     remote: dict[str, dict[str, tuple[Nexthop, ...]]]  # instance -> prefix -> nexthops
     encap_priority: tuple[str, ...]
     port_vifs: dict[str, int] = field(default_factory=dict)
+    policy: bool = False  # port vifs trap new flows to the agent (needs pkt0)
 
 
 def choose_encap(hop: Nexthop, priority: tuple[str, ...]) -> str:
@@ -119,6 +120,7 @@ def desired(s: State, nh_ids: Allocator) -> dict[ObjKey, dict[str, Any]]:
     for pid, port in sorted(s.ports.items()):
         vif, vrf = s.port_vifs[pid], s.vrfs[port.instance]
         attrs: dict[str, Any] = {"VIF_TYPE": VIF_VIRTUAL, "VIF_VRF": vrf, "VIF_MAC": port.mac}
+        attrs["VIF_FLAGS"] = codec.VIF_F_POLICY if s.policy else 0
         if port.tap:
             attrs["VIF_NAME"] = port.tap
         put(Obj.VIF, {"VIF_IDX": vif}, **attrs)

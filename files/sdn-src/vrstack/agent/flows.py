@@ -1,0 +1,49 @@
+"""Flow decisions: the first packet of a flow by the network's ACL, and idle ageing.
+
+ACL entries come from the schema transformer (`access-control-list`, one per network,
+ordered, one direction each). The first entry that matches decides pass or deny; with
+no match, traffic inside the network's own subnets passes and anything else is denied.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+PROTOCOLS = {"tcp": 6, "udp": 17, "icmp": 1, "icmp6": 58}
+FORWARD, DROP = 1, 2
+
+
+def _in(addr: ipaddress.IPv4Address | ipaddress.IPv6Address, cidrs: list[str]) -> bool:
+    return not cidrs or any(addr in ipaddress.ip_network(c) for c in cidrs)
+
+
+def decide(
+    entries: list[dict[str, Any]],
+    subnets: list[str],
+    sip: str,
+    dip: str,
+    proto: int,
+    sport: int,
+    dport: int,
+) -> tuple[int, str]:
+    """The flow action and why (the entry that matched, or the default)."""
+    s, d = ipaddress.ip_address(sip), ipaddress.ip_address(dip)
+    for i, e in enumerate(entries):
+        want = e.get("protocol", "any")
+        if want != "any" and PROTOCOLS.get(want) != proto:
+            continue
+        if not _in(s, e.get("source") or []) or not _in(d, e.get("destination") or []):
+            continue
+        if proto in (6, 17):
+            lo, hi = e.get("source_ports", [0, 65535])
+            if not lo <= sport <= hi:
+                continue
+            lo, hi = e.get("destination_ports", [0, 65535])
+            if not lo <= dport <= hi:
+                continue
+        return (FORWARD if e["action"] == "pass" else DROP), f"acl entry {i}"
+    inside = any(s in ipaddress.ip_network(c) for c in subnets) and any(
+        d in ipaddress.ip_network(c) for c in subnets
+    )
+    return (FORWARD, "same network") if inside else (DROP, "no matching rule")
