@@ -79,6 +79,18 @@ async def test_routes_reach_the_other_datapath_and_survive_headless(
         r = await eventually(lambda: dp_route(dp2, vrf2, "198.18.10.3/32"), what="route on 2")
         assert r["RT_LABEL"] == ag1.labels.get("p1")
 
+        # A new encapsulation priority reaches the agents: the tunnel moves to MPLSoGRE.
+        gc, _ = await c.list_all("global-config")
+        body = {"name": "default", "asn": gc[0]["asn"], "encapsulation_priority": ["MPLSoGRE"]}
+        await c.update("global-config", gc[0]["uuid"], body)
+        await eventually(
+            lambda: (
+                (dp_route(dp1, vrf1, "198.18.10.4/32") or {}).get("nh", {}).get("NH_FLAGS")
+                == MPLS_GRE
+            ),
+            what="MPLSoGRE tunnel",
+        )
+
         # Both control nodes gone: nothing is withdrawn from either datapath.
         await cluster.stop_node("ctl-a")
         await cluster.stop_node("ctl-b")

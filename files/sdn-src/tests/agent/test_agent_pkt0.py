@@ -145,6 +145,8 @@ async def test_dhcp_and_arp_from_a_vm(
             assert fwd["FL_RINDEX"] == rev["FL_INDEX"] and rev["FL_RINDEX"] == fwd["FL_INDEX"]
             assert by_key[("198.18.10.3", 9999, 40000)]["FL_ACTION"] == 2
             assert by_key[("198.18.10.9", 40000, 9999)]["FL_ACTION"] == 2
+            seen = {(f["destination"], f["action"]) for f in agent.flows()}
+            assert ("198.18.10.9:9999", "drop") in seen and ("198.18.10.9:5000", "forward") in seen
             # Ageing from the shared flow table: nothing is idle yet, then everything is.
             assert agent.age_flows() == 0
             assert agent.age_flows(now_ns=time.monotonic_ns() + 120 * 10**9) == 4

@@ -423,6 +423,30 @@ class Agent:
             for inst, vrf in sorted(st.vrfs.items())
         ]
 
+    def flows(self, limit: int = 1000) -> list[dict[str, Any]]:
+        """Flows read from the shared flow table (at most `limit`)."""
+        if not self.s.flow_file:
+            return []
+        out = []
+        with FlowTable(self.s.flow_file) as table:
+            for e in table.entries():
+                if len(out) >= limit:
+                    break
+                out.append(
+                    {
+                        "index": e.index,
+                        "vrf": e.vrf,
+                        "source": f"{e.sip}:{e.sport}",
+                        "destination": f"{e.dip}:{e.dport}",
+                        "protocol": e.proto,
+                        "action": e.action,
+                        "reverse": e.rindex,
+                        "packets": e.packets,
+                        "bytes": e.bytes,
+                    }
+                )
+        return out
+
     def routes(self, instance: str) -> list[dict[str, Any]] | None:
         st = self.state()
         if instance not in st.vrfs:

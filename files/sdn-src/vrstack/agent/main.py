@@ -51,6 +51,13 @@ def make_app(agent: Agent) -> web.Application:
             return web.json_response({"error": f"instance: no local VRF {inst!r}"}, status=404)
         return web.json_response(got)
 
+    async def flows(r: web.Request) -> web.Response:
+        try:
+            limit = int(r.query.get("limit", "1000"))
+        except ValueError:
+            return web.json_response({"error": "limit: must be an integer"}, status=400)
+        return web.json_response(agent.flows(limit))
+
     async def list_ports(_r: web.Request) -> web.Response:
         return web.json_response([p.to_dict() for p in agent.ports.ports.values()])
 
@@ -76,6 +83,7 @@ def make_app(agent: Agent) -> web.Application:
     app.router.add_get("/introspect/interfaces", interfaces)
     app.router.add_get("/introspect/vrfs", vrfs)
     app.router.add_get("/introspect/routes", routes)
+    app.router.add_get("/introspect/flows", flows)
     app.router.add_get("/ports", list_ports)
     app.router.add_post("/ports", add_port)
     app.router.add_delete("/ports/{id}", delete_port)
