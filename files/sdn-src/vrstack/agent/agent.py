@@ -40,7 +40,7 @@ class AgentSettings:
     datapath_socket: str
     port_file: str = ""
     label_range: tuple[int, int] = (16, 1048575)
-    max_vifs: int = 4096
+    max_vifs: int = 256  # the datapath's vif table size (vrouterd: 256)
     ping_interval: float = 10.0
     retry: float = 1.0
     encap_priority: tuple[str, ...] = field(default_factory=lambda: ENCAPS)
@@ -100,6 +100,10 @@ class Agent:
         old = self.ports.ports.get(port.id)
         if old is not None and old.instance != port.instance:
             raise ValueError(f"instance: port {port.id} is in {old.instance}; delete it first")
+        if old is None:
+            room = min(self.vifs.high - self.vifs.low, self.labels.high - self.labels.low) + 1
+            if len(self.ports.ports) >= room:
+                raise ValueError(f"id: no room for port {port.id}: {room} ports at most here")
         self.ports.put(port)
         self.mark_dirty()
 
