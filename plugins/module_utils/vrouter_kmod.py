@@ -191,7 +191,7 @@ class Kmod:
         return text.strip() if text else None
 
     def installed_srcversion(self) -> str | None:
-        rc, out, _ = self.host.run(
+        rc, out, _err = self.host.run(
             ["modinfo", "-k", self.req.kernel, "-F", "srcversion", self.req.name]
         )
         return (out.strip() or None) if rc == 0 else None
@@ -212,7 +212,8 @@ class Kmod:
 
     def build(self, digest: str, method: str) -> None:
         src = self.req.src
-        assert src is not None
+        if src is None:
+            raise KmodError("src is required to build the module")
         kver = self.req.kernel
         name = self.req.name
         if method == "dkms":

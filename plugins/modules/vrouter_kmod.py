@@ -57,6 +57,7 @@ attributes:
     support: full
     description: Shows the source digest, loaded state and parameters before and after.
   platform:
+    description: Target operating systems.
     support: full
     platforms: debian
 requirements:
@@ -65,7 +66,7 @@ notes:
   - Unloading the datapath cuts the traffic through it, including C(vhost0); the vrouter
     role moves the host's fabric address back and forth around it.
 author:
-  - vrstack developers
+  - vrstack developers (@vrstack)
 """
 
 EXAMPLES = r"""

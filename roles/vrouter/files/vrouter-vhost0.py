@@ -95,7 +95,7 @@ def move(src: str, dst: str, moved_addrs: list[str], moved_routes: list[dict[str
 
 
 def ping(addr: str, tries: int = 10) -> bool:
-    for _ in range(tries):
+    for _attempt in range(tries):
         res = subprocess.run(["ping", "-c", "1", "-W", "2", addr], capture_output=True, check=False)
         if res.returncode == 0:
             return True
