@@ -227,7 +227,8 @@ class Kmod:
         else:
             tree = f"{STAMP_DIR}/{name}-build"
             self.host.copy_tree(src, tree)
-            self.must(["make", "-C", self.headers(), f"M={tree}/linux", "modules"])
+            jobs = f"-j{os.cpu_count() or 1}"
+            self.must(["make", jobs, "-C", self.headers(), f"M={tree}/linux", "modules"])
             dest = f"/lib/modules/{kver}/updates"
             self.must(
                 ["install", "-D", "-m", "0644", f"{tree}/linux/{name}.ko", f"{dest}/{name}.ko"]
