@@ -8,6 +8,7 @@ key and kept, so a resync rewrites nothing that did not change.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 from dataclasses import dataclass, field
@@ -92,6 +93,13 @@ def choose_encap(hop: Nexthop, priority: tuple[str, ...]) -> str:
     return next((e for e in hop.encap if e != "VXLAN" or hop.vni), "MPLSoUDP")
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _ip(addr: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    return ipaddress.ip_address(addr)
+
+
+# Parsing addresses dominates a recomputation; the same prefixes come back every time.
+@functools.lru_cache(maxsize=1 << 16)
 def _route_key(vrf: int, prefix: str) -> tuple[tuple[str, Any], ...]:
     net = ipaddress.ip_network(prefix)
     fam = AF_INET if net.version == 4 else AF_INET6
@@ -166,8 +174,8 @@ def desired(s: State, nh_ids: Allocator) -> dict[ObjKey, dict[str, Any]]:
                     NH_OIF=FABRIC_VIF,
                     NH_SMAC=f.mac,
                     NH_DMAC=f.gateway_mac,
-                    NH_TUN_SIP=ipaddress.ip_address(f.address),
-                    NH_TUN_DIP=ipaddress.ip_address(hop.address),
+                    NH_TUN_SIP=_ip(f.address),
+                    NH_TUN_DIP=_ip(hop.address),
                 )
                 comps.append((tid, hop.vni if encap == "VXLAN" else hop.label))
             key = dict(_route_key(vrf, prefix))
