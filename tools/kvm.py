@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import hashlib
 import os
 import shutil
@@ -130,6 +131,15 @@ def build_image() -> Path:
     if (final / "base.img").exists():
         return final
     CACHE.mkdir(parents=True, exist_ok=True)
+    # Several machines may start at once on a cold cache: one builds, the others wait.
+    with (CACHE / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (final / "base.img").exists():
+            return final
+        return _build_image(final)
+
+
+def _build_image(final: Path) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{image_key()}-", dir=CACHE))
     try:
         root = tmp / "rootfs"
