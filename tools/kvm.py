@@ -305,7 +305,6 @@ def launch(
         "-m",
         str(mem),
         "-nographic",
-        "-no-reboot",
         "-kernel",
         str(img / f"rootfs/boot/vmlinuz-{kver}"),
         "-initrd",
@@ -351,7 +350,8 @@ def up(name: str, port: int, fabric: tuple[int, int], fabric_mac: str, mem: int)
     deadline = time.monotonic() + BOOT_TIMEOUT
     while time.monotonic() < deadline:
         if running(name) is None:
-            raise SystemExit(f"kvm: {name}: qemu exited, see {d}/console.log")
+            tail = (d / "console.log").read_text(errors="replace").splitlines()[-25:]
+            raise SystemExit(f"kvm: {name}: qemu exited; console:\n" + "\n".join(tail))
         res = subprocess.run(ssh_cmd(name, "true"), capture_output=True, timeout=30, check=False)
         if res.returncode == 0:
             log(f"{name}: ssh on 127.0.0.1:{port} after {time.monotonic() - start:.0f}s")
@@ -373,6 +373,9 @@ def down(name: str) -> None:
                 time.sleep(0.1)
             os.kill(pid, signal.SIGKILL)
         pidf.unlink()
+    # Keep the last console log for post-mortems.
+    with contextlib.suppress(FileNotFoundError):
+        shutil.copy(d / "console.log", STATE / f"{name}.console.log")
     shutil.rmtree(d, ignore_errors=True)
 
 
