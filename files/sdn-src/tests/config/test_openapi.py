@@ -72,24 +72,9 @@ def test_routes_match_the_document(tmp_path: Path) -> None:
         jsonschema.Draft202012Validator.check_schema(schema)  # raises, naming the bad part
 
 
-def _filled(res: Resource, ctx: dict[str, str], suffix: str = "") -> JSON:
-    body = dict(res.example)
-    if res.name != "global-config":
-        body["name"] = body["name"] + suffix
-    if res.parent:
-        body["parent_uuid"] = ctx[res.parent]
-    for key, spec in res.fields.items():
-        if isinstance(spec, Ref) and spec.required:
-            body[key] = ctx[spec.target]
-    return body
-
-
-@pytest.mark.asyncio
-async def test_every_resource_round_trips_through_the_document(admin: ConfigClient) -> None:
-    doc = Doc(await admin.request("GET", "/openapi.json"))
-    start = (await admin.request("GET", "/health"))["revision"]
-    ctx: dict[str, str] = {}
-    ctx["project"] = (await admin.create("project", {"name": "ctx"}))["uuid"]
+async def _referenced_objects(admin: ConfigClient) -> dict[str, str]:
+    """A project, a network and a port that other resources' references can point at."""
+    ctx = {"project": (await admin.create("project", {"name": "ctx"}))["uuid"]}
     ctx["virtual-network"] = (
         await admin.create(
             "virtual-network",
@@ -111,6 +96,26 @@ async def test_every_resource_round_trips_through_the_document(admin: ConfigClie
             },
         )
     )["uuid"]
+    return ctx
+
+
+def _filled(res: Resource, ctx: dict[str, str], suffix: str = "") -> JSON:
+    body = dict(res.example)
+    if res.name != "global-config":
+        body["name"] = body["name"] + suffix
+    if res.parent:
+        body["parent_uuid"] = ctx[res.parent]
+    for key, spec in res.fields.items():
+        if isinstance(spec, Ref) and spec.required:
+            body[key] = ctx[spec.target]
+    return body
+
+
+@pytest.mark.asyncio
+async def test_every_resource_round_trips_through_the_document(admin: ConfigClient) -> None:
+    doc = Doc(await admin.request("GET", "/openapi.json"))
+    start = (await admin.request("GET", "/health"))["revision"]
+    ctx = await _referenced_objects(admin)
 
     for res in RESOURCES.values():
         coll, item = f"/{res.plural}", f"/{res.plural}/{{uuid}}"
@@ -170,28 +175,7 @@ async def test_document_and_server_refuse_the_same_bodies(admin: ConfigClient) -
     """For every field of every resource: a value of the wrong type and an unknown field
     are refused both by the document's schema and by the server, which names the field."""
     doc = Doc(await admin.request("GET", "/openapi.json"))
-    ctx = {"project": (await admin.create("project", {"name": "ctx"}))["uuid"]}
-    ctx["virtual-network"] = (
-        await admin.create(
-            "virtual-network",
-            {
-                "name": "ctx",
-                "parent_uuid": ctx["project"],
-                "external": True,
-                "subnets": [{"cidr": "198.19.0.0/24"}],
-            },
-        )
-    )["uuid"]
-    ctx["virtual-machine-interface"] = (
-        await admin.create(
-            "virtual-machine-interface",
-            {
-                "name": "ctx",
-                "parent_uuid": ctx["project"],
-                "virtual_network": ctx["virtual-network"],
-            },
-        )
-    )["uuid"]
+    ctx = await _referenced_objects(admin)
     checked = 0
     for res in RESOURCES.values():
         coll = f"/{res.plural}"
