@@ -1,0 +1,1 @@
+"""The analytics collector: ingest of status, counters, flows and logs; storage; queries; alarms."""

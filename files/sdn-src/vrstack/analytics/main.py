@@ -1,0 +1,116 @@
+"""`vrstack-collector`: the analytics collector and query API daemon.
+
+vrstack-collector --config /etc/vrstack/collector.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from ..config import auth
+from ..service.daemon import serve
+from ..service.jsonlog import setup_logging
+from ..service.settings import ConfigError, Settings
+from .records import KINDS
+from .server import Limits, Options, make_app
+from .store import Retention, StoreError
+from .store_sqlite import SQLiteStore
+
+# Kept unless the config says otherwise: a day of flows, a week of the rest.
+DEFAULT_RETENTION = {
+    "flows": Retention(86_400, 10_000_000),
+    "logs": Retention(7 * 86_400, 1_000_000),
+    "status": Retention(7 * 86_400, 1_000_000),
+    "counters": Retention(7 * 86_400, 10_000_000),
+}
+
+
+def options_from_settings(s: Settings) -> Options:
+    d = Limits()
+    limits = Limits(
+        max_batch_bytes=s.get_int(
+            "limits.max_batch_bytes", d.max_batch_bytes, low=1024, high=2**30
+        ),
+        max_batch_records=s.get_int(
+            "limits.max_batch_records", d.max_batch_records, low=1, high=10**6
+        ),
+        max_record_bytes=s.get_int(
+            "limits.max_record_bytes", d.max_record_bytes, low=256, high=2**24
+        ),
+        source_rate=s.get_float("limits.source_rate", d.source_rate),
+        source_burst=s.get_int("limits.source_burst", d.source_burst, low=1, high=10**9),
+        source_inflight=s.get_int("limits.source_inflight", d.source_inflight, low=1, high=1000),
+        max_pending=s.get_int("limits.max_pending", d.max_pending, low=1, high=10**9),
+    )
+    if limits.source_rate <= 0:
+        raise s.error("limits.source_rate", "must be more than 0")
+    if limits.source_burst < limits.max_batch_records:
+        raise s.error("limits.source_burst", "must be at least limits.max_batch_records")
+    retention = {}
+    for kind in KINDS.values():
+        t = kind.table
+        base = DEFAULT_RETENTION[t]
+        max_age = s.get_float(f"retention.{t}.max_age", base.max_age)
+        if max_age < 0:
+            raise s.error(f"retention.{t}.max_age", "must be 0 (keep) or a number of seconds")
+        max_rows = s.get_int(f"retention.{t}.max_rows", base.max_rows, low=0, high=2**62)
+        retention[t] = Retention(max_age, max_rows)
+    for name in s.data.get("retention") or {}:
+        if name not in ("interval", "batch", *DEFAULT_RETENTION):
+            raise s.error(
+                f"retention.{name}",
+                f"unknown; one of interval, batch, {', '.join(DEFAULT_RETENTION)}",
+            )
+    interval = s.get_float("retention.interval", 60.0)
+    alarm_interval = s.get_float("alarms.check_interval", 5.0)
+    for name, value in (
+        ("retention.interval", interval),
+        ("alarms.check_interval", alarm_interval),
+    ):
+        if not 0.05 <= value <= 86_400:
+            raise s.error(name, "must be between 0.05 and 86400 seconds")
+    return Options(
+        limits=limits,
+        retention=retention,
+        retention_interval=interval,
+        retention_batch=s.get_int("retention.batch", 10_000, low=1, high=10**7),
+        missed_intervals=s.get_int("alarms.missed_intervals", 3, low=1, high=1000),
+        alarm_interval=alarm_interval,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="vrstack-collector", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True, help="YAML or INI config file")
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.load(args.config)
+        setup_logging("vrstack-collector", settings.get_str("log.level", "info"))
+        store = SQLiteStore(
+            settings.get_str("store.path"),
+            settings.get_choice("store.synchronous", ("full", "normal"), "full").upper(),
+            settings.get_float("store.query_timeout", 10.0),
+        )
+        authenticator = auth.from_settings(settings)
+        options = options_from_settings(settings)
+        host = settings.get_str("listen.host", "127.0.0.1")
+        port = settings.get_int("listen.port", 8081, low=0, high=65535)
+    except ConfigError as exc:
+        print(f"vrstack-collector: config error: {exc}", file=sys.stderr)
+        return 2
+    app = make_app(store, authenticator, options)
+    try:
+        asyncio.run(serve(app, host, port, "vrstack-collector"))
+    except StoreError as exc:
+        print(f"vrstack-collector: store: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # e.g. the port is taken
+        print(f"vrstack-collector: cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
