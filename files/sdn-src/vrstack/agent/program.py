@@ -85,6 +85,7 @@ class State:
     policy: bool = False  # port vifs trap new flows to the agent (needs pkt0)
 
 
+@functools.lru_cache(maxsize=1 << 12)
 def choose_encap(hop: Nexthop, priority: tuple[str, ...]) -> str:
     """Our most preferred encapsulation that the remote compute offers."""
     for e in priority:
@@ -98,7 +99,6 @@ def _ip(addr: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     return ipaddress.ip_address(addr)
 
 
-# Parsing addresses dominates a recomputation; the same prefixes come back every time.
 @functools.lru_cache(maxsize=1 << 16)
 def _route_key(vrf: int, prefix: str) -> tuple[tuple[str, Any], ...]:
     net = ipaddress.ip_network(prefix)
@@ -111,29 +111,26 @@ def _route_key(vrf: int, prefix: str) -> tuple[tuple[str, Any], ...]:
     )
 
 
-def desired(s: State, nh_ids: Allocator) -> dict[ObjKey, dict[str, Any]]:
-    """Every datapath object the state implies, keyed by (object kind, identity)."""
-    out: dict[ObjKey, dict[str, Any]] = {}
-    f = s.fabric
+# A recomputation is O(ports + routes) and runs on every change, so the objects of one
+# port or one route are built once per distinct input and reused (never mutated) after.
+Item = tuple[ObjKey, dict[str, Any]]
 
-    def put(obj: Obj, key: dict[str, Any], **attrs: Any) -> None:
-        out[(int(obj), tuple(sorted(key.items())))] = {**key, **attrs}
 
-    fab: dict[str, Any] = {"VIF_TYPE": VIF_FABRIC, "VIF_MAC": f.mac}
-    fab["VIF_IP"] = ipaddress.ip_address(f.address)
-    if f.interface:
-        fab["VIF_NAME"] = f.interface
-    put(Obj.VIF, {"VIF_IDX": FABRIC_VIF}, **fab)
-    put(Obj.VIF, {"VIF_IDX": AGENT_VIF}, VIF_TYPE=VIF_AGENT, VIF_NAME="pkt0")
-    for pid, port in sorted(s.ports.items()):
-        vif, vrf = s.port_vifs[pid], s.vrfs[port.instance]
-        attrs: dict[str, Any] = {"VIF_TYPE": VIF_VIRTUAL, "VIF_VRF": vrf, "VIF_MAC": port.mac}
-        attrs["VIF_FLAGS"] = codec.VIF_F_POLICY if s.policy else 0
-        if port.tap:
-            attrs["VIF_NAME"] = port.tap
-        put(Obj.VIF, {"VIF_IDX": vif}, **attrs)
-        nh = nh_ids.get(("encap", pid))
-        put(
+def _obj(obj: Obj, key: dict[str, Any], **attrs: Any) -> Item:
+    return (int(obj), tuple(sorted(key.items()))), {**key, **attrs}
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _port_objs(
+    port: Port, vif: int, vrf: int, label: int, nh: int, policy: bool
+) -> tuple[Item, ...]:
+    attrs: dict[str, Any] = {"VIF_TYPE": VIF_VIRTUAL, "VIF_VRF": vrf, "VIF_MAC": port.mac}
+    attrs["VIF_FLAGS"] = codec.VIF_F_POLICY if policy else 0
+    if port.tap:
+        attrs["VIF_NAME"] = port.tap
+    out = [
+        _obj(Obj.VIF, {"VIF_IDX": vif}, **attrs),
+        _obj(
             Obj.NH,
             {"NH_ID": nh},
             NH_TYPE=NH_ENCAP,
@@ -141,14 +138,60 @@ def desired(s: State, nh_ids: Allocator) -> dict[ObjKey, dict[str, Any]]:
             NH_OIF=vif,
             NH_SMAC=ROUTER_MAC,
             NH_DMAC=port.mac,
-        )
-        put(Obj.LABEL, {"LBL_LABEL": s.labels[pid]}, LBL_NH=nh)
-        for ip in port.ips:
-            plen = 32 if ipaddress.ip_address(ip).version == 4 else 128
-            put(Obj.ROUTE, dict(_route_key(vrf, f"{ip}/{plen}")), RT_NH=nh)
+        ),
+        _obj(Obj.LABEL, {"LBL_LABEL": label}, LBL_NH=nh),
+    ]
+    for ip in port.ips:
+        plen = 32 if _ip(ip).version == 4 else 128
+        out.append(_obj(Obj.ROUTE, dict(_route_key(vrf, f"{ip}/{plen}")), RT_NH=nh))
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=1 << 10)
+def _tunnel_obj(tid: int, encap: str, src: str, mac: str, gateway_mac: str, dst: str) -> Item:
+    return _obj(
+        Obj.NH,
+        {"NH_ID": tid},
+        NH_TYPE=NH_TUNNEL,
+        NH_FLAGS=TUNNEL_FLAGS[encap],
+        NH_OIF=FABRIC_VIF,
+        NH_SMAC=mac,
+        NH_DMAC=gateway_mac,
+        NH_TUN_SIP=_ip(src),
+        NH_TUN_DIP=_ip(dst),
+    )
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def _route_obj(vrf: int, prefix: str, nh: int, label: int | None) -> Item:
+    """A remote route: via a tunnel with its label (or VNI), or via an ECMP composite."""
+    key = _route_key(vrf, prefix)
+    if label is None:
+        return (int(Obj.ROUTE), key), {**dict(key), "RT_NH": nh}
+    return (int(Obj.ROUTE), key), {**dict(key), "RT_NH": nh, "RT_LABEL": label, "RT_FLAGS": 1}
+
+
+def desired(s: State, nh_ids: Allocator) -> dict[ObjKey, dict[str, Any]]:
+    """Every datapath object the state implies, keyed by (object kind, identity)."""
+    out: dict[ObjKey, dict[str, Any]] = {}
+    f = s.fabric
+    fab: dict[str, Any] = {"VIF_TYPE": VIF_FABRIC, "VIF_MAC": f.mac}
+    fab["VIF_IP"] = _ip(f.address)
+    if f.interface:
+        fab["VIF_NAME"] = f.interface
+    for k, v in (
+        _obj(Obj.VIF, {"VIF_IDX": FABRIC_VIF}, **fab),
+        _obj(Obj.VIF, {"VIF_IDX": AGENT_VIF}, VIF_TYPE=VIF_AGENT, VIF_NAME="pkt0"),
+    ):
+        out[k] = v
+    for pid, port in sorted(s.ports.items()):
+        vrf = s.vrfs[port.instance]
+        nh = nh_ids.get(("encap", pid))
+        out.update(_port_objs(port, s.port_vifs[pid], vrf, s.labels[pid], nh, s.policy))
     for inst, vni in sorted(s.vnis.items()):
         if vni and inst in s.vrfs:
-            put(Obj.VNI, {"VNI_VNI": vni}, VNI_VRF=s.vrfs[inst])
+            k, v = _obj(Obj.VNI, {"VNI_VNI": vni}, VNI_VRF=s.vrfs[inst])
+            out[k] = v
     local = {
         (s.vrfs[p.instance], f"{ip}/{32 if ':' not in ip else 128}")
         for p in s.ports.values()
@@ -166,28 +209,24 @@ def desired(s: State, nh_ids: Allocator) -> dict[ObjKey, dict[str, Any]]:
             for hop in sorted(remote_hops):
                 encap = choose_encap(hop, s.encap_priority)
                 tid = nh_ids.get(("tunnel", hop.address, encap))
-                put(
-                    Obj.NH,
-                    {"NH_ID": tid},
-                    NH_TYPE=NH_TUNNEL,
-                    NH_FLAGS=TUNNEL_FLAGS[encap],
-                    NH_OIF=FABRIC_VIF,
-                    NH_SMAC=f.mac,
-                    NH_DMAC=f.gateway_mac,
-                    NH_TUN_SIP=_ip(f.address),
-                    NH_TUN_DIP=_ip(hop.address),
-                )
+                k, v = _tunnel_obj(tid, encap, f.address, f.mac, f.gateway_mac, hop.address)
+                out[k] = v
                 comps.append((tid, hop.vni if encap == "VXLAN" else hop.label))
-            key = dict(_route_key(vrf, prefix))
             if len(comps) == 1:
-                put(Obj.ROUTE, key, RT_NH=comps[0][0], RT_LABEL=comps[0][1], RT_FLAGS=1)
-                continue
-            cid = nh_ids.get(("ecmp", tuple(comps)))
-            flat = [x for c in comps for x in c]
-            put(
-                Obj.NH, {"NH_ID": cid}, NH_TYPE=NH_COMPOSITE, NH_FLAGS=NH_F_ECMP, NH_COMPONENTS=flat
-            )
-            put(Obj.ROUTE, key, RT_NH=cid)
+                k, v = _route_obj(vrf, prefix, comps[0][0], comps[0][1])
+            else:
+                cid = nh_ids.get(("ecmp", tuple(comps)))
+                flat = [x for c in comps for x in c]
+                k, v = _obj(
+                    Obj.NH,
+                    {"NH_ID": cid},
+                    NH_TYPE=NH_COMPOSITE,
+                    NH_FLAGS=NH_F_ECMP,
+                    NH_COMPONENTS=flat,
+                )
+                out[k] = v
+                k, v = _route_obj(vrf, prefix, cid, None)
+            out[k] = v
     return out
 
 
@@ -231,9 +270,13 @@ class Programmer:
         def nh_rank(k: ObjKey) -> int:  # composites after the tunnels they name
             return int(want.get(k, self.installed.get(k, {})).get("NH_TYPE") == NH_COMPOSITE)
 
+        changed: dict[int, list[ObjKey]] = {int(obj): [] for obj in _ORDER}
+        for k, v in want.items():
+            have = self.installed.get(k)
+            if have is not v and have != v:  # most are the very same (cached) objects
+                changed[k[0]].append(k)
         for obj in _ORDER:
-            keys = [k for k, v in want.items() if k[0] == obj and self.installed.get(k) != v]
-            for k in sorted(keys, key=nh_rank):
+            for k in sorted(changed[int(obj)], key=nh_rank):
                 if self._call(Op.ADD, obj, want[k]):
                     self.installed[k] = want[k]
         gone = [k for k in self.installed if k not in want]
