@@ -99,6 +99,10 @@ async def test_restart_keeps_records_ids_and_alarms(tmp_path: Path) -> None:
         assert (await c.query(table="flows", select=["count()"]))["items"] == [{"count()": 10}]
         assert (await c.ingest("c1", [flow(i) for i in range(10)]))[1]["duplicates"] == 10
         assert (await c.call("GET", "/alarms"))[1]["items"] == before  # same since and reason
+        listing = (await c.call("GET", "/status"))[1]["items"]
+        assert [(s["source"], s["service"], s["state"], s["ts"]) for s in listing] == [
+            ("ctl1", "vrstack-api", "down", down["ts"])
+        ]
 
 
 @pytest.mark.asyncio

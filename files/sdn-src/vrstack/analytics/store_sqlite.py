@@ -51,7 +51,8 @@ CREATE TABLE IF NOT EXISTS alarms (
 
 # status rows are (id, ts, service, state, interval, connections, datapath, detail)
 UPSERT_STATUS = """
-INSERT INTO status_current VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+INSERT INTO status_current (source, ts, service, state, interval, connections, datapath, detail)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (source, service) DO UPDATE SET ts=excluded.ts, state=excluded.state,
     interval=excluded.interval, connections=excluded.connections,
     datapath=excluded.datapath, detail=excluded.detail
