@@ -197,14 +197,27 @@ def desired(s: State, nh_ids: Allocator) -> dict[ObjKey, dict[str, Any]]:
         for p in s.ports.values()
         for ip in p.ips
     }
+    # Our own VMs by prefix, whatever their instance: a route leaked from another
+    # network (by policy) to a VM on this compute goes straight to its port.
+    local_nh = {
+        f"{ip}/{32 if ':' not in ip else 128}": nh_ids.get(("encap", pid))
+        for pid, p in sorted(s.ports.items())
+        for ip in p.ips
+    }
     for inst, table in sorted(s.remote.items()):
         if inst not in s.vrfs:
             continue
         vrf = s.vrfs[inst]
         for prefix, hops in sorted(table.items()):
+            if (vrf, prefix) in local:
+                continue  # our own VM in this VRF: the local route above wins
+            if prefix in local_nh and any(h.address == f.address for h in hops):
+                k, v = _route_obj(vrf, prefix, local_nh[prefix], None)
+                out[k] = v
+                continue
             remote_hops = [h for h in hops if h.address != f.address]
-            if not remote_hops or (vrf, prefix) in local:
-                continue  # our own VM: the local route above wins
+            if not remote_hops:
+                continue
             comps: list[tuple[int, int]] = []
             for hop in sorted(remote_hops):
                 encap = choose_encap(hop, s.encap_priority)
