@@ -85,7 +85,6 @@ class State:
     policy: bool = False  # port vifs trap new flows to the agent (needs pkt0)
 
 
-@functools.lru_cache(maxsize=1 << 12)
 def choose_encap(hop: Nexthop, priority: tuple[str, ...]) -> str:
     """Our most preferred encapsulation that the remote compute offers."""
     for e in priority:
@@ -99,6 +98,8 @@ def _ip(addr: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     return ipaddress.ip_address(addr)
 
 
+# The prefix is kept as text: keys are hashed many times per recomputation, and an
+# ipaddress object's hash is computed in Python each time (the codec takes either).
 @functools.lru_cache(maxsize=1 << 16)
 def _route_key(vrf: int, prefix: str) -> tuple[tuple[str, Any], ...]:
     net = ipaddress.ip_network(prefix)
@@ -106,7 +107,7 @@ def _route_key(vrf: int, prefix: str) -> tuple[tuple[str, Any], ...]:
     return (
         ("RT_FAMILY", fam),
         ("RT_PLEN", net.prefixlen),
-        ("RT_PREFIX", net.network_address),
+        ("RT_PREFIX", str(net.network_address)),
         ("RT_VRF", vrf),
     )
 
@@ -243,7 +244,6 @@ def desired(s: State, nh_ids: Allocator) -> dict[ObjKey, dict[str, Any]]:
     return out
 
 
-_ROUTE_KEYS = ("RT_FAMILY", "RT_PLEN", "RT_PREFIX", "RT_VRF")
 # Adds in this order, deletes in the reverse: nothing refers to a missing object.
 _ORDER = (Obj.VIF, Obj.NH, Obj.LABEL, Obj.VNI, Obj.ROUTE)
 
@@ -272,7 +272,7 @@ class Programmer:
         for vrf in sorted(vrfs):
             for fam in (AF_INET, AF_INET6):
                 for m in self.client.dump(Obj.ROUTE, RT_VRF=vrf, RT_FAMILY=fam):
-                    key = tuple(sorted((k, m.attrs[k]) for k in _ROUTE_KEYS))
+                    key = _route_key(vrf, f"{m.attrs['RT_PREFIX']}/{m.attrs['RT_PLEN']}")
                     found[(int(Obj.ROUTE), key)] = {"adopted": True}
         self.installed.update(found)
         return len(found)
