@@ -147,7 +147,7 @@ def document(limits: Limits) -> JSON:
                 "error": {"type": "string"},
                 "field": {"type": "string", "description": "The bad part of the request"},
                 "limit": {"type": "string", "description": "413/429: the limit that was hit"},
-                "retry_after": {"type": "integer"},
+                "retry_after": {"type": "number", "description": "429: seconds to wait"},
             },
             "required": ["error"],
         },

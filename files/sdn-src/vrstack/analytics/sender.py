@@ -169,8 +169,8 @@ class Sender:
         if status == 429:
             self._put_back(batch)
             try:
-                return float(retry_after or 1)
-            except ValueError:
+                return float(answer.get("retry_after") or retry_after or 1)
+            except (TypeError, ValueError):
                 return 1.0
         m = _RECORD_RE.match(str(answer.get("field", "")))
         if status in (400, 413) and m and int(m.group(1)) < len(batch):

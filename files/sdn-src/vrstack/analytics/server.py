@@ -113,8 +113,8 @@ COLLECTOR = web.AppKey("collector", Collector)
 
 def _error(status: int, message: str, **extra: Any) -> web.Response:
     headers = {}
-    if "retry_after" in extra:
-        headers["Retry-After"] = str(extra["retry_after"])
+    if "retry_after" in extra:  # the header has whole seconds; the body says it precisely
+        headers["Retry-After"] = str(max(1, math.ceil(extra["retry_after"])))
     return web.json_response({"error": message, **extra}, status=status, headers=headers)
 
 
@@ -123,7 +123,7 @@ def too_big(limit: str, value: int, message: str, **extra: Any) -> web.Response:
 
 
 def too_many(limit: str, message: str, retry_after: float) -> web.Response:
-    return _error(429, message, limit=limit, retry_after=max(1, math.ceil(retry_after)))
+    return _error(429, message, limit=limit, retry_after=round(max(0.01, retry_after), 3))
 
 
 def _records(body: bytes, content_type: str, lim: Limits) -> list[Any] | web.Response:
