@@ -120,7 +120,8 @@ class ControlSession:
             finally:
                 if self.state == "Established":
                     self.flaps += 1
-                    log.warning(
+                    log.log(
+                        logging.INFO if stop.is_set() else logging.WARNING,
                         "control session down",
                         extra={"control": f"{self.host}:{self.port}", "error": self.last_error},
                     )
@@ -159,13 +160,18 @@ class ControlSession:
             self.established_at = time.time()
             self.last_error = ""
             log.info("control session up", extra={"control": f"{self.host}:{self.port}"})
-            tasks.append(asyncio.ensure_future(on_up()))
-            tasks.append(asyncio.ensure_future(self._pinger()))
-            done, _ = await asyncio.wait(tasks[:2], return_when=asyncio.FIRST_COMPLETED)
+            pinger = asyncio.ensure_future(self._pinger())
+            tasks += [pinger, asyncio.ensure_future(on_up())]
+            # A node that vanished without closing (host down, link cut) only shows as
+            # unanswered pings: the pinger ending ends the session too.
+            done, _ = await asyncio.wait(tasks[:3], return_when=asyncio.FIRST_COMPLETED)
             if stop_task in done:
+                self.last_error = "agent stopping"
                 with contextlib.suppress(Exception):
                     writer.write(xmpp.STREAM_CLOSE)
                     await writer.drain()
+            elif pinger in done:
+                raise pinger.exception() or ConnectionError("pinger ended")
             elif read_task.exception() is not None:
                 raise read_task.exception()  # type: ignore[misc]
             else:
@@ -178,9 +184,14 @@ class ControlSession:
                     await t
 
     async def _pinger(self) -> None:
+        """Ping every `ping_interval`; no answer within three intervals ends the session."""
+        hold = 3 * self.ping_interval
         while True:
             await asyncio.sleep(self.ping_interval)
-            await self._iq(xmpp.ping)
+            try:
+                await self._iq(xmpp.ping, timeout=hold)
+            except TimeoutError:
+                raise ConnectionError(f"no answer to a ping within {hold:g}s") from None
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
         parser = xmpp.StreamParser()
