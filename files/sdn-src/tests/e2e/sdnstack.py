@@ -188,7 +188,7 @@ class Stack:
             "ports_file": str(h.dir / "ports.json"),
             "labels": {"start": labels[0], "end": labels[1]},
             "listen": {"host": "127.0.0.1", "port": HTTP_PORT},
-            "ping_interval": 2,
+            "ping_interval": 1,  # a node gone silent is noticed within 4 s
             "retry": 0.3,
         }
         self.service(h, "agent", "vrstack.agent.main", config)

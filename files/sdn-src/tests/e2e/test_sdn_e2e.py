@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-from netns import nsexec, wait_for
+from netns import ip, nsexec, wait_for
 from sdnstack import DNS, HERE, LEASE_TIME, NETWORKS, TUNNEL_FLAG, Stack, Vm
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: namespaces, TAPs, a bridge")
@@ -233,7 +233,9 @@ def test_control_nodes_fail_and_return(stack: Stack) -> None:
 
     with session(vm1, vm4.ip, 8080) as flow:
         assert flow.say("before")
-        # One node gone: the other still serves both agents, nothing is withdrawn.
+        # ctl1's host dies: its link goes first, so nothing tells the agents (no FIN);
+        # they notice by unanswered pings. ctl2 still serves both, nothing is withdrawn.
+        ip(stack.fab, "link set p-ctl1 down")
         ctl1.procs["control"].stop(signal.SIGKILL)
         for cmp in ("cmp1", "cmp2"):
             wait_for(
@@ -250,7 +252,8 @@ def test_control_nodes_fail_and_return(stack: Stack) -> None:
         reachable(vm1, vm3.ip, 5)
         assert tcp_all([(vm2, vm4.ip, 8080)]) == [True], "a new flow with one node"
 
-        # Both gone: headless, the datapaths keep their state and flows keep working.
+        # ctl2 is killed (its kernel closes the streams): headless, the datapaths keep
+        # their state and flows keep working.
         ctl2.procs["control"].stop(signal.SIGKILL)
         for cmp in ("cmp1", "cmp2"):
             wait_for(lambda c=cmp: stack.agent(c, "/introspect")["headless"], 10, f"{cmp} headless")
@@ -262,6 +265,7 @@ def test_control_nodes_fail_and_return(stack: Stack) -> None:
         assert stack.dp_route("cmp2", vm3, f"{vm2.ip}/32") is not None
 
         # Both back: sessions resync, the stale route goes, new flows are set up.
+        ip(stack.fab, "link set p-ctl1 up")
         for c in ("ctl1", "ctl2"):
             stack.start_control(c)
         for cmp in ("cmp1", "cmp2"):
