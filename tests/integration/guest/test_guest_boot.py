@@ -114,7 +114,8 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
             "--conf-file=/dev/null", "--port=0", "--interface=br0", "--bind-interfaces",
             f"--dhcp-range={SUBNET}.100,{SUBNET}.199,255.255.255.0,1h",
             f"--dhcp-host={GUEST_MAC},{GUEST_NAME}", f"--dhcp-leasefile={lab.leases}",
-            "--dhcp-authoritative", "--pid-file", "--log-dhcp",
+            # --no-ping: time the guest, not dnsmasq's "address in use?" probe
+            "--dhcp-authoritative", "--no-ping", "--pid-file", "--log-dhcp",
             f"--log-facility={tmp_path / 'dnsmasq.log'}",
         ]
         # fmt: on
@@ -129,7 +130,9 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
         subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
 
 
-def boot(lab: Lab, disk: Path, nic: str) -> subprocess.Popen[bytes]:
+def boot(lab: Lab, disk: Path) -> subprocess.Popen[bytes]:
+    """The disk alone under SeaBIOS, with the devices Nova's libvirt driver gives by
+    default: a virtio disk and a virtio NIC."""
     # fmt: off
     cmd = [
         "ip", "netns", "exec", lab.ns, "qemu-system-x86_64", "-accel", "tcg", "-m", "192",
@@ -137,7 +140,7 @@ def boot(lab: Lab, disk: Path, nic: str) -> subprocess.Popen[bytes]:
         # snapshot: the cached image stays untouched, as with Nova's qcow2 overlay
         "-drive", f"file={disk},format=raw,if=virtio,snapshot=on",
         "-netdev", f"tap,id=n0,ifname={lab.tap},script=no,downscript=no",
-        "-device", f"{nic},netdev=n0,mac={GUEST_MAC}",
+        "-device", f"virtio-net-pci,netdev=n0,mac={GUEST_MAC}",
         "-serial", f"file:{lab.console}",
     ]
     # fmt: on
@@ -161,16 +164,15 @@ def wait_for_address(lab: Lab, qemu: subprocess.Popen[bytes]) -> tuple[str, int]
     pytest.fail(f"no address line on the console in {BOOT_TIMEOUT:.0f}s; console tail:\n{tail!r}")
 
 
-@pytest.mark.parametrize("nic", ["virtio-net-pci", "e1000"])
 def test_guest_boots_takes_lease_answers_ping_and_http(
-    image: Path, lab: Lab, nic: str, record_property: pytest.RecordProperty
+    image: Path, lab: Lab, record_property: pytest.RecordProperty
 ) -> None:
     start = time.monotonic()
-    qemu = boot(lab, image, nic)
+    qemu = boot(lab, image)
     address, prefix = wait_for_address(lab, qemu)
     boot_s = time.monotonic() - start
     record_property("boot_to_address_s", f"{boot_s:.1f}")
-    print(f"\n{nic}: address {address}/{prefix} on the console after {boot_s:.1f}s")
+    print(f"\naddress {address}/{prefix} on the console after {boot_s:.1f}s")
     assert prefix == 24
 
     # dnsmasq's lease for the guest's MAC is the address the guest printed.

@@ -28,7 +28,7 @@ def _load() -> ModuleType:
 
 gi = _load()
 
-VERSIONS = {"busybox-static": "1:1.35.0-4", "linux-image-6.1.0-57-amd64": "6.1.192-3"}
+VERSIONS = {"busybox-static": "1:1.35.0-4", "linux-image-6.1.0-57-cloud-amd64": "6.1.192-3"}
 FILES = {"init": b"#!/bin/sh\n", "udhcpc.script": b"#!/bin/sh\nexit 0\n"}
 
 
@@ -60,11 +60,11 @@ def test_cache_key_changes_with_any_input(
 # --- apt-cache show ------------------------------------------------------------
 
 SHOW = """\
-Package: linux-image-amd64
+Package: linux-image-cloud-amd64
 Source: linux-signed-amd64 (6.1.192+3)
 Version: 6.1.192-3
-Depends: linux-image-6.1.0-57-amd64 (= 6.1.192-3)
-Description-en: Linux for 64-bit PCs (meta-package)
+Depends: linux-image-6.1.0-57-cloud-amd64 (= 6.1.192-3)
+Description-en: Linux for x86-64 cloud (meta-package)
  Depends: not-a-field (= 1)
 
 Package: busybox-static
@@ -85,7 +85,7 @@ Depends: libc6 (>= 2.14)
 
 def test_parse_versions_pins_the_kernel_package_named_by_the_meta_package() -> None:
     assert gi.parse_versions(SHOW) == {
-        "linux-image-6.1.0-57-amd64": "6.1.192-3",
+        "linux-image-6.1.0-57-cloud-amd64": "6.1.192-3",
         "busybox-static": "1:1.35.0-4+deb12u1+b1",
         "syslinux": "3:6.04~git20190206.bf6db5b4+dfsg1-3+b1",
         "syslinux-common": "3:6.04~git20190206.bf6db5b4+dfsg1-3",
@@ -100,8 +100,10 @@ def test_parse_versions_names_a_missing_package() -> None:
 
 
 def test_parse_versions_refuses_a_meta_package_without_a_pinned_kernel() -> None:
-    text = SHOW.replace("linux-image-6.1.0-57-amd64 (= 6.1.192-3)", "linux-image-6.1.0-57-amd64")
-    with pytest.raises(SystemExit, match=r"linux-image-amd64 6\.1\.192-3 pins no versioned"):
+    text = SHOW.replace(
+        "linux-image-6.1.0-57-cloud-amd64 (= 6.1.192-3)", "linux-image-6.1.0-57-cloud-amd64"
+    )
+    with pytest.raises(SystemExit, match=r"linux-image-cloud-amd64 6\.1\.192-3 pins no versioned"):
         gi.parse_versions(text)
 
 
