@@ -11,6 +11,7 @@ import ipaddress
 import json
 import math
 import re
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,8 +29,16 @@ _V4_PREFIX = b"\0" * 10 + b"\xff\xff"
 
 
 def addr_blob(text: str) -> bytes:
-    ip = ipaddress.ip_address(text)
-    return _V4_PREFIX + ip.packed if ip.version == 4 else ip.packed
+    """The stored form of an address; ValueError if it is not one. (inet_pton, not
+    ipaddress: this runs for every flow record and is ten times faster.)"""
+    try:
+        return _V4_PREFIX + socket.inet_pton(socket.AF_INET, text)
+    except OSError:
+        pass
+    try:
+        return socket.inet_pton(socket.AF_INET6, text)
+    except OSError:
+        raise ValueError(f"not an IP address: {text!r}") from None
 
 
 def blob_addr(blob: bytes) -> str:
@@ -71,6 +80,8 @@ class Column:
     def check(self, value: Any, path: str) -> Any:
         """The value as stored, or FieldError naming `path`."""
         t = self.type
+        if t == "int" and type(value) is int and self.low <= value <= self.high:
+            return value  # the common case first: most flow fields are integers
         if t in ("id", "str", "enum"):
             if not isinstance(value, str):
                 raise FieldError(path, "must be a string")

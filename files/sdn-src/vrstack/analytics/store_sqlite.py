@@ -60,7 +60,7 @@ WHERE excluded.ts >= status_current.ts
 """
 
 
-def _insert_sql(kind: Kind) -> str:
+def insert_sql(kind: Kind) -> str:
     names = ", ".join(q(c.name) for c in kind.columns)
     marks = ", ".join("?" for _ in kind.columns)
     return f'INSERT OR IGNORE INTO {q(kind.table)} ("source", {names}) VALUES (?, {marks})'
@@ -75,7 +75,7 @@ class SQLiteStore(AnalyticsStore):
         self._r: sqlite3.Connection | None = None  # reader thread only
         self._wpool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="analytics-w")
         self._rpool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="analytics-r")
-        self._insert = {k.table: _insert_sql(k) for k in KINDS.values()}
+        self._insert = {k.table: insert_sql(k) for k in KINDS.values()}
         self._lock: IO[str] | None = None
 
     async def _write(self, fn: Callable[..., T], *args: Any) -> T:
