@@ -3,12 +3,13 @@
 # (the OpenStack release's services, pinned there with ==) in a scratch virtualenv on
 # Python 3.11 (Debian 12's) and freeze the result. Run it after changing services.txt
 # or to pick up a point release; review the diff and commit both files.
-#   scripts/openstack-constraints.sh [PYTHON]     (default: python3.11)
+#   scripts/openstack-constraints.sh [PYTHON]   (default: /usr/bin/python3.11, Debian 12's: the
+# hosts' interpreter; markers such as python_full_version<"3.11.3" depend on it)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 req_dir=$here/requirements/openstack
-python=${1:-python3.11}
+python=${1:-/usr/bin/python3.11}
 scratch=$(mktemp -d /tmp/openstack-constraints.XXXXXX)
 trap 'rm -rf "$scratch"' EXIT
 
