@@ -80,6 +80,7 @@ BAD = [
         "records[1].connections[0].state",
     ),
     (status("s", state="fine"), "records[1].state"),
+    (status("s", interval=0), "records[1].interval"),
     ("not an object", "records[1]"),
 ]
 

@@ -211,8 +211,22 @@ KINDS: dict[str, Kind] = {
                 Column("src_ip", "addr", "Source address"),
                 Column("dst_ip", "addr", "Destination address"),
                 Column("proto", "int", "IP protocol number", high=255),
-                Column("src_port", "int", "Source port (0 when none)", high=65535, default=0),
-                Column("dst_port", "int", "Destination port (0 when none)", high=65535, default=0),
+                Column(
+                    "src_port",
+                    "int",
+                    "Source port (0 when none)",
+                    required=False,
+                    default=0,
+                    high=65535,
+                ),
+                Column(
+                    "dst_port",
+                    "int",
+                    "Destination port (0 when none)",
+                    required=False,
+                    default=0,
+                    high=65535,
+                ),
                 Column("bytes", "int", "Bytes over [start, end]"),
                 Column("packets", "int", "Packets over [start, end]"),
                 Column(
@@ -326,4 +340,6 @@ def check_record(value: Any, path: str) -> tuple[Kind, tuple[Any, ...]]:
                 raise FieldError(f"{path}.{key}", f"is not a field of a {kind.name} record")
     if kind.name == "flow" and row[2] < row[1]:
         raise FieldError(f"{path}.end", "must not be before start")
+    if kind.name == "status" and not 0 < row[4] <= 86_400:
+        raise FieldError(f"{path}.interval", "must be more than 0 and at most 86400 seconds")
     return kind, tuple(row)
