@@ -10,7 +10,7 @@ import ipaddress
 import json
 import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -59,9 +59,14 @@ class Port:
         return cls(data["id"], data["instance"], data["network"], mac, tuple(norm), tap)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["ips"] = list(self.ips)
-        return d
+        return {
+            "id": self.id,
+            "instance": self.instance,
+            "network": self.network,
+            "mac": self.mac,
+            "ips": list(self.ips),
+            "tap": self.tap,
+        }
 
 
 class PortStore:
@@ -93,7 +98,8 @@ class PortStore:
         tmp = f"{self.path}.tmp"
         body = {"ports": [p.to_dict() for p in self.ports.values()]}
         with open(tmp, "w") as f:
-            json.dump(body, f, indent=1, sort_keys=True)
+            # Rewritten on every port change: one line, so json uses its C encoder.
+            f.write(json.dumps(body, sort_keys=True))
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
