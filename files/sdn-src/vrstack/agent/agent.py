@@ -263,7 +263,7 @@ class Agent:
             encap = tuple(e for e in prio if e != "VXLAN" or vni) or ("MPLSoUDP",)
             hop = Nexthop(self.s.fabric.address, self.labels.get(p.id), vni, encap)
             for ip in p.ips:
-                plen = 32 if ipaddress.ip_address(ip).version == 4 else 128
+                plen = 128 if ":" in ip else 32  # port addresses are normalised text
                 out.setdefault(p.instance, {})[f"{ip}/{plen}"] = hop
         return out
 
