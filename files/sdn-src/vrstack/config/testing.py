@@ -131,8 +131,11 @@ class Etcd:
 class Daemon:
     """A vrstack daemon run as a real subprocess (`python -m <module> --config FILE`)."""
 
-    def __init__(self, module: str, config: dict[str, Any], workdir: Path, name: str) -> None:
+    def __init__(
+        self, module: str, config: dict[str, Any], workdir: Path, name: str, profile: str = ""
+    ) -> None:
         self.module = module
+        self.profile = profile  # a file: run under cProfile, written at a clean exit
         self.config_path = workdir / f"{name}.yaml"
         self.config_path.write_text(json.dumps(config))  # JSON is valid YAML
         self.log_path = workdir / f"{name}.log"
@@ -146,8 +149,9 @@ class Daemon:
         self.port = 0
         self._offset = self.log_path.stat().st_size
         env = {**os.environ, "PYTHONPATH": str(SRC)}
+        prof = ["-m", "cProfile", "-o", self.profile] if self.profile else []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", self.module, "--config", str(self.config_path)],
+            [sys.executable, *prof, "-m", self.module, "--config", str(self.config_path)],
             stdout=self._log,
             stderr=self._log,
             env=env,
