@@ -28,6 +28,7 @@ SUBNET = "198.18.200"
 GATEWAY = f"{SUBNET}.1"
 GUEST_MAC = "52:54:00:c8:00:02"
 GUEST_NAME = "vrg-guest"
+GUEST_MTU = 1400  # what an overlay would hand out
 BOOT_TIMEOUT = 90.0
 CONSOLE_LINE = re.compile(rb"vrstack-guest: eth0 (198\.18\.200\.\d+)/(\d+)")
 
@@ -113,7 +114,8 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
             "ip", "netns", "exec", ns, "dnsmasq", "--keep-in-foreground",
             "--conf-file=/dev/null", "--port=0", "--interface=br0", "--bind-interfaces",
             f"--dhcp-range={SUBNET}.100,{SUBNET}.199,255.255.255.0,1h",
-            f"--dhcp-host={GUEST_MAC},{GUEST_NAME}", f"--dhcp-leasefile={lab.leases}",
+            f"--dhcp-host={GUEST_MAC},{GUEST_NAME}", f"--dhcp-option=option:mtu,{GUEST_MTU}",
+            f"--dhcp-leasefile={lab.leases}",
             # --no-ping: time the guest, not dnsmasq's "address in use?" probe
             "--dhcp-authoritative", "--no-ping", "--pid-file", "--log-dhcp",
             f"--log-facility={tmp_path / 'dnsmasq.log'}",
@@ -194,5 +196,5 @@ def test_guest_boots_takes_lease_answers_ping_and_http(
         f"http://{address}/",
     )
     assert fetch.returncode == 0, fetch.stderr
-    # The name dnsmasq handed out, and the leased address.
-    assert fetch.stdout.strip() == f"vrstack-guest {GUEST_NAME} {address}/24"
+    # The name, address and MTU dnsmasq handed out.
+    assert fetch.stdout.strip() == f"vrstack-guest {GUEST_NAME} {address}/24 mtu {GUEST_MTU}"
