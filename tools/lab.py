@@ -32,6 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# lab_packages sits beside this file (also when a test loads this file by path).
+if str(Path(__file__).resolve().parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+import lab_packages
+
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_INVENTORY = "inventories/lab"
 
@@ -686,7 +691,7 @@ def remove_cgroups(host: str) -> None:
                 top.rmdir()
 
 
-def start_host(host: Host, merged: Path) -> int:
+def start_host(host: Host, merged: Path, mounts: Sequence[lab_packages.Mount] = ()) -> int:
     RUN_DIR.mkdir(parents=True, exist_ok=True)
     cmd = [
         "systemd-nspawn",
@@ -701,6 +706,8 @@ def start_host(host: Host, merged: Path) -> int:
         "--console=read-only",
         "--resolv-conf=off",
         "--capability=CAP_NET_ADMIN",
+        # The package caches (apt repository, wheelhouse): the hosts have no route out.
+        *(f"--bind-ro={m.source}:{m.target}" for m in mounts),
     ]
     # nspawn keeps /proc/sys read-only; the host owns its network namespace, so
     # let it set net.* sysctls (forwarding, rp_filter) like a real machine.
@@ -720,6 +727,12 @@ def start_host(host: Host, merged: Path) -> int:
         )  # fmt: skip
     pid_file(host.name).write_text(f"{proc.pid}\n")
     return proc.pid
+
+
+def caches_visible(name: str, mounts: Sequence[lab_packages.Mount]) -> bool:
+    pid = running_pid(name)
+    init = container_pid(pid) if pid else None
+    return init is None or lab_packages.mounted_in(init, mounts)
 
 
 def forget_ssh_masters(lab: Lab, hosts: Sequence[Host]) -> None:
@@ -898,6 +911,10 @@ def cmd_up(lab: Lab, rootfs_cache: Path) -> int:
         plan = make_plan(lab)
         record_state(plan, lab)
         rootfs = ensure_rootfs(rootfs_cache)
+        try:
+            mounts = lab_packages.ensure_caches(rootfs, rootfs_key(), rootfs_cache)
+        except lab_packages.PackagesError as exc:
+            raise LabError(str(exc)) from None
         pubkey = ensure_ssh_key(Path(lab.ssh_key))
         present = existing_netns()
         # A running host whose namespace vanished is stuck in a dead one: restart it.
@@ -914,8 +931,13 @@ def cmd_up(lab: Lab, rootfs_cache: Path) -> int:
         for host in lab.hosts:
             merged = ensure_overlay(host, rootfs, pubkey)
             if host.name not in running:
-                start_host(host, merged)
+                start_host(host, merged, mounts)
                 started.append(host.name)
+            elif not caches_visible(host.name, mounts):
+                log(
+                    f"{host.name}: started before the package caches existed and cannot "
+                    "see them; `tools/lab.py down` then `up` restarts it with them"
+                )
         forget_ssh_masters(lab, [h for h in lab.hosts if h.name in started])
         wait_for_ssh(lab.hosts)
     took = time.monotonic() - start
