@@ -55,6 +55,15 @@ def cidr_range(text: str) -> tuple[bytes, bytes]:
     return net.network_address.packed, net.broadcast_address.packed
 
 
+class Invalid(Exception):
+    """A bad value; `suffix` continues the field's path (e.g. "[0].state")."""
+
+    def __init__(self, message: str, suffix: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.suffix = suffix
+
+
 @dataclass(frozen=True)
 class Column:
     name: str
@@ -79,42 +88,46 @@ class Column:
 
     def check(self, value: Any, path: str) -> Any:
         """The value as stored, or FieldError naming `path`."""
+        try:
+            return self.convert(value)
+        except Invalid as exc:
+            raise FieldError(path + exc.suffix, exc.message) from None
+
+    def convert(self, value: Any) -> Any:
+        """The value as stored, or Invalid (the path is only built for an error: this
+        runs for every field of every record)."""
         t = self.type
-        if t == "int" and type(value) is int and self.low <= value <= self.high:
-            return value  # the common case first: most flow fields are integers
-        if t in ("id", "str", "enum"):
-            if not isinstance(value, str):
-                raise FieldError(path, "must be a string")
-            if t == "id" and not value:
-                raise FieldError(path, "must not be empty")
-            if len(value) > self.max_len:
-                raise FieldError(path, f"must be at most {self.max_len} characters")
-            if t == "enum" and value not in self.choices:
-                raise FieldError(path, f"must be one of {', '.join(self.choices)}")
-            return value
         if t == "int":
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise FieldError(path, "must be an integer")
+            if type(value) is not int:
+                raise Invalid("must be an integer")
             if not self.low <= value <= self.high:
-                raise FieldError(path, f"must be between {self.low} and {self.high}")
+                raise Invalid(f"must be between {self.low} and {self.high}")
+            return value
+        if t in ("id", "str", "enum"):
+            if type(value) is not str:
+                raise Invalid("must be a string")
+            if t == "id" and not value:
+                raise Invalid("must not be empty")
+            if len(value) > self.max_len:
+                raise Invalid(f"must be at most {self.max_len} characters")
+            if t == "enum" and value not in self.choices:
+                raise Invalid(f"must be one of {', '.join(self.choices)}")
             return value
         if t in ("time", "num"):
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise FieldError(path, "must be a number")
+            if type(value) is not float and type(value) is not int:
+                raise Invalid("must be a number")
             if not math.isfinite(value):
-                raise FieldError(path, "must be finite")
+                raise Invalid("must be finite")
             if t == "time" and not TIME_LOW <= value <= TIME_HIGH:
-                raise FieldError(path, "must be seconds since the epoch (years 2000-2100)")
+                raise Invalid("must be seconds since the epoch (years 2000-2100)")
             return float(value)
         if t == "addr":
-            if not isinstance(value, str):
-                raise FieldError(path, "must be an IPv4 or IPv6 address")
             try:
                 return addr_blob(value)
-            except ValueError:
-                raise FieldError(path, "must be an IPv4 or IPv6 address") from None
+            except (ValueError, TypeError):
+                raise Invalid("must be an IPv4 or IPv6 address") from None
         if t == "conns":
-            return json.dumps(_check_connections(value, path), separators=(",", ":"))
+            return json.dumps(_check_connections(value), separators=(",", ":"))
         raise AssertionError(f"unknown column type {t}")
 
     def schema(self) -> dict[str, Any]:
@@ -152,25 +165,24 @@ CONNECTION_SCHEMA: dict[str, Any] = {
 }
 
 
-def _check_connections(value: Any, path: str) -> list[dict[str, str]]:
+def _check_connections(value: Any) -> list[dict[str, str]]:
     if not isinstance(value, list):
-        raise FieldError(path, "must be a list of connections")
+        raise Invalid("must be a list of connections")
     if len(value) > MAX_CONNECTIONS:
-        raise FieldError(path, f"must have at most {MAX_CONNECTIONS} connections")
+        raise Invalid(f"must have at most {MAX_CONNECTIONS} connections")
     out = []
     for i, conn in enumerate(value):
-        where = f"{path}[{i}]"
         if not isinstance(conn, dict):
-            raise FieldError(where, "must be an object with type, name and state")
+            raise Invalid("must be an object with type, name and state", f"[{i}]")
         for key in conn:
             if key not in ("type", "name", "state"):
-                raise FieldError(f"{where}.{key}", "is not a connection field")
+                raise Invalid("is not a connection field", f"[{i}].{key}")
         for key, limit in (("type", 32), ("name", 255)):
             v = conn.get(key)
             if not isinstance(v, str) or not v or len(v) > limit:
-                raise FieldError(f"{where}.{key}", f"must be a string of 1 to {limit} characters")
+                raise Invalid(f"must be a string of 1 to {limit} characters", f"[{i}].{key}")
         if conn.get("state") not in CONNECTION_STATES:
-            raise FieldError(f"{where}.state", f"must be one of {', '.join(CONNECTION_STATES)}")
+            raise Invalid(f"must be one of {', '.join(CONNECTION_STATES)}", f"[{i}].state")
         out.append({"type": conn["type"], "name": conn["name"], "state": conn["state"]})
     return out
 
@@ -327,13 +339,17 @@ def check_record(value: Any, path: str) -> tuple[Kind, tuple[Any, ...]]:
     if kind is None:
         raise FieldError(f"{path}.kind", f"must be one of {', '.join(KINDS)}")
     row = []
-    for col in kind.columns:
-        v = value.get(col.name)
-        if v is None:
-            if col.required:
-                raise FieldError(f"{path}.{col.name}", "is required")
-            v = col.default
-        row.append(col.check(v, f"{path}.{col.name}"))
+    col = kind.columns[0]
+    try:
+        for col in kind.columns:
+            v = value.get(col.name)
+            if v is None:
+                if col.required:
+                    raise Invalid("is required")
+                v = col.default
+            row.append(col.convert(v))
+    except Invalid as exc:
+        raise FieldError(f"{path}.{col.name}{exc.suffix}", exc.message) from None
     if not value.keys() <= _KEYS[kind.name]:
         for key in value:
             if key not in _KEYS[kind.name]:
