@@ -160,3 +160,21 @@ async def test_alarms_raise_and_clear_through_the_api(tmp_path: Path) -> None:
         assert await alarms() == []
         assert (await c.call("DELETE", "/status/ctl2/vrstack-api"))[0] == 404
         assert "ctl2" not in {s["source"] for s in (await c.call("GET", "/status"))[1]["items"]}
+
+
+def test_evaluating_some_services_leaves_the_others() -> None:
+    book = AlarmBook(missed=3)
+    book.report(st(source="c1", state="down"), T)
+    book.report(st(source="c2", datapath="absent"), T)
+    raised, _ = book.evaluate(T)
+    assert len(raised) == 2
+    book.report(st(source="c1", ts=T + 1), T + 1)
+    raised, cleared = book.evaluate(T + 1, {("c1", "vrstack-agent")})
+    assert raised == [] and [a.source for a in cleared] == ["c1"]
+    assert [a.source for a in book.active.values()] == ["c2"]
+    # A partial pass looks only at its services: c2 goes stale there; c1 in the full pass
+    # (the collector runs one every check_interval).
+    raised, _ = book.evaluate(T + 100, {("c2", "vrstack-agent")})
+    assert [(a.type, a.source) for a in raised] == [("service-down", "c2")]
+    raised, _ = book.evaluate(T + 100)
+    assert [(a.type, a.source) for a in raised] == [("service-down", "c1")]

@@ -97,9 +97,9 @@ class Collector:
             )
         return b
 
-    async def refresh_alarms(self) -> None:
+    async def refresh_alarms(self, only: set[tuple[str, str]] | None = None) -> None:
         async with self.alarm_lock:
-            raised, cleared = self.book.evaluate(time.time())
+            raised, cleared = self.book.evaluate(time.time(), only)
             for a in raised:
                 log.warning("alarm raised", extra={"event": "alarm_raised", **a.as_json()})
             for a in cleared:
@@ -221,12 +221,16 @@ async def _ingest(request: web.Request, c: Collector, source: str) -> web.Respon
         accepted, duplicates = await c.store.commit(source, rows)
     finally:
         c.pending -= n
+    c.store_error = ""
     c.counters["accepted"] += accepted
     c.counters["duplicates"] += duplicates
     if "status" in rows:
+        reported = set()
         for row in rows["status"]:
-            c.book.report(status_from_row(source, row), now)
-        await c.refresh_alarms()
+            s = status_from_row(source, row)
+            c.book.report(s, now)
+            reported.add((s.source, s.service))
+        await c.refresh_alarms(reported)
     return web.json_response({"accepted": accepted, "duplicates": duplicates})
 
 
