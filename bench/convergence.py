@@ -106,8 +106,11 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 d, dp = stack.agent(name, address, 16 + 1000 * i)
                 agents[name] = (d.url, dp.sock, vr)
 
+            create_lat: list[float] = []
+
             async def plug(name: str, port_id: str, ip: str, mac: str) -> dict[str, Any]:
                 """Create the port in the API, then add it on its agent (as Nova would)."""
+                t0 = time.perf_counter()
                 url, _, vr = agents[name]
                 vmi = await c.create(
                     "virtual-machine-interface",
@@ -120,6 +123,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                         "fixed_ips": [{"ip_address": ip}],
                     },
                 )
+                create_lat.append(time.perf_counter() - t0)
                 body = {"id": vmi["uuid"], "instance": inst, "network": net["uuid"],
                         "mac": mac, "ips": [ip]}  # fmt: skip
                 async with http.post(url + "/ports", json=body) as r:
@@ -198,6 +202,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "late": late,
             "total": total,
             "api": api_lat,
+            "create": create_lat[1:],  # not the observer's port
             "feed": feed_lat,
             "observer_syncs": counters["syncs"],
             "observer_dp_errors": counters["dp_errors"],
@@ -230,6 +235,7 @@ def main() -> int:
     print(f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} cores")
     print(f"{'what':<44} {'median':>9} {'p99':>9} {'max':>9}")
     for name, values in (
+        ("API create", r["create"]),
         ("API create + agent port add", r["api"]),
         ("baseline: port read back from the watch feed", r["feed"]),
         ("port -> route in the remote datapath", r["total"]),
