@@ -78,6 +78,9 @@ def in_net(addr: str, net: str) -> bool:
             lambda r: r["proto"] == 17 and r["vrf"] != "ops:green:green",
         ),
         ([{"field": "vrf", "value": "x' OR '1'='1"}], lambda r: False),
+        ([{"field": "vrf", "op": "contains", "value": "re"}], lambda r: "re" in r["vrf"]),
+        ([{"field": "vrf", "op": "contains", "value": "%"}], lambda r: False),
+        ([{"field": "vrf", "op": "prefix", "value": "_"}], lambda r: False),
     ],
 )
 async def test_where(client: Client, where: list[dict[str, Any]], pred: Any) -> None:

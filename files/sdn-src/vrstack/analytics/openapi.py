@@ -63,7 +63,9 @@ def _query_schema() -> JSON:
                     "properties": {
                         "field": {"type": "string", "enum": fields},
                         "op": {"type": "string", "enum": list(OPS), "default": "="},
-                        "value": {"description": "'in' takes a CIDR; 'prefix' a string"},
+                        "value": {
+                            "description": "'in' takes a CIDR; 'prefix' and 'contains' a string"
+                        },
                     },
                     "required": ["field", "value"],
                     "additionalProperties": False,

@@ -29,7 +29,7 @@ SOURCE = Column("source", "str", "The reporting node (the ingest URL's source)",
 MAX_LIMIT = 10_000
 DEFAULT_LIMIT = 100
 COMPARE = {"=": "=", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
-OPS = (*COMPARE, "prefix", "in")
+OPS = (*COMPARE, "prefix", "contains", "in")
 AGGREGATES = ("count", "sum", "avg", "min", "max")
 _AGG_RE = re.compile(r"(count|sum|avg|min|max)\(\s*([a-z_*]*)\s*\)")
 _REL_RE = re.compile(r"-(\d+(?:\.\d+)?)([smhd])")
@@ -167,14 +167,17 @@ def _where(clauses: Any, cols: dict[str, Column], now: float) -> tuple[list[str]
                 raise FieldError(vpath, "must be a CIDR, e.g. 198.18.10.0/24")
             sql.append(f"{q(name)} BETWEEN ? AND ?")
             params += [low, high]
-        elif op == "prefix":
+        elif op in ("prefix", "contains"):
             if col.type not in ("str", "id", "enum"):
-                raise FieldError(f"{path}.op", f"'prefix' needs a text field, not {name}")
+                raise FieldError(f"{path}.op", f"'{op}' needs a text field, not {name}")
             if not isinstance(value, str):
                 raise FieldError(vpath, "must be a string")
-            if value:  # a range, not LIKE: no wildcard escaping, and an index can serve it
+            if value and op == "prefix":  # a range, not LIKE: no wildcards to escape
                 sql.append(f"{q(name)} >= ? AND {q(name)} < ?")
                 params += [value, _prefix_end(value)]
+            elif value:  # instr, not LIKE: the text is matched as it is, case and all
+                sql.append(f"instr({q(name)}, ?) > 0")
+                params.append(value)
         else:
             if col.type == "addr" and op not in ("=", "!="):
                 raise FieldError(f"{path}.op", "addresses take =, != or in (CIDR)")
