@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +145,15 @@ async def test_limits_answer_413_and_429_naming_the_limit(tmp_path: Path) -> Non
         assert code == 413 and body["limit"] == "max_batch_records", body
         code, body = await c.call("POST", "/ingest/c1", data=b"x" * 20_001)
         assert code == 413 and body["limit"] == "max_batch_bytes", body
+
+        async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: counted as read
+            for _ in range(30):
+                yield b"x" * 1000
+
+        async with c.session.post(run.url + "/ingest/c1", data=chunks()) as resp:
+            assert resp.status == 413 and (await resp.json())["limit"] == "max_batch_bytes"
+        # A bare JSON array is a batch too.
+        assert (await c.call("POST", "/ingest/c9", [flow(70)]))[0] == 200
         big = {
             "kind": "log",
             "id": "l",
@@ -171,7 +181,7 @@ async def test_limits_answer_413_and_429_naming_the_limit(tmp_path: Path) -> Non
         await asyncio.sleep(0.25)  # 2 records' worth of tokens back
         assert (await c.ingest("c1", [flow(40), flow(41)]))[0] == 200
         health = (await c.call("GET", "/health"))[1]
-        assert health["throttled"] == 1 and health["rejected"] == 4
+        assert health["throttled"] == 1 and health["rejected"] == 5
 
 
 class SlowStore(SQLiteStore):
