@@ -6,7 +6,7 @@ downloads): the kernel and its virtio modules from the package that
 loader (SYSLINUX on a FAT partition behind its MBR) from `syslinux`,
 `syslinux-common` and `mtools`, which run straight from the unpacked packages,
 so the host needs nothing installed but apt.  The guest's behaviour lives in
-files/guest/ (init, udhcpc.script, syslinux.cfg).
+files/guest/ (init, udhcpc.script, power-button, syslinux.cfg).
 
 The result is cached in /var/cache/vrstack/guest/<key>/ (key = hash of the
 package versions, the files in files/guest/ and LAYOUT): `disk.img` (raw, MBR,
@@ -44,8 +44,9 @@ CACHE = Path("/var/cache/vrstack/guest")
 # no e1000, so the guest needs Nova's default NIC model, virtio.
 KERNEL_META = "linux-image-cloud-amd64"
 TOOL_PACKAGES: tuple[str, ...] = ("busybox-static", "syslinux", "syslinux-common", "mtools")
-# The driver for the NIC Nova's libvirt driver gives a guest by default.
-GUEST_MODULES: tuple[str, ...] = ("virtio_pci", "virtio_net")
+# The driver for the NIC Nova's libvirt driver gives a guest by default, and the
+# ACPI power button (with evdev, for acpid) that a clean Nova stop presses.
+GUEST_MODULES: tuple[str, ...] = ("virtio_pci", "virtio_net", "button", "evdev")
 # Bump when the way the image is put together changes.
 LAYOUT = 1
 SECTOR = 512
@@ -226,7 +227,7 @@ def package_versions() -> dict[str, str]:
 
 def guest_files() -> dict[str, bytes]:
     files = {p.name: p.read_bytes() for p in sorted(GUEST_FILES.iterdir()) if p.is_file()}
-    for needed in ("init", "udhcpc.script", "syslinux.cfg"):
+    for needed in ("init", "udhcpc.script", "power-button", "syslinux.cfg"):
         if needed not in files:
             raise fail(f"{GUEST_FILES / needed} is missing")
     return files
@@ -280,7 +281,8 @@ def kernel_parts(deb: Path) -> tuple[bytes, dict[str, list[str]], dict[str, byte
 def initramfs(
     busybox: bytes, files: Mapping[str, bytes], modules: list[tuple[str, bytes]]
 ) -> bytes:
-    dirs = ("bin", "sbin", "usr", "usr/bin", "usr/sbin", "etc", "lib", "lib/modules")
+    dirs = ("bin", "sbin", "usr", "usr/bin", "usr/sbin", "etc", "etc/acpi", "etc/acpi/PWRF")
+    dirs += ("lib", "lib/modules")
     dirs += ("dev", "proc", "sys", "run", "tmp", "www", "root")
     entries = [Entry(d, 0o040755) for d in dirs]
     entries += [
@@ -290,6 +292,7 @@ def initramfs(
         Entry("bin/sh", 0o120777, b"busybox"),
         Entry("init", 0o100755, files["init"]),
         Entry("etc/udhcpc.script", 0o100755, files["udhcpc.script"]),
+        Entry("etc/acpi/PWRF/00000080", 0o100755, files["power-button"]),
         Entry("etc/vrstack-modules", 0o100644, "".join(f"{n}\n" for n, _ in modules).encode()),
     ]
     entries += [Entry(f"lib/modules/{name}.ko", 0o100644, data) for name, data in modules]

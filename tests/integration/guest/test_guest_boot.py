@@ -9,10 +9,12 @@ properties (boot_to_address_s, build_s)."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -80,6 +82,7 @@ class Lab:
     tap: str
     leases: Path
     console: Path
+    qmp: Path
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def exec(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -96,7 +99,7 @@ class Lab:
 def lab(tmp_path: Path) -> Iterator[Lab]:
     """A namespace with a bridge (198.18.200.1/24), a tap on it and dnsmasq serving DHCP."""
     ns = f"vrg-{os.getpid()}"
-    lab = Lab(ns, "vrg-tap0", tmp_path / "dnsmasq.leases", tmp_path / "console.log")
+    lab = Lab(ns, "vrg-tap0", *(tmp_path / n for n in ("dnsmasq.leases", "console.log", "qmp")))
     sh("ip", "netns", "add", ns)
     try:
         for cmd in (
@@ -139,6 +142,7 @@ def boot(lab: Lab, disk: Path) -> subprocess.Popen[bytes]:
     cmd = [
         "ip", "netns", "exec", lab.ns, "qemu-system-x86_64", "-accel", "tcg", "-m", "192",
         "-display", "none", "-no-reboot", "-monitor", "none",
+        "-qmp", f"unix:{lab.qmp},server=on,wait=off",
         # snapshot: the cached image stays untouched, as with Nova's qcow2 overlay
         "-drive", f"file={disk},format=raw,if=virtio,snapshot=on",
         "-netdev", f"tap,id=n0,ifname={lab.tap},script=no,downscript=no",
@@ -149,6 +153,24 @@ def boot(lab: Lab, disk: Path) -> subprocess.Popen[bytes]:
     qemu = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     lab.procs.append(qemu)
     return qemu
+
+
+def qmp(path: Path, command: str) -> None:
+    """One QMP command to qemu (after the capabilities handshake)."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(10)
+        sock.connect(str(path))
+        stream = sock.makefile("rwb")
+        json.loads(stream.readline())  # greeting
+        for execute in ("qmp_capabilities", command):
+            stream.write(json.dumps({"execute": execute}).encode() + b"\n")
+            stream.flush()
+            for _ in range(20):  # asynchronous events may come before the answer
+                answer = json.loads(stream.readline())
+                if "error" in answer:
+                    pytest.fail(f"qmp {execute}: {answer['error']}")
+                if "return" in answer:
+                    break
 
 
 def wait_for_address(lab: Lab, qemu: subprocess.Popen[bytes]) -> tuple[str, int]:
@@ -198,3 +220,13 @@ def test_guest_boots_takes_lease_answers_ping_and_http(
     assert fetch.returncode == 0, fetch.stderr
     # The name, address and MTU dnsmasq handed out.
     assert fetch.stdout.strip() == f"vrstack-guest {GUEST_NAME} {address}/24 mtu {GUEST_MTU}"
+
+    # A clean Nova stop presses the ACPI power button: the guest powers off.
+    qmp(lab.qmp, "system_powerdown")
+    try:
+        assert qemu.wait(timeout=60) == 0
+    except subprocess.TimeoutExpired:
+        pytest.fail(
+            f"guest still running 60 s after the power button: {lab.console.read_bytes()[-500:]!r}"
+        )
+    assert b"vrstack-guest: power button, powering off" in lab.console.read_bytes()

@@ -235,13 +235,19 @@ def test_cpio_newc_round_trips_every_kind_of_member() -> None:
 
 
 def test_initramfs_holds_init_modules_in_order_and_a_console() -> None:
-    files = {"init": b"#!/bin/sh\n", "udhcpc.script": b"#!/bin/sh\n", "syslinux.cfg": b""}
+    files = {
+        "init": b"#!/bin/sh\n",
+        "udhcpc.script": b"#!/bin/sh\n",
+        "power-button": b"#!/bin/sh\npoweroff -f\n",
+        "syslinux.cfg": b"",
+    }
     archive = gzip.decompress(gi.initramfs(b"BUSYBOX", files, [("b", b"B"), ("a", b"A")]))
     members = {name: (mode, data, rdev) for name, mode, data, rdev in read_newc(archive)}
     assert members["init"] == (0o100755, b"#!/bin/sh\n", (0, 0))
     assert members["bin/sh"][1] == b"busybox"
     assert members["dev/console"] == (0o020600, b"", (5, 1))
     assert members["etc/vrstack-modules"][1] == b"b\na\n"
+    assert members["etc/acpi/PWRF/00000080"] == (0o100755, files["power-button"], (0, 0))
     assert members["lib/modules/a.ko"][1] == b"A"
 
 
