@@ -12,7 +12,8 @@
  *
  * dp-core runs under one spinlock (BH off).  Its transmit callback only
  * queues: frames go out after the lock is dropped, so a device that loops a
- * frame straight back into our rx_handler cannot deadlock.
+ * frame straight back into our rx_handler cannot deadlock.  TCP aggregates
+ * (GSO from VMs, GRO on the fabric) pass dp-core whole: see vr_gso.c.
  */
 #include <linux/etherdevice.h>
 #include <linux/fs.h>
@@ -30,6 +31,7 @@
 
 #include "vr_core.h"
 #include "vr_genl.h"
+#include "vr_linux.h"
 
 static unsigned int flows = 65536;
 module_param(flows, uint, 0444);
@@ -46,6 +48,12 @@ MODULE_PARM_DESC(vrfs, "VRFs (1..65536)");
 static unsigned int labels = 65536;
 module_param(labels, uint, 0444);
 MODULE_PARM_DESC(labels, "MPLS labels (16..1048576)");
+static bool offload = true;
+module_param(offload, bool, 0444);
+MODULE_PARM_DESC(offload, "TCP aggregates through dp-core whole, fabric GRO (default on)");
+static atomic_t aggregates = ATOMIC_INIT(0);
+module_param_named(tcp_aggregates, aggregates.counter, int, 0444);
+MODULE_PARM_DESC(tcp_aggregates, "TCP aggregates dp-core handled whole (read-only)");
 
 /* Outstanding dp-core allocations and packets: both must be 0 at unload. */
 static atomic_t allocs_out = ATOMIC_INIT(0);
@@ -123,18 +131,17 @@ static void lx_unlock(void *ctx)
 		lx_deliver(skb);
 }
 
-/* The vr_pkt of an skb lives in its control block. */
-static struct vr_pkt *skb_pkt(struct sk_buff *skb)
+/* Wrap a linear, private skb whose data starts at the Ethernet header
+ * (gso: a TCP aggregate's segmentation, else NULL). */
+static struct vr_pkt *wrap(struct sk_buff *skb, const struct lx_gso *gso)
 {
-	BUILD_BUG_ON(sizeof(struct vr_pkt) > sizeof(skb->cb));
-	return (struct vr_pkt *)skb->cb;
-}
+	struct lx_cb *cb = lx_cb(skb);
+	struct vr_pkt *p = &cb->pkt;
 
-/* Wrap a linear, private skb whose data starts at the Ethernet header. */
-static struct vr_pkt *wrap(struct sk_buff *skb)
-{
-	struct vr_pkt *p = skb_pkt(skb);
-
+	if (gso)
+		cb->gso = *gso;
+	else
+		memset(&cb->gso, 0, sizeof(cb->gso));
 	p->buf = skb->head;
 	p->size = skb_end_offset(skb);
 	p->off = skb_headroom(skb);
@@ -155,7 +162,7 @@ static struct vr_pkt *lx_pkt_alloc(void *ctx, u32 len)
 		return NULL;
 	skb_reserve(skb, VR_PKT_HEADROOM);
 	skb_put(skb, len);
-	return wrap(skb);
+	return wrap(skb, NULL);
 }
 
 static void lx_pkt_free(void *ctx, struct vr_pkt *p)
@@ -180,7 +187,7 @@ static int lx_tx(void *ctx, u32 vif, u32 os_idx, struct vr_pkt *p)
 	skb->data = p->buf + p->off;
 	skb->len = p->len;
 	skb_set_tail_pointer(skb, p->len);
-	memset(skb->cb, 0, sizeof(skb->cb));
+	memset(p, 0, sizeof(*p)); /* lx_cb(skb)->gso stays for lx_deliver */
 	dev_hold(port->dev);
 	skb->dev = port->dev;
 	__skb_queue_tail(&g.txq, skb);
@@ -198,31 +205,45 @@ static const struct vr_os_ops lx_ops = {
 	.tx = lx_tx,
 };
 
+/* One frame (data at its Ethernet header) onto dev: vhost0's are received
+ * by the host stack, the others transmitted. */
+static void lx_send(struct sk_buff *skb, struct net_device *dev)
+{
+	if (dev == g.vhost) {
+		skb->protocol = eth_type_trans(skb, dev);
+		netif_rx(skb);
+		return;
+	}
+	skb_reset_mac_header(skb);
+	skb_set_network_header(skb, ETH_HLEN);
+	skb->protocol = eth_hdr(skb)->h_proto;
+	dev_queue_xmit(skb);
+}
+
 /* After the lock: hand a frame to its device (a reference is held). */
 static void lx_deliver(struct sk_buff *skb)
 {
 	struct net_device *dev = skb->dev;
+	struct lx_gso gso = lx_cb(skb)->gso;
 
+	memset(skb->cb, 0, sizeof(skb->cb));
 	skb_dst_drop(skb);
 	nf_reset_ct(skb);
 	skb->ip_summed = CHECKSUM_NONE;
 	skb->encapsulation = 0;
 	skb_clear_hash(skb);
-	if (dev == g.vhost) {
-		skb->protocol = eth_type_trans(skb, dev);
-		netif_rx(skb);
-	} else if (dev == g.pkt0) {
-		/* pkt0 header + frame: only packet sockets (the agent) take it. */
+	if (dev == g.pkt0) {
+		/* pkt0 header + frame (an aggregate as one): only packet sockets
+		 * (the agent) take it. */
 		skb_reset_mac_header(skb);
 		skb_pull(skb, ETH_HLEN);
 		skb->protocol = htons(ETH_P_802_3);
 		skb->pkt_type = PACKET_HOST;
 		netif_rx(skb);
+	} else if (gso.inner_ip) {
+		lx_gso_send(skb, dev, &gso, lx_send);
 	} else {
-		skb_reset_mac_header(skb);
-		skb_set_network_header(skb, ETH_HLEN);
-		skb->protocol = eth_hdr(skb)->h_proto;
-		dev_queue_xmit(skb);
+		lx_send(skb, dev);
 	}
 	dev_put(dev);
 }
@@ -233,22 +254,28 @@ static void input_one(struct sk_buff *skb, u32 vif)
 {
 	if (skb->ip_summed == CHECKSUM_PARTIAL && skb_checksum_help(skb))
 		goto drop;
-	if (skb_linearize(skb) || skb_cow(skb, VR_PKT_HEADROOM))
+	if (skb_linearize(skb) || skb_cow(skb, LX_RX_HEADROOM))
 		goto drop;
-	vr_rx(g.r, vif, wrap(skb));
+	vr_rx(g.r, vif, wrap(skb, NULL));
 	return;
 drop:
 	kfree_skb(skb);
 }
 
 /* A frame (data at the Ethernet header) that we own enters dp-core on vif;
- * offloaded aggregates are cut into wire-sized frames first. */
+ * TCP/IPv4 aggregates whole, other offloaded ones cut into wire-sized frames. */
 static void vr_input(struct sk_buff *skb, u32 vif)
 {
 	struct sk_buff *segs, *next;
+	struct lx_gso gso;
 
 	if (!skb_is_gso(skb)) {
 		input_one(skb, vif);
+		return;
+	}
+	if (offload && lx_gso_take(skb, &gso)) {
+		atomic_inc(&aggregates);
+		vr_rx(g.r, vif, wrap(skb, &gso));
 		return;
 	}
 	segs = skb_gso_segment(skb, 0);
@@ -534,6 +561,7 @@ static void vr_teardown(void)
 {
 	struct sk_buff *skb;
 
+	lx_gro_close();
 	rtnl_lock();
 	for (u32 i = 0; g.ports && i < vifs; i++)
 		if (g.ports[i])
@@ -607,6 +635,8 @@ static int __init vr_init(void)
 	g.pkt0 = vr_ndev_create("pkt0", true);
 	if (!g.vhost || !g.pkt0)
 		goto fail;
+	if (offload)
+		lx_gro_open();
 	rc = register_netdevice_notifier(&vr_notifier);
 	if (rc)
 		goto fail;
@@ -616,8 +646,8 @@ static int __init vr_init(void)
 	rc = genl_register_family(&vr_genl_family);
 	if (rc)
 		goto fail_misc;
-	pr_info("vrouter: loaded: %u flows, %u vifs, %u nexthops, %u vrfs, %u labels\n", flows,
-		vifs, nexthops, vrfs, labels);
+	pr_info("vrouter: loaded: %u flows, %u vifs, %u nexthops, %u vrfs, %u labels, offload %s\n",
+		flows, vifs, nexthops, vrfs, labels, offload ? "on" : "off");
 	return 0;
 fail_misc:
 	misc_deregister(&vr_flow_dev);
