@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from pathlib import Path
 
@@ -50,6 +51,10 @@ async def test_retention_by_rows_keeps_the_newest(tmp_path: Path) -> None:
         page = await store.select(parse({"table": "logs", "select": ["id"], "limit": 100}, NOW))
         assert [i["id"] for i in page["items"]] == [f"l{i}" for i in range(30, 50)]
         assert await store.prune(both, NOW, 1000) == {"logs": 0}
+        # The kept row counts agree with the tables.
+        with sqlite3.connect(tmp_path / "r.db") as db:
+            assert db.execute("SELECT COUNT(*) FROM logs").fetchone()[0] == 20
+        assert (await store.counts())["logs"] == 20
     finally:
         await store.close()
 

@@ -46,6 +46,9 @@ CREATE TABLE IF NOT EXISTS status_current (
 CREATE TABLE IF NOT EXISTS alarms (
     key TEXT PRIMARY KEY, type TEXT NOT NULL, source TEXT NOT NULL, service TEXT NOT NULL,
     since REAL NOT NULL, reason TEXT NOT NULL);
+-- Rows per table, kept with every insert and delete: COUNT(*) of millions of rows on
+-- every retention pass would hold up the writer.
+CREATE TABLE IF NOT EXISTS row_counts (tbl TEXT PRIMARY KEY, n INTEGER NOT NULL);
 """
 )
 
@@ -100,6 +103,11 @@ class SQLiteStore(AnalyticsStore):
         w.execute("PRAGMA journal_mode=WAL")
         w.execute(f"PRAGMA synchronous={self.synchronous}")
         w.executescript(SCHEMA)
+        for kind in KINDS.values():
+            w.execute(
+                f"INSERT OR IGNORE INTO row_counts SELECT ?, COUNT(*) FROM {q(kind.table)}",
+                (kind.table,),
+            )
         self._w = w
         r = self._connect()
         r.execute("PRAGMA query_only=ON")
@@ -155,7 +163,9 @@ class SQLiteStore(AnalyticsStore):
             for table, trows in rows.items():
                 before = db.total_changes
                 db.executemany(self._insert[table], [(source, *r) for r in trows])
-                inserted += db.total_changes - before
+                added = db.total_changes - before
+                db.execute("UPDATE row_counts SET n = n + ? WHERE tbl = ?", (added, table))
+                inserted += added
                 total += len(trows)
                 if table == "status":
                     db.executemany(UPSERT_STATUS, [(source, *r[1:]) for r in trows])
@@ -184,7 +194,9 @@ class SQLiteStore(AnalyticsStore):
                     )
                     left -= cur.rowcount
                 if keep.max_rows > 0 and left > 0:
-                    count = db.execute(f"SELECT COUNT(*) FROM {q(table)}").fetchone()[0]
+                    count = db.execute(
+                        "SELECT n FROM row_counts WHERE tbl = ?", (table,)
+                    ).fetchone()[0] - (batch - left)
                     excess = min(count - keep.max_rows, left)
                     if excess > 0:
                         cur = db.execute(
@@ -193,6 +205,7 @@ class SQLiteStore(AnalyticsStore):
                             (excess,),
                         )
                         left -= cur.rowcount
+                db.execute("UPDATE row_counts SET n = n - ? WHERE tbl = ?", (batch - left, table))
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
@@ -288,7 +301,4 @@ class SQLiteStore(AnalyticsStore):
         return await self._read(self._counts)
 
     def _counts(self) -> dict[str, int]:
-        return {
-            k.table: self.r.execute(f"SELECT COUNT(*) FROM {q(k.table)}").fetchone()[0]
-            for k in KINDS.values()
-        }
+        return dict(self.r.execute("SELECT tbl, n FROM row_counts").fetchall())
