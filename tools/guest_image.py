@@ -379,6 +379,9 @@ def ensure(cache: Path = CACHE) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if (final / "disk.img").exists():
             return final
+        # Holding the lock, any temporary directory is a killed build's leftover.
+        for stale in cache.glob(".tmp-*"):
+            shutil.rmtree(stale, ignore_errors=True)
         return build(cache, versions, files, key)
 
 
