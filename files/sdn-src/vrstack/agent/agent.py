@@ -297,7 +297,25 @@ class Agent:
             if self.pkt0 is not None:
                 self.pkt0.open()
             adopted = self.programmer.adopt()
+            self._keep_port_ids()
             log.info("datapath connected", extra={"adopted_objects": adopted})
+
+    def _keep_port_ids(self) -> None:
+        """After a restart, give each replayed port the vif and label it has in the
+        datapath: a new vif index would detach its TAP, a new label strand the remote
+        computes' routes until they learn it."""
+        assert self.client is not None
+        by_tap = {p.tap: p.id for p in self.ports.ports.values() if p.tap}
+        port_at: dict[int, str] = {}
+        for m in self.client.dump(Obj.VIF):
+            pid = by_tap.get(m.attrs.get("VIF_NAME", ""))
+            if pid is not None and self.vifs.take(pid, m.attrs["VIF_IDX"]):
+                port_at[m.attrs["VIF_IDX"]] = pid
+        nh_oif = {m.attrs["NH_ID"]: m.attrs.get("NH_OIF") for m in self.client.dump(Obj.NH)}
+        for m in self.client.dump(Obj.LABEL):
+            pid = port_at.get(nh_oif.get(m.attrs["LBL_NH"], -1))
+            if pid is not None:
+                self.labels.take(pid, m.attrs["LBL_LABEL"])
 
     async def run(self, stop: asyncio.Event) -> None:
         self.open_datapath()

@@ -65,6 +65,18 @@ class Allocator:
         for key in [k for k in self.ids if k not in keys]:
             self._free.append(self.ids.pop(key))
 
+    def take(self, key: Any, value: int) -> bool:
+        """Give `key` this very id (one it had before a restart), if it is free."""
+        if key in self.ids or not self.low <= value <= self.high or value in self.ids.values():
+            return False
+        if value >= self._next:
+            self._free.extend(range(self._next, value))
+            self._next = value + 1
+        else:
+            self._free.remove(value)
+        self.ids[key] = value
+        return True
+
 
 # An object: (kind, key attrs as a sorted tuple) -> all its attrs.
 ObjKey = tuple[int, tuple[tuple[str, Any], ...]]
