@@ -22,7 +22,7 @@ from contextlib import contextmanager
 
 import pytest
 from netns import ip, nsexec, wait_for
-from sdnstack import DNS, HERE, LEASE_TIME, NETWORKS, TUNNEL_FLAG, Stack, Vm
+from sdnstack import DNS, HERE, HTTP_PORT, LEASE_TIME, NETWORKS, TUNNEL_FLAG, Stack, Vm
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: namespaces, TAPs, a bridge")
 VMTOOL = str(HERE / "vmtool.py")
@@ -305,3 +305,26 @@ def test_control_nodes_fail_and_return(stack: Stack) -> None:
     stack.dhcp([vm2])
     wait_for(lambda: stack.dp_route("cmp2", vm3, f"{vm2.ip}/32"), 15, "vm2's route on cmp2")
     reachable(vm3, vm2.ip)
+
+
+def test_agent_restart_keeps_the_vms_connected(stack: Stack) -> None:
+    vm1, vm2, vm3, vm4 = (stack.vms[n] for n in ("vm1", "vm2", "vm3", "vm4"))
+    cmp1 = stack.hosts["cmp1"]
+    before = {v["id"]: v for v in stack.agent("cmp1", "/introspect/interfaces")}
+    with session(vm1, vm2.ip, 8080) as local, session(vm1, vm4.ip, 8080) as remote:
+        assert local.say("before") and remote.say("before")
+        assert cmp1.procs["agent"].stop() == 0, cmp1.procs["agent"].tail()
+        # No agent: this compute's datapath still forwards between its own VMs. (The
+        # control nodes withdrew its VMs' routes when its sessions closed: no graceful
+        # restart, so cmp2 cannot answer vm1 until the agent is back.)
+        assert local.say("no-agent")
+        cmp1.procs["agent"].start()  # same command line and config file
+        stack.healthy(cmp1, HTTP_PORT)
+        # Ports replayed from its file with the same vifs and labels; the datapath's
+        # state adopted, not rebuilt: the TAPs stay attached and both connections go on.
+        after = {v["id"]: v for v in stack.agent("cmp1", "/introspect/interfaces")}
+        assert after == before
+        assert local.say("after")
+        assert remote.say("after", timeout=10), "the cross-compute connection resumes"
+        reachable(vm1, vm3.ip)
+        assert tcp_all([(vm1, vm4.ip, 8080), (vm1, vm4.ip, 9090)], limit=2) == [True, False]
