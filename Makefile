@@ -9,7 +9,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_FORCE_COLOR ?= 0
 LAB_INVENTORY := inventories/lab
 
-.PHONY: bootstrap lab lab-down lab-status test unit lint sanity build-check molecule-lab datapath-test sdn-test molecule-kernel requirements clean
+.PHONY: bootstrap lab lab-down lab-status test unit lint sanity build-check molecule-lab datapath-test sdn-test guest-test molecule-kernel requirements clean
 
 bootstrap:
 	@./scripts/bootstrap.sh
@@ -25,7 +25,7 @@ lab-down: bootstrap
 lab-status: bootstrap
 	python tools/lab.py summary --inventory $(LAB_INVENTORY)
 
-GATES := unit lint sanity build-check datapath-test sdn-test molecule-lab
+GATES := unit lint sanity build-check datapath-test sdn-test guest-test molecule-lab
 # The kernel scenario (qemu TCG, ~15 min warm) runs on its own with `make molecule-kernel`
 # until it has passed from a cold cache in a full `make test` run (issue 6).
 
@@ -60,6 +60,10 @@ datapath-test:
 
 sdn-test:
 	./scripts/run-pytest.sh files/sdn-src/tests
+
+# The Nova guest image: built from Debian packages, booted under qemu, DHCP/ping/HTTP checked.
+guest-test:
+	./scripts/run-pytest.sh tests/integration/guest
 
 # `hold` keeps other lab.py callers from changing the lab during the run.
 molecule-lab:
