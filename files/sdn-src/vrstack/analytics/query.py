@@ -199,10 +199,24 @@ class Query:
     snapshot: int | None  # highest row id to read; None: take it on the first page
     now: float
     digest: str
+    since: float | None  # kept apart from `where`: the store picks how to use it
 
-    def sql(self, snapshot: int) -> tuple[str, list[Any]]:
-        """The statement for one page (it asks for one row more, to know if there is a next)."""
-        where = [*self.where, "rowid <= ?"]
+    def since_count_sql(self) -> tuple[str, list[Any]]:
+        """How many rows are newer than `since` (an index-only count): lets the store
+        choose between the time index (a narrow range) and a scan (a wide one)."""
+        t = self.kind.table
+        return f"SELECT COUNT(*) FROM {q(t)} WHERE {q(self.kind.time)} >= ?", [self.since]
+
+    def sql(self, snapshot: int, by_time: bool = False) -> tuple[str, list[Any]]:
+        """The statement for one page (it asks for one row more, to know if there is a next).
+        `by_time`: read through the time index; else scan by row id. (A unary + keeps
+        SQLite from using an index for a term: without range statistics it would take the
+        time index even for a range that covers most of the table, which is slower.)"""
+        where, params = list(self.where), list(self.params)
+        if self.since is not None:
+            where.append(("" if by_time else "+") + f"{q(self.kind.time)} >= ?")
+            params.append(self.since)
+        where.append(("+" if by_time else "") + "rowid <= ?")
         text = (
             f"SELECT {', '.join(i.sql for i in self.items)} FROM {q(self.kind.table)}"
             f" WHERE {' AND '.join(where)}"
@@ -210,7 +224,7 @@ class Query:
         if self.group_by:
             text += " GROUP BY " + ", ".join(q(g) for g in self.group_by)
         text += " ORDER BY " + ", ".join(self.order) + " LIMIT ? OFFSET ?"
-        return text, [*self.params, snapshot, self.limit + 1, self.offset]
+        return text, [*params, snapshot, self.limit + 1, self.offset]
 
     def page(self, rows: list[tuple[Any, ...]], snapshot: int) -> dict[str, Any]:
         items = []
@@ -286,9 +300,7 @@ def parse(body: Any, now: float) -> Query:
 
     where, params = _where(body.get("where", []), cols, now)
     tcol = kind.time
-    if body.get("since") is not None:
-        where.append(f"{q(tcol)} >= ?")
-        params.append(parse_time(body["since"], "since", now))
+    since = None if body.get("since") is None else parse_time(body["since"], "since", now)
     if body.get("until") is not None:
         # A flow counts in a range when it overlaps it: ended after `since`, began before `until`.
         where.append(f"{q('start' if kind.name == 'flow' else tcol)} <= ?")
@@ -321,4 +333,6 @@ def parse(body: Any, now: float) -> Query:
     order += [q(g) for g in group_by] if grouped else ["rowid"]
     if grouped and not group_by:
         order = ["1"]  # a single row
-    return Query(kind, items, where, params, group_by, order, limit, offset, snapshot, now, digest)
+    return Query(
+        kind, items, where, params, group_by, order, limit, offset, snapshot, now, digest, since
+    )
