@@ -30,8 +30,8 @@ def config(tmp_path: Path, **extra: Any) -> dict[str, Any]:
 @pytest.mark.asyncio
 async def test_health_logs_and_clean_sigterm(tmp_path: Path) -> None:
     d = Daemon(MODULE, config(tmp_path), tmp_path, "collector")
-    d.start()
     try:
+        d.start()
         async with Client(d.url) as c:
             code, health = await c.call("GET", "/health")
             assert code == 200 and health["status"] == "ok"
@@ -49,7 +49,11 @@ async def test_health_logs_and_clean_sigterm(tmp_path: Path) -> None:
 async def test_kill9_after_ack_loses_nothing(tmp_path: Path) -> None:
     """Every record the sender saw acknowledged is there after kill -9 and a restart."""
     d = Daemon(MODULE, config(tmp_path), tmp_path, "collector")
-    d.start()
+    try:
+        d.start()
+    except BaseException:
+        d.kill()  # it may be running without having said where
+        raise
     sender = Sender(
         d.url,
         "compute1",
