@@ -210,13 +210,18 @@ class Agent:
         dst_port = self._port_with_ip(dip)
         rvrf = self.vrfs.ids.get(dst_port.instance, t.vrf) if dst_port else t.vrf
         # The reverse flow first: a reply sent the moment the held packet is released
-        # then finds its flow instead of trapping as a new one.
+        # then finds its flow instead of trapping as a new one. If it finds no room, the
+        # flow still gets its action (a reply then traps as a flow of its own).
         try:
             self.client.call(
                 Op.ADD, Obj.FLOW, FL_VRF=rvrf, FL_SIP=f["FL_DIP"], FL_DIP=f["FL_SIP"],
                 FL_PROTO=proto, FL_SPORT=dport, FL_DPORT=sport, FL_ACTION=action,
                 FL_RINDEX=t.flow,
             )  # fmt: skip
+        except (DatapathError, OSError) as exc:
+            self.flow_counters["flow_errors"] += 1
+            log.warning("reverse flow install failed", extra={"error": str(exc)})
+        try:
             self.client.call(Op.ADD, Obj.FLOW, FL_INDEX=t.flow, FL_ACTION=action)
         except (DatapathError, OSError) as exc:
             self.flow_counters["flow_errors"] += 1
