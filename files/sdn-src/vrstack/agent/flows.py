@@ -7,6 +7,7 @@ no match, traffic inside the network's own subnets passes and anything else is d
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from typing import Any
 
@@ -14,8 +15,12 @@ PROTOCOLS = {"tcp": 6, "udp": 17, "icmp": 1, "icmp6": 58}
 FORWARD, DROP = 1, 2
 
 
+# Every new flow walks the ACL: parse each prefix once, not once per flow.
+_net = functools.lru_cache(maxsize=4096)(ipaddress.ip_network)
+
+
 def _in(addr: ipaddress.IPv4Address | ipaddress.IPv6Address, cidrs: list[str]) -> bool:
-    return not cidrs or any(addr in ipaddress.ip_network(c) for c in cidrs)
+    return not cidrs or any(addr in _net(c) for c in cidrs)
 
 
 def decide(
@@ -43,7 +48,5 @@ def decide(
             if not lo <= dport <= hi:
                 continue
         return (FORWARD if e["action"] == "pass" else DROP), f"acl entry {i}"
-    inside = any(s in ipaddress.ip_network(c) for c in subnets) and any(
-        d in ipaddress.ip_network(c) for c in subnets
-    )
+    inside = any(s in _net(c) for c in subnets) and any(d in _net(c) for c in subnets)
     return (FORWARD, "same network") if inside else (DROP, "no matching rule")
