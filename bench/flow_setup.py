@@ -31,6 +31,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -75,10 +76,16 @@ s.bind((tap, 0))
 s.settimeout(0.05)
 print("ready", flush=True)
 deadline = time.monotonic() + limit
-got, sent, start = set(), 0, time.monotonic()
-while time.monotonic() < deadline and len(got) < count:
+got, sent, lost, start, last = set(), 0, 0, time.monotonic(), 0.0
+waiting = {}  # source port -> when sent; unanswered for 2 s counts as lost
+while time.monotonic() < deadline and len(got) + lost < count:
     if role == "send":
-        while sent < count and sent - len(got) < window:
+        now = time.monotonic()
+        for sp in [sp for sp, t in waiting.items() if now - t > 2.0]:
+            del waiting[sp]
+            lost += 1
+        while sent < count and len(waiting) < window:
+            waiting[1024 + sent] = time.monotonic()
             s.send(frame(my_mac, router, my_ip, peer_ip, 1024 + sent, dport))
             sent += 1
     try:
@@ -91,9 +98,10 @@ while time.monotonic() < deadline and len(got) < count:
     if role == "echo" and dp == dport:
         s.send(frame(my_mac, router, my_ip, peer_ip, dport, sport))
         got.add(sport)
-    elif role == "send" and sport == dport:
+    elif role == "send" and sport == dport and waiting.pop(dp, None) is not None:
         got.add(dp)
-print(json.dumps({"sent": sent, "answered": len(got), "seconds": time.monotonic() - start}))
+        last = time.monotonic()
+print(json.dumps({"sent": sent, "answered": len(got), "lost": lost, "seconds": last - start}))
 """
 
 
@@ -127,9 +135,10 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
         async def config(c: ConfigClient) -> tuple[dict[str, Any], dict[str, Any], str]:
             project = await c.create("project", {"name": "bench"})
-            # A few rules before the one that matches, so each decision walks the ACL.
+            # A few rules before the one that matches, so each decision walks the ACL; the
+            # denied ports are above every source port the sender uses (1024 + flow number).
             rules = [
-                {"action": "deny", "protocol": "udp", "destination_ports": [9000 + i, 9000 + i]}
+                {"action": "deny", "protocol": "udp", "destination_ports": [62000 + i, 62000 + i]}
                 for i in range(8)
             ]
             rules.append({"action": "pass", "protocol": "udp"})
@@ -215,7 +224,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             echo.terminate()
             async with http.get(agent.url + "/introspect") as r:
                 counters = (await r.json())["counters"]
-        rate, line = datapath_insert_rate(build, args.table)
+        rate, line = datapath_insert_rate(build, args.table // 2)  # same slot count
         return {**sent, "counters": counters, "dp_rate": rate, "dp_line": line}
     finally:
         for p in procs:
@@ -232,22 +241,30 @@ def main() -> int:
     parser.add_argument("--flows", type=int, default=10000, help="new flows to open")
     parser.add_argument("--window", type=int, default=8, help="unanswered flows at most")
     parser.add_argument("--seconds", type=float, default=60.0, help="bound on the run")
-    parser.add_argument("--table", type=int, default=65536, help="flow table size (power of 2)")
+    parser.add_argument("--table", type=int, default=262144, help="flow table size (power of 2)")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("flow_setup.py: needs root (TAPs and network namespaces)")
-    if not 1 <= args.flows <= 60000 or args.flows * 2 > args.table:
-        raise SystemExit("--flows: 1..60000 and at most half of --table")
+    if not 1 <= args.flows <= 60000 or args.flows * 8 > args.table:
+        raise SystemExit("--flows: 1..60000 and at most an eighth of --table")
     if not 1 <= args.window <= 64:
         raise SystemExit("--window: 1..64 (above 10, trapped flow misses are lost; see above)")
-    with tempfile.TemporaryDirectory(prefix="vrstack-flow-bench-") as tmp:
-        r = asyncio.run(run(args, Path(tmp)))
+    workdir = Path(tempfile.mkdtemp(prefix="vrstack-flow-bench-"))
+    try:
+        r = asyncio.run(run(args, workdir))
+    finally:
+        if args.keep:
+            print(f"logs kept in {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
     load = os.getloadavg()
     c = r["counters"]
     rate = r["answered"] / r["seconds"] if r["seconds"] else 0.0
     print(f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} cores")
     print(
-        f"through the agent: {r['answered']}/{r['sent']} flows answered in {r['seconds']:.2f} s: "
+        f"through the agent: {r['answered']}/{r['sent']} flows answered ({r['lost']} lost) "
+        f"in {r['seconds']:.2f} s: "
         f"{rate:.0f} flows/s (window {args.window}; agent: forward {c['flows_forward']}, "
         f"drop {c['flows_drop']}, errors {c['flow_errors']})"
     )
@@ -259,6 +276,7 @@ def main() -> int:
                 "flows_per_s": round(rate, 1),
                 "answered": r["answered"],
                 "sent": r["sent"],
+                "lost": r["lost"],
                 "datapath_inserts_per_s": round(r["dp_rate"]),
                 "load": round(load[0], 1),
             }
