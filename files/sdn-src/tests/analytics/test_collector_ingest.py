@@ -143,6 +143,11 @@ async def test_limits_answer_413_and_429_naming_the_limit(tmp_path: Path) -> Non
     async with running_collector(tmp_path / "a.db", small_limits()) as run, Client(run.url) as c:
         code, body = await c.ingest("c1", [flow(i) for i in range(21)])
         assert code == 413 and body["limit"] == "max_batch_records", body
+        lines = b"\n".join(json.dumps(flow(i)).encode() for i in range(21))
+        code, body = await c.call(
+            "POST", "/ingest/c1", data=lines, content_type="application/x-ndjson"
+        )
+        assert code == 413 and body["limit"] == "max_batch_records", body
         code, body = await c.call("POST", "/ingest/c1", data=b"x" * 20_001)
         assert code == 413 and body["limit"] == "max_batch_bytes", body
 
@@ -181,7 +186,7 @@ async def test_limits_answer_413_and_429_naming_the_limit(tmp_path: Path) -> Non
         await asyncio.sleep(0.25)  # 2 records' worth of tokens back
         assert (await c.ingest("c1", [flow(40), flow(41)]))[0] == 200
         health = (await c.call("GET", "/health"))[1]
-        assert health["throttled"] == 1 and health["rejected"] == 5
+        assert health["throttled"] == 1 and health["rejected"] == 6
 
 
 class SlowStore(SQLiteStore):

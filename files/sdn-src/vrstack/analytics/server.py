@@ -129,8 +129,13 @@ def too_many(limit: str, message: str, retry_after: float) -> web.Response:
 def _records(body: bytes, content_type: str, lim: Limits) -> list[Any] | web.Response:
     """The batch's records, or the 413 for a record over the size limit."""
     if content_type in NDJSON:
+        lines = [x for x in body.split(b"\n") if x.strip()]
+        if len(lines) > lim.max_batch_records:  # before parsing any of them
+            return too_big(
+                "max_batch_records", lim.max_batch_records, f"the batch has {len(lines)} records"
+            )
         out = []
-        for i, line in enumerate(x for x in body.split(b"\n") if x.strip()):
+        for i, line in enumerate(lines):
             if len(line) > lim.max_record_bytes:
                 return too_big(
                     "max_record_bytes",
@@ -178,6 +183,9 @@ async def ingest(request: web.Request) -> web.Response:
         return too_many(
             "source_inflight", f"{source} already has {lim.source_inflight} batches in flight", 1
         )
+    if c.pending >= lim.max_pending:  # the store is behind: do not even read the body
+        c.counters["throttled"] += 1
+        return too_many("max_pending", f"{c.pending} records are waiting to be stored", 1)
     c.inflight[source] += 1
     try:
         return await _ingest(request, c, source)
