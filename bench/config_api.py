@@ -77,7 +77,7 @@ async def load(
     return len(latencies), elapsed, latencies, errors
 
 
-def p(values: list[float], q: float) -> float:
+def p(values: list[float], q: int) -> float:
     if not values:
         return float("nan")
     return (

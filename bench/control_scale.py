@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import os
 import resource
@@ -53,6 +54,14 @@ def proc_stats(pid: int) -> tuple[float, int]:
     cpu = (int(fields[11]) + int(fields[12])) / ticks
     rss = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
     return cpu, rss
+
+
+def holds_all(inst: str, count: int, agent: SimAgent) -> bool:
+    return len(agent.routes[inst]) == count
+
+
+def holds(inst: str, prefix: str, agent: SimAgent) -> bool:
+    return prefix in agent.routes[inst]
 
 
 async def networks(client: ConfigClient, count: int) -> list[str]:
@@ -143,7 +152,7 @@ async def run_one(n: int, m: int, timeout: float, workdir: Path) -> dict[str, An
             for i, agent in enumerate(agents):
                 inst = nets[i % len(nets)]
                 left = max(1.0, timeout - (time.monotonic() - start))
-                await agent.wait_for(lambda s, x=inst: len(s.routes[x]) == expected[x], left)
+                await agent.wait_for(functools.partial(holds_all, inst, expected[inst]), left)
             converged = time.monotonic() - start
             cpu1, rss1 = proc_stats(pid)
             sim_cpu = time.process_time() - sim0
@@ -153,7 +162,7 @@ async def run_one(n: int, m: int, timeout: float, workdir: Path) -> dict[str, An
             t0 = time.monotonic()
             await agents[0].publish(nets[0], {extra: Nexthop("198.19.255.1", 99, 0, ("VXLAN",))})
             for agent in peers:
-                await agent.wait_for(lambda s, x=nets[0]: extra in s.routes[x], 30)
+                await agent.wait_for(functools.partial(holds, nets[0], extra), 30)
             one_route = time.monotonic() - t0
             pushed = sum(a.updates for a in agents)
             for agent in agents:

@@ -145,7 +145,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             _, rev = await c.list_all("virtual-machine-interface")
             feed = FeedWatcher(ConfigClient(stack.api_url, ADMIN_TOKEN), rev)
             feed_task = asyncio.ensure_future(feed.run())
-            dp = DatapathClient(str(obs_sock))
+            obs_dp = DatapathClient(str(obs_sock))
             total: list[float] = []
             api_lat: list[float] = []
             feed_lat: list[float] = []
@@ -165,7 +165,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                     vmi = await plug(source, f"p{i}", ip, mac)
                     api_lat.append(time.perf_counter() - t0)
                     deadline = t0 + args.timeout
-                    while not dp_has(dp, vrf, ip):
+                    while not dp_has(obs_dp, vrf, ip):
                         if time.perf_counter() > deadline:
                             late += 1
                             break
@@ -188,7 +188,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                             flush=True,
                         )
             finally:
-                dp.close()
+                obs_dp.close()
                 feed_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await feed_task
