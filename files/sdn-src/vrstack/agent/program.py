@@ -12,7 +12,7 @@ import functools
 import ipaddress
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from ..control.xmpp import Nexthop
 from ..datapath import codec
@@ -284,7 +284,8 @@ class Programmer:
         for vrf in sorted(vrfs):
             for fam in (AF_INET, AF_INET6):
                 for m in self.client.dump(Obj.ROUTE, RT_VRF=vrf, RT_FAMILY=fam):
-                    key = _route_key(vrf, f"{m.attrs['RT_PREFIX']}/{m.attrs['RT_PLEN']}")
+                    prefix = f"{m.attrs['RT_PREFIX']}/{m.attrs['RT_PLEN']}"
+                    key = _route_key(cast(int, vrf), prefix)
                     found[(int(Obj.ROUTE), key)] = {"adopted": True}
         self.installed.update(found)
         return len(found)
