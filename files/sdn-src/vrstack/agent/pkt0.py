@@ -23,6 +23,7 @@ import logging
 import os
 import socket
 from collections.abc import Callable
+from typing import Any
 
 from . import packets
 from .packets import Lease
@@ -144,12 +145,12 @@ class Pkt0:
         return packets.inject(t.vif, packets.dhcp_reply(req, kind, lease, ROUTER_MAC))
 
 
-def lease_for(port: Port, networks: list[dict[str, object]]) -> Lease | None:
+def lease_for(port: Port, networks: list[dict[str, Any]]) -> Lease | None:
     """The port's first IPv4 address in a subnet of its network (by uuid or name)."""
     for net in networks:
         if port.network not in (net.get("uuid"), net.get("name")):
             continue
-        for sub in net.get("subnets", []) or []:  # type: ignore[union-attr]
+        for sub in net.get("subnets", []) or []:
             cidr = ipaddress.ip_network(sub["cidr"])
             dhcp = sub.get("dhcp") or {}
             if cidr.version != 4 or not dhcp.get("enabled", True):
