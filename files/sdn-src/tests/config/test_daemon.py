@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import pstats
 import sqlite3
 import subprocess
 import sys
@@ -43,6 +44,21 @@ async def test_health_json_logs_and_clean_sigterm(tmp_path: Path) -> None:
         events
     )
     assert all({"ts", "level", "service", "msg"} <= set(line) for line in api.logs())
+
+
+@pytest.mark.asyncio
+async def test_profiled_daemon_writes_its_profile_at_a_clean_stop(tmp_path: Path) -> None:
+    """The benchmarks' --profile: the service runs under cProfile and still serves."""
+    prof = tmp_path / "api.prof"
+    api = Daemon("vrstack.config.main", api_config(tmp_path), tmp_path, "api", str(prof))
+    api.start()
+    try:
+        async with ConfigClient(api.url, ADMIN_TOKEN) as c:
+            await c.create("project", {"name": "demo"})
+    finally:
+        assert api.terminate() == 0
+    stats = pstats.Stats(str(prof))
+    assert any(fn == "create" and "config/objects.py" in path for path, _, fn in stats.stats)  # type: ignore[attr-defined]
 
 
 def run_main(tmp_path: Path, name: str, text: str) -> subprocess.CompletedProcess[str]:
