@@ -50,6 +50,13 @@ async def test_document_matches_the_server(tmp_path: Path) -> None:
         validator(doc, "Page").validate(page)
         assert set(page["items"][0]) == {"src_ip", "dst_ip", "sum(bytes)", "count()"}
         assert not query.is_valid({"table": "flowz"})
+        series = {
+            "table": "flows",
+            "select": ["bucket(end,60)", "sum(bytes)"],
+            "group_by": ["bucket(end,60)"],
+        }
+        query.validate(series)
+        assert (await c.call("POST", "/query", series))[0] == 200
         code, alarms = await c.call("GET", "/alarms")
         assert len(alarms["items"]) == 1
         for item in alarms["items"]:

@@ -156,6 +156,24 @@ async def test_group_by_sums_and_counts_sorted(client: Client) -> None:
 
 
 @pytest.mark.asyncio
+async def test_time_buckets_make_series(client: Client) -> None:
+    series = await client.query_all(
+        table="flows",
+        select=["bucket(end, 60)", "sum(bytes)", "count()"],
+        group_by=["bucket(end,60)"],
+        sort=["bucket(end,60)"],
+        limit=1000,
+    )
+    want: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+    for r in dataset():
+        w = want[int(r["end"] / 60) * 60]
+        w[0] += r["bytes"]
+        w[1] += 1
+    assert {i["bucket(end,60)"]: [i["sum(bytes)"], i["count()"]] for i in series} == dict(want)
+    assert [i["bucket(end,60)"] for i in series] == sorted(want)
+
+
+@pytest.mark.asyncio
 async def test_paging_is_stable_while_records_arrive(client: Client) -> None:
     body: dict[str, Any] = {
         "table": "flows",
@@ -212,6 +230,9 @@ async def test_paging_is_stable_while_records_arrive(client: Client) -> None:
         ({"table": "flows", "since": True}, "since"),
         ({"table": "flows", "group_by": ["vrf"], "select": ["vrf", "bytes"]}, "select[1]"),
         ({"table": "flows", "group_by": ["connections"]}, "group_by[0]"),
+        ({"table": "flows", "group_by": ["bucket(vrf,60)"]}, "group_by[0]"),
+        ({"table": "flows", "group_by": ["bucket(end,7)"]}, "group_by[0]"),
+        ({"table": "flows", "select": ["bucket(end,60)", "count()"]}, "select[0]"),
         ({"table": "flows", "sort": [{"field": "bytes", "order": "up"}]}, "sort[0].order"),
         ({"table": "flows", "sort": ["colour"]}, "sort[0].field"),
         ({"table": "flows", "group_by": ["vrf"], "sort": ["bytes"]}, "sort[0].field"),

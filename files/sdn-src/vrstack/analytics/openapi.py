@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
-from .query import AGGREGATES, DEFAULT_LIMIT, MAX_LIMIT, OPS, columns
+from .query import AGGREGATES, BUCKETS, DEFAULT_LIMIT, MAX_LIMIT, OPS, columns
 from .records import KINDS, TABLES
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ def _query_schema() -> JSON:
                 "items": {"type": "string"},
                 "description": "Fields and aggregates: "
                 + ", ".join(f"{a}(field)" for a in AGGREGATES)
-                + ", count(). Default: every field, or group_by + count()",
+                + ", count(), and the group_by time buckets. Default: every field, or group_by + count()",
             },
             "where": {
                 "type": "array",
@@ -73,7 +73,17 @@ def _query_schema() -> JSON:
             },
             "since": time,
             "until": time,
-            "group_by": {"type": "array", "items": {"type": "string", "enum": fields}},
+            "group_by": {
+                "type": "array",
+                "items": {
+                    "anyOf": [
+                        {"type": "string", "enum": fields},
+                        {"type": "string", "pattern": r"^bucket\(\s*[a-z_]+\s*,\s*\d+\s*\)$"},
+                    ]
+                },
+                "description": "Fields, or time buckets bucket(field,seconds) with seconds one "
+                f"of {', '.join(BUCKETS.values())}",
+            },
             "sort": {
                 "type": "array",
                 "items": {

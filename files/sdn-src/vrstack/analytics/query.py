@@ -32,6 +32,9 @@ COMPARE = {"=": "=", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 OPS = (*COMPARE, "prefix", "contains", "in")
 AGGREGATES = ("count", "sum", "avg", "min", "max")
 _AGG_RE = re.compile(r"(count|sum|avg|min|max)\(\s*([a-z_*]*)\s*\)")
+_BUCKET_RE = re.compile(r"bucket\(([a-z_]+),(\d+)\)")
+# Time buckets for series (bytes per minute…); a fixed set, so the SQL holds only our text.
+BUCKETS = {n: str(n) for n in (1, 10, 60, 300, 600, 3600, 86400)}
 _REL_RE = re.compile(r"-(\d+(?:\.\d+)?)([smhd])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _KEYS = {"table", "select", "where", "since", "until", "group_by", "sort", "limit", "cursor"}
@@ -92,11 +95,31 @@ def _converter(col: Column | None) -> Callable[[Any], Any] | None:
     return None
 
 
+def _bucket(text: str, field: str, cols: dict[str, Column]) -> Item | None:
+    """`bucket(ts,60)`: the time field rounded down to a multiple of 60 s, or None."""
+    m = _BUCKET_RE.fullmatch(text.replace(" ", ""))
+    if not m:
+        return None
+    name, size = m.group(1), int(m.group(2))
+    col = cols.get(name)
+    if col is None or col.type != "time":
+        raise FieldError(field, f"bucket() needs a time field, not {name!r}")
+    if size not in BUCKETS:
+        raise FieldError(field, f"bucket size must be one of {', '.join(BUCKETS.values())}")
+    width = BUCKETS[size]
+    return Item(
+        f"bucket({name},{width})", f"(CAST({q(name)} / {width} AS INTEGER) * {width})", False, None
+    )
+
+
 def _item(text: Any, field: str, cols: dict[str, Column]) -> Item:
     if not isinstance(text, str):
         raise FieldError(field, "must be a field name or an aggregate like sum(bytes)")
     if text in cols:
         return Item(text, q(text), False, _converter(cols[text]))
+    bucket = _bucket(text, field, cols)
+    if bucket is not None:
+        return bucket
     m = _AGG_RE.fullmatch(text.replace(" ", ""))
     if not m:
         raise FieldError(
@@ -222,7 +245,7 @@ class Query:
             f" WHERE {' AND '.join(where)}"
         )
         if self.group_by:
-            text += " GROUP BY " + ", ".join(q(g) for g in self.group_by)
+            text += " GROUP BY " + ", ".join(self.group_by)
         text += " ORDER BY " + ", ".join(self.order) + " LIMIT ? OFFSET ?"
         return text, [*params, snapshot, self.limit + 1, self.offset]
 
@@ -281,21 +304,27 @@ def parse(body: Any, now: float) -> Query:
 
     group_by = body.get("group_by", [])
     if not isinstance(group_by, list):
-        raise FieldError("group_by", "must be a list of field names")
+        raise FieldError("group_by", "must be a list of field names or time buckets")
+    keys: dict[str, str] = {}  # label -> SQL
     for i, name in enumerate(group_by):
-        if not isinstance(name, str) or name not in cols or cols[name].type == "conns":
-            raise FieldError(f"group_by[{i}]", f"unknown or ungroupable field {name!r}")
+        path = f"group_by[{i}]"
+        key = _bucket(name, path, cols) if isinstance(name, str) else None
+        if key is None:
+            if not isinstance(name, str) or name not in cols or cols[name].type == "conns":
+                raise FieldError(path, f"unknown or ungroupable field {name!r}")
+            key = Item(name, q(name), False, None)
+        keys[key.label] = key.sql
 
     select = body.get("select")
     if select is None:
-        select = [*group_by, "count()"] if group_by else list(cols)
+        select = [*keys, "count()"] if keys else list(cols)
     if not isinstance(select, list) or not select:
         raise FieldError("select", "must be a non-empty list of fields and aggregates")
     items = [_item(s, f"select[{i}]", cols) for i, s in enumerate(select)]
-    grouped = bool(group_by) or any(i.aggregate for i in items)
+    grouped = bool(keys) or any(i.aggregate for i in items)
     if grouped:
         for i, item in enumerate(items):
-            if not item.aggregate and item.label not in group_by:
+            if not item.aggregate and item.label not in keys:
                 raise FieldError(f"select[{i}]", f"{item.label} must be in group_by or aggregated")
 
     where, params = _where(body.get("where", []), cols, now)
@@ -330,9 +359,20 @@ def parse(body: Any, now: float) -> Query:
             )
         order.append(f"{expr} {direction.upper()}")
     # A total order, so that offsets page through the same sequence every time.
-    order += [q(g) for g in group_by] if grouped else ["rowid"]
-    if grouped and not group_by:
+    order += list(keys.values()) if grouped else ["rowid"]
+    if grouped and not keys:
         order = ["1"]  # a single row
     return Query(
-        kind, items, where, params, group_by, order, limit, offset, snapshot, now, digest, since
+        kind,
+        items,
+        where,
+        params,
+        list(keys.values()),
+        order,
+        limit,
+        offset,
+        snapshot,
+        now,
+        digest,
+        since,
     )
