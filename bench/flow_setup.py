@@ -129,7 +129,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     tag = f"{os.getpid() % 100000}"
     namespaces = [f"vrstack-fs1-{tag}", f"vrstack-fs2-{tag}"]
     taps = [f"vfs1-{tag}", f"vfs2-{tag}"]
-    stack = Stack(workdir)
+    stack = Stack(workdir, args.profile)
     procs: list[subprocess.Popen[str]] = []
     try:
 
@@ -243,6 +243,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60.0, help="bound on the run")
     parser.add_argument("--table", type=int, default=262144, help="flow table size (power of 2)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
+    parser.add_argument(
+        "--profile", action="store_true", help="run the services under cProfile (implies --keep)"
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("flow_setup.py: needs root (TAPs and network namespaces)")
@@ -250,6 +253,7 @@ def main() -> int:
         raise SystemExit("--flows: 1..60000 and at most an eighth of --table")
     if not 1 <= args.window <= 64:
         raise SystemExit("--window: 1..64 (above 10, trapped flow misses are lost; see above)")
+    args.keep |= args.profile
     workdir = Path(tempfile.mkdtemp(prefix="vrstack-flow-bench-"))
     try:
         r = asyncio.run(run(args, workdir))
