@@ -5,6 +5,9 @@ module). The session keeps what its node pushed: routes per subscribed instance 
 config objects. When the stream drops, that state is kept as it was (the agent keeps
 forwarding on it) and marked stale; after a reconnect the node sends every subscribed
 instance again, and what it did not resend is dropped once the subscriptions are answered.
+
+With `tls` (a client context from `vrstack.service.tls`) the stream runs over TLS and
+the node's certificate must match `server_name` (default: the host as configured).
 """
 
 from __future__ import annotations
@@ -12,12 +15,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any
 
 from ..control import xmpp
 from ..control.xmpp import Nexthop, XmppError
+from ..service.tls import refusal_reason
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +38,8 @@ class ControlSession:
         on_change: Callable[[], None],
         ping_interval: float = 10.0,
         retry: float = 1.0,
+        tls: ssl.SSLContext | None = None,
+        server_name: str = "",
     ) -> None:
         self.agent_name = agent_name
         self.host = host
@@ -40,6 +47,8 @@ class ControlSession:
         self.on_change = on_change
         self.ping_interval = ping_interval
         self.retry = retry
+        self.tls = tls
+        self.server_name = server_name or host
         self.state = "Idle"  # Idle, Connecting, Established
         self.flaps = 0
         self.established_at = 0.0
@@ -61,6 +70,7 @@ class ControlSession:
     def view(self) -> dict[str, Any]:
         return {
             "address": f"{self.host}:{self.port}",
+            "tls": self.tls is not None,
             "state": self.state,
             "flaps": self.flaps,
             "established_at": self.established_at,
@@ -113,11 +123,20 @@ class ControlSession:
         """Connect, serve, and reconnect after `retry` seconds until `stop` is set."""
         while not stop.is_set():
             self.state = "Connecting"
+            before = self.last_error
             try:
                 await self._serve(stop, on_up)
+            except ssl.SSLError as exc:
+                self.last_error = f"TLS with {self.server_name}: {refusal_reason(exc)}"
             except (OSError, XmppError, TimeoutError, ConnectionError) as exc:
                 self.last_error = str(exc) or type(exc).__name__
             finally:
+                if self.state != "Established" and self.last_error != before:
+                    # Each new reason once, not every retry: a wrong CA would flood the log.
+                    log.warning(
+                        "control session failed",
+                        extra={"control": f"{self.host}:{self.port}", "error": self.last_error},
+                    )
                 if self.state == "Established":
                     self.flaps += 1
                     log.log(
@@ -145,7 +164,15 @@ class ControlSession:
         self._writer = None
 
     async def _serve(self, stop: asyncio.Event, on_up: Callable[[], Any]) -> None:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port), 5)
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(
+                self.host,
+                self.port,
+                ssl=self.tls,
+                server_hostname=self.server_name if self.tls else None,
+            ),
+            5,
+        )
         self._writer = writer
         self.counters["connects"] += 1
         loop = asyncio.get_running_loop()
@@ -198,6 +225,11 @@ class ControlSession:
         while True:
             data = await reader.read(65536)
             if not data:
+                if self._opened is not None and not self._opened.done():
+                    hint = "" if self.tls else " (does it expect TLS? see xmpp.tls)"
+                    self._opened.set_exception(
+                        ConnectionError(f"the control node closed the connection{hint}")
+                    )
                 return
             for ev in parser.feed(data):
                 if ev.kind == "open":

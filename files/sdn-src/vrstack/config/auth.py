@@ -1,8 +1,11 @@
 """Who is calling: pluggable authenticators that map a request to roles.
 
 `static`: two tokens from the config file, one admin and one read-only (the lab).
-`keystone`: the place for keystonemiddleware's token validation when deployed with
-OpenStack; not built yet, so choosing it is a config error rather than a silent open door.
+`keystone`: Keystone v3 tokens (`keystone.py`), Keystone roles mapped to ours by the
+config file; the token's project is kept on the identity for per-project access.
+An authenticator returns None for no or a bad token (401), raises HTTPForbidden for a
+valid token without a role here (403) and HTTPServiceUnavailable when it cannot tell
+(503); the API's error middleware turns those into JSON errors.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Protocol
 from aiohttp import web
 
 from ..service.settings import Settings
+from . import keystone
 
 ADMIN = "admin"
 READER = "reader"
@@ -23,6 +27,8 @@ READER = "reader"
 class Identity:
     name: str
     roles: frozenset[str]
+    project_id: str = ""  # the Keystone project the token is scoped to ("" when none)
+    user_id: str = ""
 
     @property
     def can_write(self) -> bool:
@@ -32,6 +38,10 @@ class Identity:
 class Authenticator(Protocol):
     async def authenticate(self, request: web.Request) -> Identity | None:
         """The caller's identity, or None when the request carries no valid credentials."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections (called when the API stops)."""
         ...
 
 
@@ -60,23 +70,46 @@ class StaticTokens:
             return Identity("reader", frozenset({READER}))
         return None
 
+    async def close(self) -> None:
+        pass
+
 
 class KeystoneTokens:
-    """Hook for keystonemiddleware: validate X-Auth-Token, map Keystone roles to ours."""
+    """X-Auth-Token validated by Keystone; `admin_roles` -> admin, `reader_roles` -> read."""
 
-    def __init__(self, settings: Settings) -> None:
-        raise settings.error(
-            "auth.backend", "keystone is not available yet in this release; use static"
-        )
+    def __init__(self, ks: keystone.KeystoneSettings) -> None:
+        self.ks = ks
+        self.validator = keystone.TokenValidator(ks)
 
-    async def authenticate(self, request: web.Request) -> Identity | None:  # pragma: no cover
-        raise NotImplementedError
+    async def authenticate(self, request: web.Request) -> Identity | None:
+        token = request_token(request)
+        if token is None:
+            return None
+        try:
+            found = await self.validator.validate(token)
+        except keystone.KeystoneUnavailable as exc:
+            raise web.HTTPServiceUnavailable(reason=f"cannot check the token: {exc}") from None
+        if found is None:
+            return None
+        if found.roles & set(self.ks.admin_roles):
+            roles = frozenset({ADMIN, READER})
+        elif found.roles & set(self.ks.reader_roles):
+            roles = frozenset({READER})
+        else:
+            wanted = ", ".join((*self.ks.admin_roles, *self.ks.reader_roles))
+            raise web.HTTPForbidden(
+                reason=f"{found.user} has none of the roles {wanted} in project {found.project}"
+            )
+        return Identity(found.user, roles, found.project_id, found.user_id)
+
+    async def close(self) -> None:
+        await self.validator.close()
 
 
 def from_settings(settings: Settings) -> Authenticator:
     backend = settings.get_choice("auth.backend", ("static", "keystone"), "static")
     if backend == "keystone":
-        return KeystoneTokens(settings)
+        return KeystoneTokens(keystone.settings_from(settings))
     admin = settings.get_str("auth.admin_token")
     reader = (
         settings.get_str("auth.reader_token", None)
