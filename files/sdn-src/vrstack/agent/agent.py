@@ -22,6 +22,7 @@ from ..control.xmpp import ENCAPS, Nexthop
 from ..datapath.client import DatapathClient, DatapathError
 from ..datapath.codec import Obj, Op
 from ..datapath.flowtable import FlowTable, FlowTableError
+from ..service import tls
 from .flows import FORWARD, decide
 from .packets import Lease, Trapped
 from .pkt0 import Pkt0, lease_for
@@ -47,12 +48,15 @@ class AgentSettings:
     pkt0_dir: str = ""  # the datapath's pkt0 directory; empty: no pkt0 handling
     flow_file: str = ""  # the datapath's shared flow table; empty: no ageing
     flow_idle: float = 60.0  # seconds without a packet before a flow is removed
+    xmpp_tls: tls.TlsFiles | None = None  # XMPP over TLS to the control nodes
+    xmpp_server_name: str = ""  # the name their certificates carry; default: the host
 
 
 class Agent:
     def __init__(self, settings: AgentSettings) -> None:
         self.s = settings
         self.ports = PortStore(settings.port_file)
+        xmpp_tls = tls.client_context(settings.xmpp_tls) if settings.xmpp_tls else None
         self.sessions = [
             ControlSession(
                 settings.name,
@@ -61,6 +65,8 @@ class Agent:
                 self.mark_dirty,
                 ping_interval=settings.ping_interval,
                 retry=settings.retry,
+                tls=xmpp_tls,
+                server_name=settings.xmpp_server_name,
             )
             for host, port in settings.controls
         ]

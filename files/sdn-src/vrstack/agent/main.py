@@ -15,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ..service import tls
 from ..service.daemon import add_background, add_health, serve
 from ..service.jsonlog import setup_logging
 from ..service.settings import ConfigError, Settings
@@ -137,6 +138,8 @@ def load(settings: Settings) -> tuple[AgentSettings, str, int]:
         max_vifs=settings.get_int("datapath.max_vifs", 256, low=3, high=65536),
         ping_interval=settings.get_float("ping_interval", 10.0),
         retry=settings.get_float("retry", 1.0),
+        xmpp_tls=tls.client_files(settings, "xmpp.tls"),
+        xmpp_server_name=settings.get_str("xmpp.tls.server_name", ""),
     )
     if agent.ping_interval <= 0 or agent.retry <= 0 or agent.flow_idle <= 0:
         raise settings.error("ping_interval", "timers must be positive")

@@ -212,6 +212,7 @@ def make_app(db: ConfigDB, auth: Authenticator, backend: str) -> web.Application
 
     async def close_store(_app: web.Application) -> None:
         await db.store.close()
+        await auth.close()  # e.g. Keystone's HTTP connections
 
     app.on_startup.append(open_store)
     app.on_cleanup.append(close_store)

@@ -8,13 +8,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ipaddress
-import os
 import sys
 from typing import Any
 
 from aiohttp import web
 
 from ..config.client import ConfigClient, Mirror
+from ..service import tls
 from ..service.daemon import add_background, add_health, serve
 from ..service.jsonlog import setup_logging
 from ..service.settings import ConfigError, Settings
@@ -66,9 +66,11 @@ def load(settings: Settings) -> tuple[NodeSettings, str, str, str, int]:
         xmpp_host=settings.get_str("xmpp.host", "0.0.0.0"),
         xmpp_port=settings.get_int("xmpp.port", 5269, low=0, high=65535),
         xmpp_hold_time=settings.get_float("xmpp.hold_time", 90.0),
-        tls_cert=settings.get_str("xmpp.tls.cert", ""),
-        tls_key=settings.get_str("xmpp.tls.key", ""),
     )
+    xmpp_tls = tls.server_files(settings, "xmpp.tls")
+    if xmpp_tls is not None:
+        ns.tls_cert, ns.tls_key, ns.tls_ca = xmpp_tls.cert, xmpp_tls.key, xmpp_tls.ca
+        ns.tls_verify_client = xmpp_tls.verify_peer
     ns.router_id = settings.get_str("bgp.router_id", ns.bgp_address)
     for field, value in (("bgp.address", ns.bgp_address), ("bgp.router_id", ns.router_id)):
         try:
@@ -77,9 +79,6 @@ def load(settings: Settings) -> tuple[NodeSettings, str, str, str, int]:
             raise settings.error(field, f"must be an IPv4 address, got {value!r}") from None
     if ns.connect_retry <= 0 or ns.xmpp_hold_time <= 0:
         raise settings.error("bgp.connect_retry", "timers must be positive")
-    for field, path in (("xmpp.tls.cert", ns.tls_cert), ("xmpp.tls.key", ns.tls_key)):
-        if path and not os.access(path, os.R_OK):
-            raise settings.error(field, f"cannot read {path}")
     host = settings.get_str("listen.host", "127.0.0.1")
     port = settings.get_int("listen.port", 8083, low=0, high=65535)
     return ns, url, token, host, port

@@ -15,7 +15,6 @@ import contextlib
 import ipaddress
 import logging
 import socket
-import ssl
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 import aiohttp
 
 from ..config.client import ApiError
+from ..service import tls
 from . import bgp_codec as bc
 from .agents import AgentSession
 from .bgp import Advert, BgpSpeaker, Peer, PeerConfig
@@ -58,8 +58,10 @@ class NodeSettings:
     xmpp_host: str = "127.0.0.1"
     xmpp_port: int = 5269
     xmpp_hold_time: float = 90.0
-    tls_cert: str = ""
+    tls_cert: str = ""  # XMPP over TLS when set (docs/sdn-control.md)
     tls_key: str = ""
+    tls_ca: str = ""  # the CA of the agents' certificates, for tls_verify_client
+    tls_verify_client: bool = False
     report_interval: float = 5.0  # seconds between checks of our service-health object
 
 
@@ -74,6 +76,7 @@ class ControlNode:
         self.table = RouteTable()
         self.agents: dict[str, AgentSession] = {}
         self.agent_flaps: dict[str, int] = {}
+        self.agents_refused = 0  # TLS handshakes that failed
         self.subscribers: dict[str, set[AgentSession]] = {}
         self.speaker: BgpSpeaker | None = None
         self.xmpp_server: asyncio.Server | None = None
@@ -86,13 +89,18 @@ class ControlNode:
     # ---- lifecycle --------------------------------------------------------------
 
     async def start(self) -> None:
-        tls = None
+        host, port = self.s.xmpp_host, self.s.xmpp_port
         if self.s.tls_cert:
-            tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            tls.load_cert_chain(self.s.tls_cert, self.s.tls_key or None)
-        self.xmpp_server = await asyncio.start_server(
-            self._accept_agent, self.s.xmpp_host, self.s.xmpp_port, ssl=tls, reuse_address=True
-        )
+            files = tls.TlsFiles(
+                self.s.tls_cert, self.s.tls_key, self.s.tls_ca, self.s.tls_verify_client
+            )
+            self.xmpp_server = await tls.start_server(
+                self._accept_agent, host, port, tls.server_context(files), self._refused
+            )
+        else:
+            self.xmpp_server = await asyncio.start_server(
+                self._accept_agent, host, port, reuse_address=True
+            )
         self.xmpp_port = self.xmpp_server.sockets[0].getsockname()[1]
         log.info("xmpp listening", extra={"host": self.s.xmpp_host, "port": self.xmpp_port})
         if self.s.asn:
@@ -296,6 +304,10 @@ class ControlNode:
     ) -> None:
         await AgentSession(self, reader, writer).run()
 
+    def _refused(self, address: str, reason: str) -> None:
+        self.agents_refused += 1
+        log.warning("agent refused", extra={"addr": address, "reason": reason})
+
     def agent_opened(self, agent: AgentSession) -> None:
         old = self.agents.get(agent.name)
         if old is not None:  # the agent reconnected: the new session replaces the old one
@@ -421,12 +433,19 @@ class ControlNode:
             "bgp_established": sum(1 for p in peers if p["state"] == "Established"),
         }
 
+    def _tls_mode(self) -> str:
+        if not self.s.tls_cert:
+            return "off"
+        return "mutual" if self.s.tls_verify_client else "on"
+
     def introspect(self) -> JSON:
         return {
             "name": self.name,
             "router_id": self.router_id,
             "asn": self.speaker.asn if self.speaker else None,
             "xmpp_port": self.xmpp_port,
+            "xmpp_tls": self._tls_mode(),
+            "agents_refused": self.agents_refused,
             "bgp_port": self.speaker.port if self.speaker else None,
             "config_revision": self.config_revision,
             "agents": [
