@@ -226,9 +226,18 @@ class ControlSession:
             data = await reader.read(65536)
             if not data:
                 if self._opened is not None and not self._opened.done():
-                    hint = "" if self.tls else " (does it expect TLS? see xmpp.tls)"
+                    # A TLS node that refuses our certificate just closes (TLS 1.3: after
+                    # our side of the handshake); a TLS node reached without TLS does too.
+                    hint = (
+                        "it may refuse this agent's certificate, see its log"
+                        if self.tls
+                        else "does it expect TLS? see xmpp.tls"
+                    )
                     self._opened.set_exception(
-                        ConnectionError(f"the control node closed the connection{hint}")
+                        ConnectionError(
+                            f"the control node closed the connection before the stream opened"
+                            f" ({hint})"
+                        )
                     )
                 return
             for ev in parser.feed(data):
