@@ -37,11 +37,17 @@ def main() -> int:
     if not interface:
         holders = [d["ifname"] for d in ip_json("-4", "addr", "show", "to", f"{address}/32")]
         if not holders:
-            raise SystemExit(f"vrouter-fabric-info: no interface holds the fabric address {address}")
+            raise SystemExit(
+                f"vrouter-fabric-info: no interface holds the fabric address {address}"
+            )
         interface = str(holders[0])
     link = ip_json("link", "show", "dev", interface)
     mac = str(link[0].get("address", "")) if link else ""
-    out = {"interface": interface, "mac": mac, "gateway_mac": neighbour_mac(gateway) if gateway else ""}
+    out = {
+        "interface": interface,
+        "mac": mac,
+        "gateway_mac": neighbour_mac(gateway) if gateway else "",
+    }
     print(json.dumps(out))
     return 0
 

@@ -1,0 +1,225 @@
+"""The SDN roles' templates rendered with Ansible's templar from the fabric inventories'
+host vars, then read back by the daemons' own config loaders (so every field the
+roles write is one the daemon accepts), and the FreeBSD rc.d script through `sh -n`.
+There is no FreeBSD host here: this is how its side is checked."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from ansible import context
+from ansible.inventory.manager import InventoryManager
+from ansible.module_utils.common.collections import ImmutableDict
+from ansible.parsing.dataloader import DataLoader
+from ansible.plugins.loader import init_plugin_loader
+from ansible.template import Templar, trust_as_template
+from ansible.vars.manager import VariableManager
+
+ROOT = Path(__file__).resolve().parents[4]
+sys.path.insert(0, str(ROOT / "files" / "sdn-src"))
+from vrstack.agent.main import load as load_agent  # noqa: E402
+from vrstack.config import auth  # noqa: E402
+from vrstack.config.main import store_from_settings  # noqa: E402
+from vrstack.control.main import load as load_control  # noqa: E402
+from vrstack.service.settings import Settings  # noqa: E402
+
+LAB = ROOT / "inventories" / "lab"
+BSD = ROOT / "inventories" / "example-freebsd"
+TOKENS = {"sdn_config_admin_token": "a" * 32, "sdn_config_reader_token": "r" * 32}
+
+
+def render_vars(inventory: Path, host: str, roles: list[str], **extra: Any) -> Templar:
+    """Defaults and vars of `roles` (in order) over one host's inventory vars."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="AnsibleCollectionFinder has already")
+        init_plugin_loader([str(ROOT / ".collections")])
+    context.CLIARGS = ImmutableDict(connection="local")
+    loader = DataLoader()
+    inv = InventoryManager(loader=loader, sources=[str(inventory)])
+    vm = VariableManager(loader=loader, inventory=inv)
+    variables: dict[str, Any] = {}
+    for role in roles:
+        path = ROOT / "roles" / role / "defaults" / "main.yml"
+        variables.update(loader.load_from_file(str(path), trusted_as_template=True))
+    variables.update(vm.get_vars(host=inv.get_host(host), include_hostvars=False))
+    for role in roles:
+        path = ROOT / "roles" / role / "vars" / "main.yml"
+        if path.exists():
+            variables.update(loader.load_from_file(str(path), trusted_as_template=True))
+    hostvars = {h.name: vm.get_vars(host=h, include_hostvars=False) for h in inv.get_hosts()}
+    variables["hostvars"] = hostvars
+    variables["groups"] = {g: [h.name for h in inv.groups[g].get_hosts()] for g in inv.groups}
+    variables["inventory_hostname"] = host
+    variables["ansible_managed"] = "Ansible managed"
+    variables["role_path"] = str(ROOT / "roles" / roles[-1])
+    variables.update(extra)
+    return Templar(loader=loader, variables=variables)
+
+
+def render(t: Templar, role: str, name: str) -> str:
+    text = (ROOT / "roles" / role / "templates" / name).read_text()
+    return str(t.template(trust_as_template(text)))
+
+
+def settings(tmp_path: Path, name: str, text: str) -> Settings:
+    path = tmp_path / name
+    path.write_text(text)
+    return Settings.load(path)
+
+
+def test_lab_api_and_schema_configs(tmp_path: Path) -> None:
+    t = render_vars(LAB, "lab-ctl1", ["sdn_package", "sdn_config"], **TOKENS)
+    assert t.template(trust_as_template("{{ sdn_config_store }}")) == "sqlite"
+    api = settings(tmp_path, "api.yaml", render(t, "sdn_config", "api.yaml.j2"))
+    store, backend = store_from_settings(api)
+    assert backend == "sqlite" and api.get_str("store.path") == "/var/lib/sdn-config/config.db"
+    assert api.get_str("listen.host") == "198.18.1.16" and api.get_int("listen.port") == 8082
+    assert isinstance(auth.from_settings(api), auth.StaticTokens)
+    schema = yaml.safe_load(render(t, "sdn_config", "schema.yaml.j2"))
+    assert schema["api"] == {"url": "http://198.18.1.16:8082", "token": "a" * 32}
+    glob = t.template(trust_as_template("{{ sdn_config_global }}"))
+    assert glob == {
+        "asn": 64512,
+        "encapsulation_priority": ["MPLSoUDP", "MPLSoGRE", "VXLAN"],
+        "route_target_range": [8000000, 8099999],
+        "mpls_label_range": [16, 1048575],
+        "vni_range": [4096, 16777215],
+    }
+
+
+def test_three_controllers_use_etcd(tmp_path: Path) -> None:
+    ctls = ["lab-ctl1", "lab-ctl2", "lab-cmp1"]  # any three hosts with fabric addresses
+    t = render_vars(
+        LAB, "lab-ctl2", ["sdn_package", "sdn_config"], sdn_config_controllers=ctls, **TOKENS
+    )
+    api = settings(tmp_path, "api.yaml", render(t, "sdn_config", "api.yaml.j2"))
+    _store, backend = store_from_settings(api)
+    assert backend == "etcd"
+    assert api.get_list("store.endpoints") == [
+        "http://198.18.1.16:2379",
+        "http://198.18.2.16:2379",
+        "http://198.18.1.17:2379",
+    ]
+    etcd = dict(
+        line.split("=", 1)
+        for line in render(t, "sdn_config", "etcd.default.j2").splitlines()
+        if "=" in line and not line.startswith("#")
+    )
+    assert etcd["ETCD_NAME"] == '"lab-ctl2"'
+    assert etcd["ETCD_INITIAL_CLUSTER"] == (
+        '"lab-ctl1=http://198.18.1.16:2380,lab-ctl2=http://198.18.2.16:2380,'
+        'lab-cmp1=http://198.18.1.17:2380"'
+    )
+    assert etcd["ETCD_LISTEN_PEER_URLS"] == '"http://198.18.2.16:2380"'
+
+
+def test_lab_control_config(tmp_path: Path) -> None:
+    t = render_vars(LAB, "lab-ctl2", ["sdn_package", "sdn_control"], sdn_control_api_token="t" * 32)
+    ns, url, token, host, port = load_control(
+        settings(tmp_path, "control.yaml", render(t, "sdn_control", "control.yaml.j2"))
+    )
+    assert (ns.name, ns.bgp_address, ns.router_id, ns.asn) == (
+        "lab-ctl2",
+        "198.18.2.16",
+        "198.18.2.16",
+        64512,
+    )
+    assert (url, token, host, port) == ("http://198.18.1.16:8082", "t" * 32, "127.0.0.1", 8083)
+    assert (ns.xmpp_host, ns.xmpp_port) == ("198.18.2.16", 5269)
+
+
+@pytest.mark.parametrize(
+    ("host", "controls"),
+    [
+        ("lab-cmp1", [("198.18.1.16", 5269), ("198.18.2.16", 5269)]),
+        ("lab-cmp2", [("198.18.2.16", 5269), ("198.18.1.16", 5269)]),
+    ],
+)
+def test_lab_agent_config(tmp_path: Path, host: str, controls: list[tuple[str, int]]) -> None:
+    found = {"stdout": '{"interface": "eth0", "mac": "02:aa:00:00:00:01", "gateway_mac": ""}'}
+    t = render_vars(LAB, host, ["sdn_package", "vrouter"], __vrouter_agent_found=found)
+    agent, listen_host, listen_port = load_agent(
+        settings(tmp_path, "agent.yaml", render(t, "vrouter", "agent.yaml.j2"))
+    )
+    assert agent.name == host and agent.controls == controls
+    assert agent.fabric.interface == "eth0" and agent.fabric.mac == "02:aa:00:00:00:01"
+    assert agent.fabric.gateway_mac == "02:00:00:00:00:02"  # none found: the agent's default
+    # The lab sets vrouter_datapath: user: vrouterd's socket, pkt0 and flow file.
+    assert agent.datapath_socket == "/run/vrouter/control.sock"
+    assert (agent.pkt0_dir, agent.flow_file) == ("/run/vrouter", "/run/vrouter/flows")
+    assert agent.label_range == (16, 1048575)
+    assert (listen_host, listen_port) == ("127.0.0.1", 8085)
+
+
+SERVICE = {
+    "name": "vrstack-agent",
+    "description": "vrstack vrouter agent",
+    "config": "/etc/vrstack/agent.yaml",
+    "user": "vrouter",
+    "group": "vrouter",
+    "capabilities": ["CAP_NET_ADMIN"],
+    "netlink": True,
+    "read_write_paths": ["/var/lib/vrouter"],
+    "part_of": ["vrouterd.service"],
+}
+
+
+def test_systemd_unit() -> None:
+    t = render_vars(LAB, "lab-cmp1", ["sdn_package"], sdn_service=SERVICE)
+    unit = render(t, "sdn_package", "vrstack-service.service.j2").splitlines()
+    assert "ExecStart=/opt/vrstack/venv/bin/vrstack-agent --config /etc/vrstack/agent.yaml" in unit
+    assert {"User=vrouter", "Group=vrouter", "Restart=on-failure"} <= set(unit)
+    assert "AmbientCapabilities=CAP_NET_ADMIN" in unit
+    assert "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK" in unit
+    assert "PartOf=vrouterd.service" in unit and "ReadWritePaths=/var/lib/vrouter" in unit
+
+
+def test_freebsd_rc_script(tmp_path: Path) -> None:
+    t = render_vars(BSD, "bsd-cmp1", ["sdn_package"], sdn_service=SERVICE)
+    assert t.template(trust_as_template("{{ __sdn_package_python }}")) == (
+        "/usr/local/bin/python3.11"
+    )
+    text = render(t, "sdn_package", "vrstack-service.rc.j2")
+    script = tmp_path / "vrstack_agent"
+    script.write_text(text)
+    res = subprocess.run(["sh", "-n", str(script)], capture_output=True, text=True, check=False)
+    assert res.returncode == 0, res.stderr
+    lines = text.splitlines()
+    assert lines[0] == "#!/bin/sh"
+    assert {"# PROVIDE: vrstack_agent", 'name="vrstack_agent"', 'rcvar="vrstack_agent_enable"'} <= (
+        set(lines)
+    )
+    assert ': "${vrstack_agent_enable:=NO}"' in lines
+    assert ': "${vrstack_agent_config:=/etc/vrstack/agent.yaml}"' in lines
+    assert 'pidfile="/var/run/vrstack_agent.pid"' in lines
+    (args,) = [x for x in lines if x.startswith("command_args=")]
+    # daemon(8): restart, supervisor and child pidfiles, the user, syslog tag.
+    for flag in ("-r", "-P ${pidfile}", "-u vrouter", "-T vrstack-agent"):
+        assert flag in args
+    assert "/opt/vrstack/venv/bin/vrstack-agent --config ${vrstack_agent_config}" in args
+
+
+def test_sdn_playbook_syntax_with_freebsd_inventory() -> None:
+    beside = Path(sys.executable).with_name("ansible-playbook")
+    exe = str(beside) if beside.exists() else shutil.which("ansible-playbook")
+    assert exe, "ansible-playbook is not on PATH (run make bootstrap)"
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
+    env["ANSIBLE_COLLECTIONS_PATH"] = str(ROOT / ".collections")
+    res = subprocess.run(
+        [exe, "--syntax-check", "-i", str(BSD), str(ROOT / "playbooks" / "sdn.yml")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
