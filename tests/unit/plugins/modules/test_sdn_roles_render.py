@@ -79,7 +79,7 @@ def test_lab_api_and_schema_configs(tmp_path: Path) -> None:
     t = render_vars(LAB, "lab-ctl1", ["sdn_package", "sdn_config"], **TOKENS)
     assert t.template(trust_as_template("{{ sdn_config_store }}")) == "sqlite"
     api = settings(tmp_path, "api.yaml", render(t, "sdn_config", "api.yaml.j2"))
-    store, backend = store_from_settings(api)
+    _store, backend = store_from_settings(api)
     assert backend == "sqlite" and api.get_str("store.path") == "/var/lib/sdn-config/config.db"
     assert api.get_str("listen.host") == "198.18.1.16" and api.get_int("listen.port") == 8082
     assert isinstance(auth.from_settings(api), auth.StaticTokens)
