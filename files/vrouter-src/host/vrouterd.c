@@ -5,7 +5,8 @@
  * control messages arrive on a unix SOCK_SEQPACKET socket, and the flow table
  * lives in an mmapped file the agent can map read-only.
  *
- *   vrouterd --control PATH [--pkt0-dir DIR] [--flow-file PATH] [--flows N]
+ *   vrouterd --control PATH [--pkt0-dir DIR] [--pkt0-queue N] [--flow-file PATH]
+ *            [--flows N]
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -36,6 +37,9 @@
 #define MAX_CLIENTS 16
 #define FRAME_MAX 9216
 #define RX_BURST 64
+#define PKT0_QUEUE_DEFAULT 4096     /* messages waiting for the agent's socket */
+#define PKT0_QUEUE_BYTES (16u << 20) /* and at most this many bytes of them */
+#define LOST_MAX 1024               /* lost flow misses awaiting re-arming */
 
 enum port_kind { PORT_NONE, PORT_PACKET, PORT_TAP, PORT_AGENT };
 
@@ -50,6 +54,36 @@ static struct vr_router router;
 static int agent_fd = -1;
 static struct sockaddr_un agent_peer;
 static volatile sig_atomic_t stopping;
+
+/*
+ * pkt0 backlog.  The agent's socket queues only net.unix.max_dgram_qlen
+ * (10) datagrams, so a burst of flow misses would overflow it.  Messages that
+ * do not fit wait here in order; the main loop retries every millisecond
+ * while any wait (an unconnected datagram socket gives no POLLOUT for its
+ * peer's queue).  Bounded: past the limit the oldest is dropped (dropstats
+ * TX_FAILED).
+ */
+struct pkt0_msg {
+	uint32_t len;
+	uint32_t flow, gen; /* a flow miss's flow and its generation, else VR_FLOW_NONE */
+	uint8_t data[];
+};
+
+static struct pkt0_msg **pq;
+static uint32_t pq_cap = PKT0_QUEUE_DEFAULT, pq_head, pq_len;
+static size_t pq_bytes;
+
+/*
+ * A flow miss that never reached the agent leaves its flow held for ever:
+ * later packets of the flow are held, not trapped.  Such flows are removed
+ * once dp-core has returned (not from inside its tx call), so the next
+ * packet creates the flow again and traps again.
+ */
+static struct {
+	uint32_t flow, gen;
+} lost[LOST_MAX];
+static uint32_t nlost;
+static uint64_t pkt0_dropped, pkt0_rearmed, pkt0_unrearmed;
 
 static void logmsg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void logmsg(const char *fmt, ...)
@@ -115,6 +149,123 @@ static void h_pkt_free(void *ctx, struct vr_pkt *p)
 	free(p);
 }
 
+/* ---------------- pkt0 to the agent ---------------- */
+
+/* 0 sent, 1 the agent's queue is full, -1 lost (no agent, too big). */
+static int pkt0_sendto(const uint8_t *d, size_t len)
+{
+	if (sendto(agent_fd, d, len, MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&agent_peer,
+		   sizeof(agent_peer)) >= 0)
+		return 0;
+	if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS || errno == EINTR)
+		return 1;
+	return -1;
+}
+
+static void note_lost(uint32_t flow, uint32_t gen)
+{
+	if (flow == VR_FLOW_NONE)
+		return;
+	if (nlost < LOST_MAX)
+		lost[nlost++] = (typeof(lost[0])){flow, gen};
+	else
+		pkt0_unrearmed++;
+}
+
+/* Remove the flows whose miss was lost, if they are still the same held flow. */
+static void rearm_lost(void)
+{
+	for (uint32_t i = 0; i < nlost; i++) {
+		uint32_t idx = lost[i].flow;
+		struct vr_flow_entry *e;
+
+		if (idx >= router.nflows)
+			continue;
+		e = &router.flows[idx];
+		if (!(e->flags & VR_FLOW_F_VALID) || e->gen != lost[i].gen ||
+		    e->action != VR_FLOW_HOLD)
+			continue; /* gone, reused or decided meanwhile */
+		vr_hold_drop(&router, idx);
+		vr_flow_remove(&router, idx);
+		pkt0_rearmed++;
+	}
+	nlost = 0;
+}
+
+static void pkt0_drop_oldest(void)
+{
+	struct pkt0_msg *m = pq[pq_head];
+
+	pq_head = (pq_head + 1) % pq_cap;
+	pq_len--;
+	pq_bytes -= m->len;
+	note_lost(m->flow, m->gen);
+	free(m);
+	pkt0_dropped++;
+	vr_drop(&router, NULL, VR_DROP_TX_FAILED);
+}
+
+/* Send what waits, in order, until the agent's queue is full again. */
+static void pkt0_flush(void)
+{
+	while (pq_len) {
+		struct pkt0_msg *m = pq[pq_head];
+		int rc = pkt0_sendto(m->data, m->len);
+
+		if (rc > 0)
+			break;
+		if (rc < 0) {
+			pkt0_drop_oldest();
+			continue;
+		}
+		pq_head = (pq_head + 1) % pq_cap;
+		pq_len--;
+		pq_bytes -= m->len;
+		free(m);
+	}
+	rearm_lost();
+}
+
+/* dp-core's transmit to the agent vif: send now, or queue behind what waits. */
+static ssize_t pkt0_tx(const uint8_t *d, uint32_t len)
+{
+	uint32_t flow = VR_FLOW_NONE, gen = 0;
+	struct pkt0_msg *m;
+
+	if (len >= VR_PKT0_HDR_LEN && ((uint32_t)d[8] << 8 | d[9]) == VR_TRAP_FLOW_MISS) {
+		flow = (uint32_t)d[12] << 24 | (uint32_t)d[13] << 16 | (uint32_t)d[14] << 8 | d[15];
+		if (flow < router.nflows)
+			gen = router.flows[flow].gen;
+		else
+			flow = VR_FLOW_NONE;
+	}
+	if (!pq_len) {
+		int rc = pkt0_sendto(d, len);
+
+		if (rc == 0)
+			return 0;
+		if (rc < 0) {
+			note_lost(flow, gen);
+			return -1;
+		}
+	}
+	while (pq_len && (pq_len == pq_cap || pq_bytes + len > PKT0_QUEUE_BYTES))
+		pkt0_drop_oldest();
+	m = malloc(sizeof(*m) + len);
+	if (!m) {
+		note_lost(flow, gen);
+		return -1;
+	}
+	m->len = len;
+	m->flow = flow;
+	m->gen = gen;
+	memcpy(m->data, d, len);
+	pq[(pq_head + pq_len) % pq_cap] = m;
+	pq_len++;
+	pq_bytes += len;
+	return 0;
+}
+
 static int h_tx(void *ctx, uint32_t vif, uint32_t os_idx, struct vr_pkt *p)
 {
 	const uint8_t *d = p->buf + p->off;
@@ -131,8 +282,7 @@ static int h_tx(void *ctx, uint32_t vif, uint32_t os_idx, struct vr_pkt *p)
 			n = write(ports[vif].fd, d, p->len);
 			break;
 		case PORT_AGENT:
-			n = sendto(agent_fd, d, p->len, MSG_DONTWAIT, (struct sockaddr *)&agent_peer,
-				   sizeof(agent_peer));
+			n = pkt0_tx(d, p->len);
 			break;
 		default:
 			break;
@@ -265,6 +415,7 @@ static void port_rx(uint32_t i)
 		}
 		p->len = (uint32_t)got;
 		vr_rx(&router, i, p);
+		rearm_lost();
 	}
 }
 
@@ -342,8 +493,8 @@ static void on_signal(int sig)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: vrouterd --control PATH [--pkt0-dir DIR] [--flow-file PATH] "
-			"[--flows N (power of two)]\n");
+	fprintf(stderr, "usage: vrouterd --control PATH [--pkt0-dir DIR] [--pkt0-queue N] "
+			"[--flow-file PATH] [--flows N (power of two)]\n");
 	exit(2);
 }
 
@@ -352,6 +503,7 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{"control", required_argument, NULL, 'c'},
 		{"pkt0-dir", required_argument, NULL, 'p'},
+		{"pkt0-queue", required_argument, NULL, 'q'},
 		{"flow-file", required_argument, NULL, 'f'},
 		{"flows", required_argument, NULL, 'n'},
 		{NULL, 0, NULL, 0},
@@ -370,6 +522,14 @@ int main(int argc, char **argv)
 			break;
 		case 'p':
 			pkt0_dir = optarg;
+			break;
+		case 'q':
+			pq_cap = (uint32_t)strtoul(optarg, &end, 0);
+			if (*end || !pq_cap || pq_cap > 65536) {
+				fprintf(stderr, "vrouterd: --pkt0-queue: %s is not a count from 1 to 65536\n",
+					optarg);
+				exit(2);
+			}
 			break;
 		case 'f':
 			flow_file = optarg;
@@ -396,6 +556,11 @@ int main(int argc, char **argv)
 		logmsg("cannot initialise the router");
 		return 1;
 	}
+	pq = calloc(pq_cap, sizeof(*pq));
+	if (!pq) {
+		logmsg("cannot allocate the pkt0 queue");
+		return 1;
+	}
 	if (pkt0_dir)
 		open_pkt0(pkt0_dir);
 	lfd = listen_control(control);
@@ -420,7 +585,8 @@ int main(int argc, char **argv)
 			pvif[nports++] = i;
 			pfd[n++] = (struct pollfd){.fd = ports[i].fd, .events = POLLIN};
 		}
-		if (poll(pfd, (nfds_t)n, 200) < 0) {
+		pkt0_flush();
+		if (poll(pfd, (nfds_t)n, pq_len ? 1 : 200) < 0) {
 			if (errno == EINTR)
 				continue;
 			logmsg("poll: %s", strerror(errno));
@@ -444,6 +610,7 @@ int main(int argc, char **argv)
 				continue;
 			}
 			rn = vr_msg_handle(&router, in, (size_t)got, out, sizeof(out));
+			rearm_lost(); /* a released flow may have trapped again */
 			if (rn > 0 && send(clients[i], out, (size_t)rn, MSG_NOSIGNAL) < 0)
 				logmsg("reply: %s", strerror(errno));
 			reconcile_ports();
@@ -456,7 +623,12 @@ int main(int argc, char **argv)
 				close(cfd);
 		}
 	}
-	logmsg("stopping");
+	logmsg("stopping; pkt0: %llu dropped from a full queue, %llu held flows re-armed, %llu not",
+	       (unsigned long long)pkt0_dropped, (unsigned long long)pkt0_rearmed,
+	       (unsigned long long)pkt0_unrearmed);
+	while (pq_len)
+		pkt0_drop_oldest();
+	free(pq);
 	for (uint32_t i = 0; i < MAX_VIFS; i++)
 		close_port(i);
 	unlink(control);
