@@ -3,7 +3,9 @@ and 400s that name the bad part of the query."""
 
 from __future__ import annotations
 
+import base64
 import ipaddress
+import json
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -258,6 +260,13 @@ async def test_cursor_belongs_to_its_query(client: Client) -> None:
         "POST", "/query", {"table": "logs", "limit": 10, "cursor": page["next"]}
     )
     assert status == 400 and answer["field"] == "cursor" and "another query" in answer["error"]
+    # A forged cursor (negative offset) is refused.
+    state = json.loads(base64.urlsafe_b64decode(page["next"]))
+    forged = base64.urlsafe_b64encode(json.dumps({**state, "o": -5}).encode()).decode()
+    status, answer = await client.call(
+        "POST", "/query", {"table": "flows", "limit": 10, "cursor": forged}
+    )
+    assert status == 400 and answer["field"] == "cursor"
     # A different page size with the same cursor is fine: it continues where it was.
     nxt = await client.query(table="flows", limit=20, cursor=page["next"])
     assert nxt["items"][0]["id"] == "f10"

@@ -273,7 +273,13 @@ def _cursor(text: Any, digest: str) -> tuple[int, int, float]:
         raise FieldError("cursor", "is not a cursor this server returned") from None
     if h != digest:
         raise FieldError("cursor", "belongs to another query (resend the same query)")
-    if not (isinstance(offset, int) and isinstance(snapshot, int) and isinstance(now, float)):
+    if not (
+        isinstance(offset, int)
+        and isinstance(snapshot, int)
+        and isinstance(now, float)
+        and offset >= 0
+        and snapshot >= 0
+    ):
         raise FieldError("cursor", "is not a cursor this server returned")
     return offset, snapshot, now
 
