@@ -60,7 +60,8 @@ PACKAGES: tuple[str, ...] = (
 # Bump when the preparation after debootstrap changes.
 LAYOUT = 1
 IMAGE_SIZE = "4G"
-BOOT_TIMEOUT = 240.0
+# Two TCG guests booting at once on a busy 2-core host took 200-210 s to ssh.
+BOOT_TIMEOUT = 600.0
 SSH_OPTS = (
     "-o",
     "StrictHostKeyChecking=no",
