@@ -31,7 +31,7 @@ from ..service.settings import Settings
 
 log = logging.getLogger(__name__)
 
-MAX_TOKEN = 8192  # bytes; Fernet and JWS tokens are a few hundred
+MAX_TOKEN = 4096  # characters; Fernet and JWS tokens are a few hundred: refused unasked
 RENEW_BEFORE = 60.0  # seconds before the service token's expiry
 
 

@@ -2,7 +2,8 @@
 
 Every error names the file and the dotted field, so an operator can fix it without
 reading code. INI files map `[section] key = value` onto the same `section.key` fields
-as YAML's nested mappings; INI values are strings and are converted on read.
+as YAML's nested mappings (a dotted section such as `[xmpp.tls]` nests the same way);
+INI values are strings and are converted on read.
 """
 
 from __future__ import annotations
@@ -47,7 +48,19 @@ class Settings:
                 parser.read_string(text, source=str(p))
             except configparser.Error as exc:
                 raise ConfigError(str(p), "", f"not valid INI: {exc}") from exc
-            data: Any = {s: dict(parser.items(s)) for s in parser.sections()}
+            data: Any = {}
+            for section in parser.sections():
+                node = data
+                for part in section.split("."):
+                    node = node.setdefault(part, {})
+                    if not isinstance(node, dict):
+                        raise ConfigError(str(p), section, "is both a value and a section")
+                for key, value in parser.items(section):
+                    if isinstance(node.get(key), dict):
+                        raise ConfigError(
+                            str(p), f"{section}.{key}", "is both a value and a section"
+                        )
+                    node[key] = value
         else:
             try:
                 data = yaml.safe_load(text)
