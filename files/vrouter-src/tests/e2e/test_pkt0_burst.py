@@ -29,10 +29,10 @@ from scapy.layers.l2 import Ether
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from topology import CMD_TIMEOUT, ROUTER_MAC, SDN, SRC, nsexec, sh, socket_in_ns  # noqa: E402
+from topology import CMD_TIMEOUT, ROUTER_MAC, SDN, SRC, nsexec, sh, socket_in_ns
 
-from vrstack.datapath.client import DatapathClient  # noqa: E402
-from vrstack.datapath.codec import DROP_REASONS, Obj, Op  # noqa: E402
+from vrstack.datapath.client import DatapathClient
+from vrstack.datapath.codec import DROP_REASONS, Obj, Op
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces")
 
@@ -130,13 +130,10 @@ def datapath(*extra: str) -> Iterator[Datapath]:
         # No IPv6 on the TAP: its router and neighbour solicitations would trap too.
         for key in ("all", "default"):
             nsexec(vns, "sysctl", "-qw", f"net.ipv6.conf.{key}.disable_ipv6=1")
-        log = (tmp / "vrouterd.log").open("w")
-        proc = subprocess.Popen(
-            ["ip", "netns", "exec", cns, str(vrouterd), "--control", str(tmp / "control.sock")]
-            + ["--pkt0-dir", str(tmp), "--flow-file", str(tmp / "flows"), "--flows", "4096"]
-            + list(extra),
-            stderr=log,
-        )
+        cmd = [str(vrouterd), "--control", str(tmp / "control.sock"), "--pkt0-dir", str(tmp)]
+        cmd += ["--flow-file", str(tmp / "flows"), "--flows", "4096", *extra]
+        with (tmp / "vrouterd.log").open("w") as log:
+            proc = subprocess.Popen(["ip", "netns", "exec", cns, *cmd], stderr=log)
         for _ in range(100):
             if (tmp / "control.sock").exists():
                 break
