@@ -34,6 +34,7 @@ attributes:
     description: Reports whether a wheel would be built, without building it.
   diff_mode:
     support: none
+    description: Nothing to show; the result names the wheel.
   platform:
     description: Any POSIX deploy host.
     support: full
