@@ -1,0 +1,183 @@
+"""The `vrstack` mechanism driver inside Neutron's real ML2 plugin (Neutron's own test
+base: the API, ML2, IPAM and an in-memory SQLite database) writing to a real
+`vrstack-api` process on loopback."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any, ClassVar
+
+import pytest
+from neutron.tests.unit.plugins.ml2 import test_plugin
+from neutron_lib.api.definitions import portbindings
+from oslo_config import cfg
+
+from vrstack.config.testing import ADMIN_TOKEN, Daemon
+from vrstack.openstack import mapping, ml2
+
+HOST = "compute1"
+
+
+def api_call(api: Daemon, method: str, path: str, body: Any = None) -> Any:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(api.url + path, data=data, method=method)
+    req.add_header("X-Auth-Token", ADMIN_TOKEN)
+    req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            raw = resp.read()
+            return json.loads(raw) if raw else None
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return None
+        raise
+
+
+def revision(api: Daemon) -> int:
+    return int(api_call(api, "GET", "/projects?limit=1")["revision"])
+
+
+class TestVrstackDriver(test_plugin.Ml2PluginV2TestCase):
+    _mechanism_drivers: ClassVar[list[str]] = ["vrstack"]
+    api: Daemon
+
+    @pytest.fixture(autouse=True)
+    def _api(self, config_api: Daemon) -> None:
+        self.api = config_api
+
+    def preSetUp(self) -> None:
+        cfg.CONF.set_override("api_url", self.api.url, ml2.GROUP)
+        cfg.CONF.set_override("api_token", ADMIN_TOKEN, ml2.GROUP)
+        cfg.CONF.set_override("timeout", 5.0, ml2.GROUP)
+        cfg.CONF.set_override("resync_interval", 0, ml2.GROUP)
+        if not api_call(self.api, "GET", f"/virtual-routers?name={HOST}")["items"]:
+            api_call(
+                self.api,
+                "POST",
+                "/virtual-routers",
+                {"name": HOST, "fabric_address": "198.18.2.11", "datapath": "user"},
+            )
+
+    @property
+    def mech(self) -> ml2.VrstackMechanismDriver:
+        driver: ml2.VrstackMechanismDriver = self.driver.mechanism_manager.mech_drivers[
+            "vrstack"
+        ].obj
+        return driver
+
+    def vn(self, net_id: str) -> Any:
+        return api_call(self.api, "GET", f"/virtual-networks/{net_id}")
+
+    def vmi(self, port_id: str) -> Any:
+        return api_call(self.api, "GET", f"/virtual-machine-interfaces/{port_id}")
+
+    def test_network_subnet_and_port_land_in_the_config_api(self) -> None:
+        with (
+            self.network() as net,
+            self.subnet(network=net, cidr="198.18.64.0/24", dns_nameservers=["198.18.64.2"]) as sub,
+        ):
+            net_id = net["network"]["id"]
+            vn = self.vn(net_id)
+            assert vn["fq_name"] == [mapping.project_uuid(self._project_id), net_id]
+            assert [s["cidr"] for s in vn["subnets"]] == ["198.18.64.0/24"]
+            assert vn["subnets"][0]["gateway"] == sub["subnet"]["gateway_ip"]
+            assert vn["subnets"][0]["dhcp"]["dns_servers"] == ["198.18.64.2"]
+            with self.port(subnet=sub) as port:
+                p = port["port"]
+                vmi = self.vmi(p["id"])
+                assert vmi["virtual_network"] == net_id
+                assert vmi["mac_address"] == p["mac_address"]
+                assert [f["ip_address"] for f in vmi["fixed_ips"]] == [
+                    f["ip_address"] for f in p["fixed_ips"]
+                ]
+                assert "virtual_router" not in vmi
+            assert self.vmi(p["id"]) is None, "port delete must reach the config API"
+        self._delete("subnets", sub["subnet"]["id"], expected_code=404)
+        assert self.vn(net_id) is None
+
+    def test_port_binding_gives_vif_type_vrouter_and_binds_the_vmi(self) -> None:
+        with self.subnet(cidr="198.18.65.0/24") as sub:
+            with self.port(
+                subnet=sub,
+                is_admin=True,
+                arg_list=(portbindings.HOST_ID,),
+                **{portbindings.HOST_ID: HOST},
+            ) as port:
+                p = port["port"]
+                assert p[portbindings.VIF_TYPE] == "vrouter"
+                assert p[portbindings.VIF_DETAILS][portbindings.CAP_PORT_FILTER] is False
+                vr = api_call(self.api, "GET", f"/virtual-routers?name={HOST}")["items"][0]
+                assert self.vmi(p["id"])["virtual_router"] == vr["uuid"]
+            with self.port(
+                subnet=sub,
+                is_admin=True,
+                arg_list=(portbindings.HOST_ID,),
+                **{portbindings.HOST_ID: "nohost"},
+            ) as port:
+                assert port["port"][portbindings.VIF_TYPE] == portbindings.VIF_TYPE_BINDING_FAILED
+
+    def test_config_api_conflict_fails_the_create_and_leaves_nothing(self) -> None:
+        with self.subnet(cidr="198.18.66.0/24") as sub:
+            net_id = sub["subnet"]["network_id"]
+            # Someone holds .50 in the config API; Neutron's IPAM does not know.
+            api_call(
+                self.api,
+                "POST",
+                "/instance-ips",
+                {"name": "held", "virtual_network": net_id, "ip_address": "198.18.66.50"},
+            )
+            fixed = [{"subnet_id": sub["subnet"]["id"], "ip_address": "198.18.66.50"}]
+            res = self._create_port(self.fmt, net_id, fixed_ips=fixed)
+            assert res.status_int == 409
+            body = self.deserialize(self.fmt, res)
+            assert "vrstack config API refused port" in body["NeutronError"]["message"]
+            assert "198.18.66.50" in body["NeutronError"]["message"]
+            ports = self._list("ports", query_params=f"network_id={net_id}")["ports"]
+            assert ports == [], "ML2 must roll the port back"
+            held = api_call(self.api, "GET", f"/instance-ips?virtual_network={net_id}")["items"]
+            api_call(self.api, "DELETE", f"/instance-ips/{held[0]['uuid']}")
+
+    def test_unreachable_config_api_fails_network_create(self) -> None:
+        self.mech.backend.api.token = "wrong-token"
+        try:
+            res = self._create_network(self.fmt, "net-x", True)
+            assert res.status_int == 503
+            body = self.deserialize(self.fmt, res)
+            assert "HTTP 401" in body["NeutronError"]["message"]
+        finally:
+            self.mech.backend.api.token = ADMIN_TOKEN
+        assert self._list("networks", query_params="name=net-x")["networks"] == []
+
+    def test_subnet_without_gateway_is_refused_in_precommit(self) -> None:
+        with self.network() as net:
+            res = self._create_subnet(
+                self.fmt, net["network"]["id"], "198.18.67.0/24", gateway_ip=None
+            )
+            assert res.status_int == 400
+            assert "need a gateway" in self.deserialize(self.fmt, res)["NeutronError"]["message"]
+            assert self.vn(net["network"]["id"])["subnets"] == []
+
+    def test_resync_restores_missing_objects_and_skips_unchanged_revisions(self) -> None:
+        with self.subnet(cidr="198.18.68.0/24") as sub, self.port(subnet=sub) as port:
+            port_id = port["port"]["id"]
+            net_id = sub["subnet"]["network_id"]
+            # Drift: the port vanished from the config API, a stray network appeared there.
+            api_call(self.api, "DELETE", f"/virtual-machine-interfaces/{port_id}")
+            stray = api_call(
+                self.api,
+                "POST",
+                "/virtual-networks",
+                {"name": "stray", "parent_uuid": mapping.project_uuid(self._project_id)},
+            )
+            synced: dict[str, Any] = {}
+            counts = ml2.resync(self.mech.backend, self.driver, self.context, synced)
+            assert counts["created"] == 1 and counts["deleted"] == 1, counts
+            assert self.vmi(port_id)["virtual_network"] == net_id
+            assert self.vn(stray["uuid"]) is None
+            before = revision(self.api)
+            again = ml2.resync(self.mech.backend, self.driver, self.context, synced)
+            assert again["created"] == again["updated"] == again["deleted"] == 0, again
+            assert again["skipped"] >= 2
+            assert revision(self.api) == before, "an in-sync resync must write nothing"

@@ -1,0 +1,139 @@
+"""Neutron resources (API dicts) -> config API bodies: pure functions, one place.
+
+Naming: Neutron names are free text and not unique, so config objects are named by
+their Neutron id (which is also their config uuid). A Neutron project becomes a config
+`project` whose uuid and name are derived from the project id, so the routing instance
+of network N in project P is `<project uuid>:<N>:<N>` — what the agent's port API needs.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import uuid
+from typing import Any
+
+JSON = dict[str, Any]
+# Neutron's own ports for routers, DHCP and floating IPs: their addresses are the
+# gateway, a service address or a floating address, none of them a VM's port.
+SERVICE_OWNER_PREFIX = "network:"
+_NS = uuid.UUID("6f1ed3a6-4b0e-4a55-9a2e-7c1d1d0b7a11")  # fixed: ids must never change
+
+
+class Unsupported(ValueError):
+    """A Neutron value the config model cannot hold; the message names the field."""
+
+
+def project_uuid(project_id: str) -> str:
+    """The config project's uuid: Keystone's id when it is one, else derived from it."""
+    try:
+        return str(uuid.UUID(project_id))
+    except ValueError:
+        return str(uuid.uuid5(_NS, project_id))
+
+
+def project_body(project_id: str) -> JSON:
+    uid = project_uuid(project_id)
+    return {
+        "uuid": uid,
+        "name": uid,
+        "keystone_id": project_id[:64],
+        "description": "Neutron project",
+    }
+
+
+def routing_instance(project_id: str, network_id: str) -> str:
+    """The agent's name for a network's routing instance (its fq_name joined by ':')."""
+    return f"{project_uuid(project_id)}:{network_id}:{network_id}"
+
+
+def check_subnet(subnet: JSON) -> None:
+    """Refuse what the config model cannot express (Neutron's precommit calls this)."""
+    net = ipaddress.ip_network(subnet["cidr"], strict=False)
+    if net.num_addresses < 4:
+        raise Unsupported(f"subnet cidr {net}: vrstack needs at least 4 addresses")
+    if not subnet.get("gateway_ip"):
+        raise Unsupported(
+            "subnet gateway_ip: vrstack networks need a gateway (the agent answers on it)"
+        )
+    if len(subnet.get("dns_nameservers") or []) > 8:
+        raise Unsupported("subnet dns_nameservers: at most 8")
+
+
+def subnet_entry(subnet: JSON) -> JSON:
+    pools = [{"start": p["start"], "end": p["end"]} for p in subnet.get("allocation_pools") or []]
+    return {
+        "cidr": str(ipaddress.ip_network(subnet["cidr"], strict=False)),
+        "gateway": subnet["gateway_ip"],
+        "allocation_pools": pools,
+        "dhcp": {
+            "enabled": bool(subnet.get("enable_dhcp", True)),
+            "dns_servers": list(subnet.get("dns_nameservers") or []),
+            "host_routes": [
+                {"prefix": r["destination"], "nexthop": r["nexthop"]}
+                for r in subnet.get("host_routes") or []
+            ],
+        },
+    }
+
+
+def network_body(network: JSON, subnets: list[JSON]) -> JSON:
+    """A virtual-network with the given Neutron subnets (those of this network only)."""
+    return {
+        "uuid": network["id"],
+        "name": network["id"],
+        "parent_uuid": project_uuid(network["project_id"]),
+        "external": bool(network.get("router:external")),
+        "subnets": [
+            subnet_entry(s)
+            for s in sorted(subnets, key=lambda s: s["id"])
+            if s["network_id"] == network["id"]
+        ],
+    }
+
+
+def is_service_port(port: JSON) -> bool:
+    return str(port.get("device_owner") or "").startswith(SERVICE_OWNER_PREFIX)
+
+
+def port_body(port: JSON, virtual_router: str | None) -> JSON:
+    """A virtual-machine-interface; `virtual_router` is the bound compute's, if any."""
+    body: JSON = {
+        "uuid": port["id"],
+        "name": port["id"],
+        "parent_uuid": project_uuid(port["project_id"]),
+        "virtual_network": port["network_id"],
+        "mac_address": port["mac_address"],
+        # Neutron's IPAM picked the addresses: the config API only records them.
+        "fixed_ips": [{"ip_address": ip["ip_address"]} for ip in port.get("fixed_ips") or []],
+        "port_security_enabled": bool(port.get("port_security_enabled", True)),
+        "device_owner": str(port.get("device_owner") or "")[:255],
+        "device_id": str(port.get("device_id") or "")[:255],
+    }
+    if virtual_router:
+        body["virtual_router"] = virtual_router
+    return body
+
+
+def differs(want: JSON, have: JSON) -> bool:
+    """True when an existing object does not already hold every field we would write."""
+    for key, value in want.items():
+        if key in ("uuid", "parent_uuid"):
+            continue
+        if key == "subnets":
+            if [_subnet_key(s) for s in value] != [_subnet_key(s) for s in have.get(key, [])]:
+                return True
+        elif have.get(key) != value:
+            return True
+    return "virtual_router" in have and "virtual_router" not in want
+
+
+def _subnet_key(s: JSON) -> tuple[Any, ...]:
+    dhcp = s.get("dhcp", {})
+    return (
+        s["cidr"],
+        s.get("gateway"),
+        tuple((p["start"], p["end"]) for p in s.get("allocation_pools", [])),
+        dhcp.get("enabled", True),
+        tuple(dhcp.get("dns_servers", [])),
+        tuple((r["prefix"], r["nexthop"]) for r in dhcp.get("host_routes", [])),
+    )

@@ -1,0 +1,305 @@
+"""ML2 mechanism driver `vrstack`: Neutron networks, subnets and ports -> the config API.
+
+Neutron keeps its own database, IPAM, quotas and extensions; this driver mirrors the
+result into the config API. Precommit refuses what the config model cannot hold;
+postcommit writes and raises on failure, so ML2 deletes what it just created and the
+user sees the config API's message (400/409 keep their status). `bind_port` binds on
+hosts that have a `virtual-router` of the same name with `vif_type='vrouter'`.
+`resync()` brings the config API back in line with Neutron, skipping what it already
+wrote at the same `revision_number`; a thread calls it every `resync_interval` seconds.
+
+    [ml2]
+    mechanism_drivers = vrstack
+    [ml2_vrstack]
+    api_url = http://198.18.1.11:8082
+    api_token = ...
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from neutron_lib import constants as n_const
+from neutron_lib import context as n_context
+from neutron_lib import exceptions as n_exc
+from neutron_lib.api.definitions import portbindings
+from neutron_lib.plugins import directory
+from neutron_lib.plugins.ml2 import api
+from oslo_config import cfg
+from oslo_log import log as logging
+
+from . import mapping
+from .configapi import ApiError, SyncConfigClient
+
+LOG = logging.getLogger(__name__)
+JSON = dict[str, Any]
+GROUP = "ml2_vrstack"
+VIF_TYPE = "vrouter"
+OPTS = [
+    cfg.StrOpt("api_url", default="http://127.0.0.1:8082", help="The vrstack config API"),
+    cfg.StrOpt("api_token", default="", secret=True, help="A read-write token"),
+    cfg.FloatOpt("timeout", default=10.0, min=0.1, help="Seconds per config API request"),
+    cfg.IntOpt(
+        "resync_interval",
+        default=300,
+        min=0,
+        help="Seconds between full resyncs from Neutron's database; 0: never",
+    ),
+]
+cfg.CONF.register_opts(OPTS, GROUP)
+
+
+class ConfigApiRejected(n_exc.BadRequest):  # type: ignore[misc]
+    message = "vrstack config API refused %(what)s: %(reason)s"
+
+
+class ConfigApiConflict(n_exc.Conflict):  # type: ignore[misc]
+    message = "vrstack config API refused %(what)s: %(reason)s"
+
+
+class ConfigApiUnavailable(n_exc.ServiceUnavailable):  # type: ignore[misc]
+    message = "vrstack config API failed on %(what)s: %(reason)s"
+
+
+def neutron_error(exc: ApiError, what: str) -> n_exc.NeutronException:
+    """The Neutron exception a user should see for a config API error."""
+    reason = exc.error + (f" (field {exc.field})" if exc.field else "")
+    if exc.status in (400, 404):
+        return ConfigApiRejected(what=what, reason=reason)
+    if exc.status in (409, 412):
+        return ConfigApiConflict(what=what, reason=reason)
+    return ConfigApiUnavailable(what=what, reason=f"HTTP {exc.status}: {reason}")
+
+
+def _checked(what: str, call: Callable[[], Any]) -> Any:
+    try:
+        return call()
+    except ApiError as exc:
+        LOG.error("vrstack: %s failed: %s", what, exc)
+        raise neutron_error(exc, what) from None
+    except mapping.Unsupported as exc:
+        raise n_exc.InvalidInput(error_message=f"vrstack: {exc}") from None
+
+
+class Backend:
+    """The config API writes, shared by the driver's hooks and the resync."""
+
+    def __init__(self, client: SyncConfigClient) -> None:
+        self.api = client
+        self._projects: set[str] = set()
+
+    def ensure_project(self, project_id: str) -> str:
+        uid = mapping.project_uuid(project_id)
+        if uid in self._projects:
+            return uid
+        if self.api.get("project", uid) is None:
+            try:
+                self.api.create("project", mapping.project_body(project_id))
+            except ApiError as exc:
+                if exc.status != 409:  # another worker made it meanwhile
+                    raise
+        self._projects.add(uid)
+        return uid
+
+    def virtual_router(self, host: str) -> str | None:
+        if not host:
+            return None
+        found = self.api.list_all("virtual-router", name=host)
+        return str(found[0]["uuid"]) if found else None
+
+    def put(self, rtype: str, body: JSON) -> str:
+        """Create or update to `body`; returns "created", "updated" or "unchanged"."""
+        for _ in range(5):  # a concurrent writer moves the version: read again
+            have = self.api.get(rtype, body["uuid"])
+            if have is None:
+                self.api.create(rtype, body)
+                return "created"
+            if not mapping.differs(body, have):
+                return "unchanged"
+            fields = {k: v for k, v in body.items() if k not in ("uuid", "parent_uuid")}
+            fields["name"] = have["name"]
+            try:
+                self.api.update(rtype, body["uuid"], fields, version=have["version"])
+                return "updated"
+            except ApiError as exc:
+                if exc.status != 412:
+                    raise
+        raise ApiError(412, {"error": "changed by others 5 times in a row"}, "PUT", rtype)
+
+    def put_network(self, network: JSON, subnets: list[JSON]) -> str:
+        self.ensure_project(network["project_id"])
+        return self.put("virtual-network", mapping.network_body(network, subnets))
+
+    def put_port(self, port: JSON) -> str:
+        self.ensure_project(port["project_id"])
+        host = port.get(portbindings.HOST_ID) or ""
+        vr = self.virtual_router(host) if port.get(portbindings.VIF_TYPE) == VIF_TYPE else None
+        return self.put("virtual-machine-interface", mapping.port_body(port, vr))
+
+
+class VrstackMechanismDriver(api.MechanismDriver):  # type: ignore[misc]
+    def initialize(self) -> None:
+        conf = cfg.CONF[GROUP]
+        self.backend = Backend(SyncConfigClient(conf.api_url, conf.api_token, conf.timeout))
+        self.synced: dict[str, Any] = {}  # neutron id -> what resync last wrote it from
+        self._stop = threading.Event()
+        if conf.resync_interval:
+            t = threading.Thread(target=self._resync_loop, name="vrstack-resync", daemon=True)
+            t.start()
+
+    # ---- networks ---------------------------------------------------------------------
+
+    def create_network_postcommit(self, context: Any) -> None:
+        net = context.current
+        _checked(f"network {net['id']}", lambda: self.backend.put_network(net, []))
+
+    def update_network_postcommit(self, context: Any) -> None:
+        net = context.current
+        subnets = self._subnets_of(context.plugin_context, net["id"])
+        _checked(f"network {net['id']}", lambda: self.backend.put_network(net, subnets))
+
+    def delete_network_postcommit(self, context: Any) -> None:
+        # ML2 cannot undo a delete: log, and let the resync retry.
+        try:
+            self.backend.api.delete("virtual-network", context.current["id"])
+        except ApiError as exc:
+            LOG.error("vrstack: network %s not deleted: %s", context.current["id"], exc)
+
+    # ---- subnets (held inside the virtual-network) -----------------------------------
+
+    def create_subnet_precommit(self, context: Any) -> None:
+        _checked(f"subnet {context.current['id']}", lambda: mapping.check_subnet(context.current))
+
+    def update_subnet_precommit(self, context: Any) -> None:
+        self.create_subnet_precommit(context)
+
+    def create_subnet_postcommit(self, context: Any) -> None:
+        self._put_network_of(context, context.current)
+
+    def update_subnet_postcommit(self, context: Any) -> None:
+        self._put_network_of(context, context.current)
+
+    def delete_subnet_postcommit(self, context: Any) -> None:
+        try:
+            self._put_network_of(context, context.current)
+        except n_exc.NeutronException as exc:
+            LOG.error("vrstack: subnet %s not removed: %s", context.current["id"], exc)
+
+    def _subnets_of(self, plugin_context: Any, network_id: str) -> list[JSON]:
+        plugin = directory.get_plugin()
+        subnets: list[JSON] = plugin.get_subnets(
+            plugin_context, filters={"network_id": [network_id]}
+        )
+        return subnets
+
+    def _put_network_of(self, context: Any, subnet: JSON) -> None:
+        net = context.network.current
+        subnets = self._subnets_of(context.plugin_context, net["id"])
+        _checked(f"subnet {subnet['id']}", lambda: self.backend.put_network(net, subnets))
+
+    # ---- ports ------------------------------------------------------------------------
+
+    def create_port_precommit(self, context: Any) -> None:
+        port = context.current
+        if len(port.get("fixed_ips") or []) > 16:
+            raise n_exc.InvalidInput(error_message="vrstack: a port holds at most 16 fixed IPs")
+
+    def update_port_precommit(self, context: Any) -> None:
+        self.create_port_precommit(context)
+
+    def create_port_postcommit(self, context: Any) -> None:
+        port = context.current
+        if not mapping.is_service_port(port):
+            _checked(f"port {port['id']}", lambda: self.backend.put_port(port))
+
+    def update_port_postcommit(self, context: Any) -> None:
+        self.create_port_postcommit(context)
+
+    def delete_port_postcommit(self, context: Any) -> None:
+        port = context.current
+        if mapping.is_service_port(port):
+            return
+        try:
+            self.backend.api.delete("virtual-machine-interface", port["id"])
+        except ApiError as exc:
+            LOG.error("vrstack: port %s not deleted: %s", port["id"], exc)
+
+    def bind_port(self, context: Any) -> None:
+        host = context.host
+        try:
+            vr = self.backend.virtual_router(host)
+        except ApiError as exc:
+            LOG.error("vrstack: cannot bind port %s: %s", context.current["id"], exc)
+            return
+        if vr is None:
+            LOG.info("vrstack: host %s has no virtual-router; not binding", host)
+            return
+        for segment in context.segments_to_bind:
+            context.set_binding(
+                segment[api.ID],
+                VIF_TYPE,
+                {portbindings.CAP_PORT_FILTER: False},
+                status=n_const.PORT_STATUS_ACTIVE,
+            )
+            return
+
+    # ---- resync -----------------------------------------------------------------------
+
+    def resync(self, plugin_context: Any | None = None) -> dict[str, int]:
+        """Make the config API match Neutron; returns counts by outcome."""
+        ctx = plugin_context or n_context.get_admin_context()
+        plugin = directory.get_plugin()
+        return resync(self.backend, plugin, ctx, self.synced)
+
+    def _resync_loop(self) -> None:
+        interval = cfg.CONF[GROUP].resync_interval
+        while not self._stop.wait(interval):
+            try:
+                counts = self.resync()
+                LOG.info("vrstack: resync done: %s", counts)
+            except Exception:  # a periodic task must survive to try again
+                LOG.exception("vrstack: resync failed; trying again in %s s", interval)
+
+
+def resync(backend: Backend, plugin: Any, ctx: Any, synced: dict[str, Any]) -> dict[str, int]:
+    """Write what differs between Neutron and the config API.
+
+    `synced` remembers, per Neutron id, the revision_number(s) last written: an object
+    at the same revision is skipped without asking the config API. Config objects in
+    Neutron's projects that Neutron no longer has are deleted (ports before networks).
+    """
+    counts = {"created": 0, "updated": 0, "unchanged": 0, "skipped": 0, "deleted": 0}
+    networks = plugin.get_networks(ctx)
+    subnets = plugin.get_subnets(ctx)
+    ports = [p for p in plugin.get_ports(ctx) if not mapping.is_service_port(p)]
+    by_net: dict[str, list[JSON]] = {}
+    for s in subnets:
+        by_net.setdefault(s["network_id"], []).append(s)
+    for net in networks:
+        own = by_net.get(net["id"], [])
+        key = (net["revision_number"], tuple(sorted((s["id"], s["revision_number"]) for s in own)))
+        if synced.get(net["id"]) == key:
+            counts["skipped"] += 1
+            continue
+        counts[backend.put_network(net, own)] += 1
+        synced[net["id"]] = key
+    for port in ports:
+        if synced.get(port["id"]) == port["revision_number"]:
+            counts["skipped"] += 1
+            continue
+        counts[backend.put_port(port)] += 1
+        synced[port["id"]] = port["revision_number"]
+    keep = {n["id"] for n in networks} | {p["id"] for p in ports}
+    projects = {mapping.project_uuid(o["project_id"]) for o in [*networks, *ports]}
+    for proj in backend.api.list_all("project"):
+        if proj.get("keystone_id"):
+            projects.add(proj["uuid"])
+    for rtype in ("virtual-machine-interface", "virtual-network"):
+        for proj in sorted(projects):
+            for obj in backend.api.list_all(rtype, parent_uuid=proj):
+                if obj["uuid"] not in keep and backend.api.delete(rtype, obj["uuid"]):
+                    synced.pop(obj["uuid"], None)
+                    counts["deleted"] += 1
+    return counts
