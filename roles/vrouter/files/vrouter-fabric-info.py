@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """Print, as JSON, what the vrouter agent needs to know about the host's fabric link.
 
     vrouter-fabric-info ADDRESS GATEWAY [INTERFACE]
@@ -16,7 +15,9 @@ import sys
 
 
 def ip_json(*args: str) -> list[dict[str, object]]:
-    res = subprocess.run(["ip", "-j", *args], capture_output=True, text=True, timeout=10)
+    res = subprocess.run(
+        ["ip", "-j", *args], capture_output=True, text=True, timeout=10, check=False
+    )
     if res.returncode:
         raise SystemExit(f"vrouter-fabric-info: ip {' '.join(args)}: {res.stderr.strip()}")
     return json.loads(res.stdout or "[]")
@@ -27,7 +28,9 @@ def neighbour_mac(gateway: str) -> str:
         for entry in ip_json("neigh", "show", gateway):
             if entry.get("lladdr") and entry.get("state") != ["FAILED"]:
                 return str(entry["lladdr"])
-        subprocess.run(["ping", "-c", "1", "-W", "2", gateway], capture_output=True, timeout=10)
+        subprocess.run(
+            ["ping", "-c", "1", "-W", "2", gateway], capture_output=True, timeout=10, check=False
+        )
     return ""
 
 
