@@ -67,6 +67,7 @@ class FakeAgent:
         self._ready.set()
         self._loop.run_forever()
         self._loop.run_until_complete(runner.cleanup())
+        self._loop.close()
 
     def start(self) -> None:
         self._thread.start()

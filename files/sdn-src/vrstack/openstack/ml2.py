@@ -279,18 +279,21 @@ def resync(backend: Backend, plugin: Any, ctx: Any, synced: dict[str, Any]) -> d
         by_net.setdefault(s["network_id"], []).append(s)
     for net in networks:
         own = by_net.get(net["id"], [])
-        key = (net["revision_number"], tuple(sorted((s["id"], s["revision_number"]) for s in own)))
-        if synced.get(net["id"]) == key:
+        key = (
+            net.get("revision_number"),
+            tuple(sorted((s["id"], s.get("revision_number")) for s in own)),
+        )
+        if synced.get(net["id"]) == key and _revisioned(net, *own):
             counts["skipped"] += 1
             continue
         counts[backend.put_network(net, own)] += 1
         synced[net["id"]] = key
     for port in ports:
-        if synced.get(port["id"]) == port["revision_number"]:
+        if synced.get(port["id"]) == port.get("revision_number") and _revisioned(port):
             counts["skipped"] += 1
             continue
         counts[backend.put_port(port)] += 1
-        synced[port["id"]] = port["revision_number"]
+        synced[port["id"]] = port.get("revision_number")
     keep = {n["id"] for n in networks} | {p["id"] for p in ports}
     projects = {mapping.project_uuid(o["project_id"]) for o in [*networks, *ports]}
     for proj in backend.api.list_all("project"):
@@ -303,3 +306,9 @@ def resync(backend: Backend, plugin: Any, ctx: Any, synced: dict[str, Any]) -> d
                     synced.pop(obj["uuid"], None)
                     counts["deleted"] += 1
     return counts
+
+
+def _revisioned(*objs: JSON) -> bool:
+    """Revision numbers come from Neutron's `revisions` service plugin; without it,
+    nothing can be skipped and every object is compared with the config API."""
+    return all(o.get("revision_number") is not None for o in objs)
