@@ -59,6 +59,13 @@ class PortRecords:
             os.fsync(f.fileno())
         os.replace(tmp, path)
 
+    def get(self, port_id: str) -> JSON | None:
+        path = self._file(port_id)
+        if not path.exists():
+            return None
+        record: JSON = json.loads(path.read_text())
+        return record
+
     def delete(self, port_id: str) -> None:
         self._file(port_id).unlink(missing_ok=True)
 

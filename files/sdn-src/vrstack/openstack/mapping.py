@@ -16,6 +16,8 @@ JSON = dict[str, Any]
 # Neutron's own ports for routers, DHCP and floating IPs: their addresses are the
 # gateway, a service address or a floating address, none of them a VM's port.
 SERVICE_OWNER_PREFIX = "network:"
+# Marks the config projects this mapping made: the resync deletes only inside them.
+PROJECT_DESCRIPTION = "Neutron project (vrstack ML2 driver)"
 _NS = uuid.UUID("6f1ed3a6-4b0e-4a55-9a2e-7c1d1d0b7a11")  # fixed: ids must never change
 
 
@@ -37,7 +39,7 @@ def project_body(project_id: str) -> JSON:
         "uuid": uid,
         "name": uid,
         "keystone_id": project_id[:64],
-        "description": "Neutron project",
+        "description": PROJECT_DESCRIPTION,
     }
 
 

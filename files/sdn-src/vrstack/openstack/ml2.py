@@ -295,13 +295,15 @@ def resync(backend: Backend, plugin: Any, ctx: Any, synced: dict[str, Any]) -> d
         counts[backend.put_port(port)] += 1
         synced[port["id"]] = port.get("revision_number")
     keep = {n["id"] for n in networks} | {p["id"] for p in ports}
-    projects = {mapping.project_uuid(o["project_id"]) for o in [*networks, *ports]}
-    for proj in backend.api.list_all("project"):
-        if proj.get("keystone_id"):
-            projects.add(proj["uuid"])
+    # Only inside the projects this driver made: objects elsewhere are someone else's.
+    projects = {
+        o["uuid"]
+        for o in backend.api.list_all("project")
+        if o.get("description") == mapping.PROJECT_DESCRIPTION
+    }
     for rtype in ("virtual-machine-interface", "virtual-network"):
-        for proj in sorted(projects):
-            for obj in backend.api.list_all(rtype, parent_uuid=proj):
+        for project in sorted(projects):
+            for obj in backend.api.list_all(rtype, parent_uuid=project):
                 if obj["uuid"] not in keep and backend.api.delete(rtype, obj["uuid"]):
                     synced.pop(obj["uuid"], None)
                     counts["deleted"] += 1

@@ -111,14 +111,20 @@ class VrouterPlugin(plugin.PluginBase):  # type: ignore[misc]
         port = self.port_record(vif, self._instance(vif, instance_info))
         # Recorded first: if the agent is down, its replay brings the port back, and Nova
         # waits for network-vif-plugged, which comes only once the agent has the port.
-        self.records.put(port)
+        records = self.records
+        previous = records.get(port["id"])
+        records.put(port)
         url = self.config.agent_url
         status, out = agent_call(url, "POST", "/ports", port, self.config.timeout)
         if status == 0:
             LOG.warning("vrouter agent at %s unreachable; port %s kept for replay", url, vif.id)
             return
         if status >= 400:
-            self.records.delete(port["id"])
+            # What the agent refused is not kept; what it had before stays as it was.
+            if previous is None:
+                records.delete(port["id"])
+            else:
+                records.put(previous)
             raise AgentError(url=url, port=vif.id, reason=error_text(out))
         LOG.info("port %s plugged into %s as %s", vif.id, port["instance"], port["tap"])
 
