@@ -203,6 +203,9 @@ static void pkt0_drop_oldest(void)
 	free(m);
 	pkt0_dropped++;
 	vr_drop(&router, NULL, VR_DROP_TX_FAILED);
+	if (!(pkt0_dropped & (pkt0_dropped - 1))) /* 1st, 2nd, 4th...: a bounded log */
+		logmsg("pkt0: %llu messages dropped (agent queue full or no agent)",
+		       (unsigned long long)pkt0_dropped);
 }
 
 /* Send what waits, in order, until the agent's queue is full again. */
@@ -623,7 +626,7 @@ int main(int argc, char **argv)
 				close(cfd);
 		}
 	}
-	logmsg("stopping; pkt0: %llu dropped from a full queue, %llu held flows re-armed, %llu not",
+	logmsg("stopping; pkt0: %llu queued messages dropped, %llu held flows re-armed, %llu not",
 	       (unsigned long long)pkt0_dropped, (unsigned long long)pkt0_rearmed,
 	       (unsigned long long)pkt0_unrearmed);
 	while (pq_len)
