@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,11 +90,12 @@ class Datapath:
         assert isinstance(counters, list)
         return int(counters[TX_FAILED])
 
-    def settle(self, flows: int) -> None:
-        """Wait (5 s at most) until vrouterd has created `flows` flows."""
-        end = time.monotonic() + 5
-        while self.flows() != flows and time.monotonic() < end:
-            time.sleep(0.05)
+
+def wait_until(check: Callable[[], bool]) -> None:
+    """Until check() holds, 5 s at most (the asserts that follow say what failed)."""
+    end = time.monotonic() + 5
+    while not check() and time.monotonic() < end:
+        time.sleep(0.05)
 
 
 def misses(agent: socket.socket, want: int, seconds: float = 5.0) -> set[int]:
@@ -164,7 +165,7 @@ def datapath(*extra: str) -> Iterator[Datapath]:
 def test_burst_every_miss_reaches_the_agent() -> None:
     with datapath() as dp, dp.agent() as agent:
         dp.send(range(10000, 10000 + BURST))
-        dp.settle(BURST)
+        wait_until(lambda: dp.flows() == BURST)
         assert dp.flows() == BURST
         got = misses(agent, BURST)
         assert got == set(range(10000, 10000 + BURST)), f"{BURST - len(got)} misses lost"
@@ -176,13 +177,13 @@ def test_overflowed_misses_trap_again() -> None:
     with datapath("--pkt0-queue", "50") as dp, dp.agent() as agent:
         sports = range(20000, 20000 + BURST)
         dp.send(sports)
-        time.sleep(0.5)
+        # Every frame handled: its flow exists or its miss was dropped (and counted).
+        wait_until(lambda: dp.flows() + dp.tx_failed() == BURST)
         first = misses(agent, BURST)
         assert 50 <= len(first) < BURST
         dropped = BURST - len(first)
         assert dp.tx_failed() == dropped
         # Flows whose miss was dropped are gone, not held for ever.
-        dp.settle(len(first))
         assert dp.flows() == len(first)
         # Their next packet traps again; read as we go so nothing overflows.
         again: set[int] = set()
@@ -199,7 +200,7 @@ def test_misses_without_an_agent_trap_once_it_is_there() -> None:
     with datapath() as dp:
         sports = range(30000, 30050)
         dp.send(sports)  # nobody bound agent.sock: every miss is lost
-        time.sleep(0.3)
+        wait_until(lambda: dp.tx_failed() == len(sports))
         assert dp.flows() == 0
         assert dp.tx_failed() == len(sports)
         with dp.agent() as agent:
