@@ -24,4 +24,12 @@ for playbook in site prechecks verify; do
     echo "build-check: vrstack.cloud.$playbook resolves and parses from the installed tarball"
 done
 ansible-doc -t inventory vrstack.cloud.fabric >/dev/null
+# Files the roles read from the collection itself (bundled sources, the OpenStack
+# release's constraints) must be in the tarball, not only in the checkout.
+installed="$work/collections/ansible_collections/vrstack/cloud"
+for path in requirements/openstack/constraints.txt requirements/openstack/services.txt \
+            files/sdn-src/pyproject.toml files/vrouter-src/Makefile files/guest/init; do
+    [ -e "$installed/$path" ] || { echo "build-check: $path is missing from the tarball (galaxy.yml build_ignore?)" >&2; exit 1; }
+done
+echo "build-check: bundled sources and OpenStack constraints are in the tarball"
 echo "build-check: ok"
