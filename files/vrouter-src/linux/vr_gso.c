@@ -275,7 +275,47 @@ static void outer_fix(u8 *d, unsigned int len, u16 id)
 	}
 }
 
-void lx_gso_send(struct sk_buff *skb, struct net_device *dev, const struct lx_gso *gso,
+/* A UDP tunnel as dp-core writes it (MPLSoUDP over IPv4, or VXLAN): describe
+ * it for the kernel's UDP tunnel GSO, so that the device cuts it late, in one
+ * batch (one notification of a virtual NIC, not one per segment).  For
+ * MPLSoUDP the label stands where a link header would, 4 bytes before IPv4. */
+static bool udp_tunnel_gso(struct sk_buff *skb, unsigned int hlen, unsigned int ihl)
+{
+	const u8 *d = skb->data;
+	const unsigned int udp = ETH_HLEN + sizeof(struct iphdr);
+	unsigned int inner_mac;
+	__be16 proto;
+
+	if (!outer_ok(d, hlen) || ((const struct iphdr *)(d + ETH_HLEN))->protocol != IPPROTO_UDP ||
+	    get_unaligned_be16(d + udp + 6)) /* an outer UDP checksum is not ours */
+		return false;
+	switch (get_unaligned_be16(d + udp + 2)) {
+	case VR_MPLS_UDP_PORT:
+		inner_mac = udp + sizeof(struct udphdr);
+		proto = htons(ETH_P_IP);
+		if (hlen != inner_mac + MPLS_LEN)
+			return false;
+		break;
+	case VR_VXLAN_PORT:
+		inner_mac = udp + sizeof(struct udphdr) + VXLAN_LEN;
+		proto = htons(ETH_P_TEB);
+		if (hlen != inner_mac + ETH_HLEN)
+			return false;
+		break;
+	default:
+		return false;
+	}
+	skb->encapsulation = 1;
+	skb_set_inner_protocol(skb, proto);
+	skb_set_inner_mac_header(skb, inner_mac);
+	skb_set_inner_network_header(skb, hlen);
+	skb_set_inner_transport_header(skb, hlen + ihl);
+	skb_set_transport_header(skb, udp);
+	skb_shinfo(skb)->gso_type |= SKB_GSO_UDP_TUNNEL;
+	return true;
+}
+
+void lx_gso_send(struct sk_buff *skb, struct net_device *dev, const struct lx_gso *gso, bool xmit,
 		 void (*send)(struct sk_buff *skb, struct net_device *dev))
 {
 	unsigned int hlen = gso->inner_ip - skb_headroom(skb), ihl, tcplen;
@@ -295,6 +335,8 @@ void lx_gso_send(struct sk_buff *skb, struct net_device *dev, const struct lx_gs
 	iph->tot_len = htons(ihl + tcplen);
 	ip_send_check(iph);
 	th = (struct tcphdr *)((u8 *)iph + ihl);
+	if (th->doff * 4u > tcplen)
+		goto drop;
 	/* A partial checksum over the (possibly rewritten) addresses. */
 	th->check = ~tcp_v4_check(tcplen, iph->saddr, iph->daddr, 0);
 	skb->ip_summed = CHECKSUM_PARTIAL;
@@ -304,8 +346,10 @@ void lx_gso_send(struct sk_buff *skb, struct net_device *dev, const struct lx_gs
 	skb_set_transport_header(skb, hlen + ihl);
 	skb_shinfo(skb)->gso_size = gso->mss;
 	skb_shinfo(skb)->gso_type = SKB_GSO_TCPV4 | gso->flags;
-	skb_shinfo(skb)->gso_segs = 0;
-	if (hlen == ETH_HLEN) { /* plain Ethernet + IPv4 + TCP: the device takes it whole */
+	skb_shinfo(skb)->gso_segs = DIV_ROUND_UP(tcplen - th->doff * 4u, gso->mss);
+	/* Plain Ethernet + IPv4 + TCP, or a UDP tunnel going out of a device:
+	 * the device takes it whole. */
+	if (hlen == ETH_HLEN || (xmit && udp_tunnel_gso(skb, hlen, ihl))) {
 		send(skb, dev);
 		return;
 	}

@@ -241,7 +241,7 @@ static void lx_deliver(struct sk_buff *skb)
 		skb->pkt_type = PACKET_HOST;
 		netif_rx(skb);
 	} else if (gso.inner_ip) {
-		lx_gso_send(skb, dev, &gso, lx_send);
+		lx_gso_send(skb, dev, &gso, dev != g.vhost, lx_send);
 	} else {
 		lx_send(skb, dev);
 	}

@@ -43,10 +43,11 @@ void lx_gro_close(void);
 bool lx_gso_take(struct sk_buff *skb, struct lx_gso *gso);
 
 /* Send an aggregate dp-core forwarded (data at the Ethernet header): whole
- * if its frame is Ethernet + IPv4 + TCP, else cut into segments, each under a
+ * if its frame is Ethernet + IPv4 + TCP, or (xmit: dev transmits it) a UDP
+ * tunnel the device's GSO cuts; else cut here into segments, each under a
  * copy of the tunnel headers with their lengths fixed.  send() puts one frame
  * on dev. */
-void lx_gso_send(struct sk_buff *skb, struct net_device *dev, const struct lx_gso *gso,
+void lx_gso_send(struct sk_buff *skb, struct net_device *dev, const struct lx_gso *gso, bool xmit,
 		 void (*send)(struct sk_buff *skb, struct net_device *dev));
 
 #endif
