@@ -476,7 +476,7 @@ async def test_daemon_logs_refused_agents(
         assert line["level"] == "warning" and line["addr"].startswith("127.0.0.1:")
         assert "certificate not accepted" in line["reason"], line
         connected = [x for x in daemon.logs() if x["msg"] == "agent connected"]
-        assert [x["agent"] for x in connected] == ["compute1"]
+        assert [(x["agent"], x["cert"]) for x in connected] == [("compute1", "compute1")]
         assert daemon.terminate() == 0
     finally:
         daemon.kill()

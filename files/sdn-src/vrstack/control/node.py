@@ -316,7 +316,11 @@ class ControlNode:
             with contextlib.suppress(Exception):
                 old.writer.close()
         self.agents[agent.name] = agent
-        log.info("agent connected", extra={"agent": agent.name, "addr": agent.address})
+        # With mutual TLS, the certificate's name (not yet checked against the agent's).
+        cert = tls.peer_subject(agent.writer)
+        log.info(
+            "agent connected", extra={"agent": agent.name, "addr": agent.address, "cert": cert}
+        )
         self._push_config(agent)
 
     def agent_closed(self, agent: AgentSession) -> None:
