@@ -9,7 +9,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_FORCE_COLOR ?= 0
 LAB_INVENTORY := inventories/lab
 
-.PHONY: bootstrap lab lab-down lab-status test unit lint sanity build-check molecule-lab datapath-test sdn-test guest-test molecule-kernel requirements clean
+.PHONY: bootstrap lab lab-down lab-status test unit lint sanity build-check molecule-lab datapath-test sdn-test openstack-test guest-test molecule-kernel requirements clean
 
 bootstrap:
 	@./scripts/bootstrap.sh
@@ -25,7 +25,7 @@ lab-down: bootstrap
 lab-status: bootstrap
 	python tools/lab.py summary --inventory $(LAB_INVENTORY)
 
-GATES := unit lint sanity build-check datapath-test sdn-test guest-test molecule-lab
+GATES := unit lint sanity build-check datapath-test sdn-test openstack-test guest-test molecule-lab
 # The kernel scenario (qemu TCG, ~15 min warm) runs on its own with `make molecule-kernel`
 # until it has passed from a cold cache in a full `make test` run (issue 6).
 
@@ -60,6 +60,12 @@ datapath-test:
 
 sdn-test:
 	./scripts/run-pytest.sh files/sdn-src/tests
+
+# The Neutron ML2 driver and the os-vif plugin, in the OpenStack venv the deploy uses
+# (Neutron, os-vif and Nova are not in the dev venv; make sdn-test skips that directory).
+openstack-test:
+	venv=$$(./scripts/openstack-venv.sh) && $$venv/bin/python -m pytest -q -p no:cacheprovider files/sdn-src/tests/openstack; \
+	rc=$$?; [ $$rc -ne 5 ] || { echo "openstack-test: no tests collected" >&2; exit 1; }; exit $$rc
 
 # The Nova guest image: built from Debian packages, booted under qemu, DHCP/ping/HTTP checked.
 guest-test:

@@ -1,7 +1,7 @@
 #!/bin/bash
 # A virtualenv with the OpenStack services vrstack deploys (requirements/openstack/
 # services.txt under constraints.txt), the OpenStack integration tests' own needs, and
-# the vrstack package from files/sdn-src installed editable without its dependencies.
+# the vrstack package from this checkout's files/sdn-src (without its dependencies).
 # Built once per content of those files under /var/cache/vrstack; prints its path.
 set -euo pipefail
 
@@ -34,10 +34,14 @@ if [[ ! -e "$venv/.complete" ]]; then
     "$python" -m venv "$venv"
     "$venv/bin/pip" install -q --disable-pip-version-check -c "$constraints" \
         -r "$services" -r "$testreqs"
-    # The checkout is another engineer's tree: link it, never copy (editable, no deps).
-    "$venv/bin/pip" install -q --disable-pip-version-check --no-deps \
-        -e "$repo/files/sdn-src"
     touch "$venv/.complete"
     log "built in $(($(date +%s) - start)) s"
 fi
+# vrstack itself (its os-vif and ML2 entry points) from this checkout, on every call:
+# the venv is shared by checkouts, so an editable link would test another tree's code.
+# Built from a copy so no build files land in the checkout.
+src=$(mktemp -d)
+trap 'rm -rf "$src"' EXIT
+cp -r "$repo/files/sdn-src/pyproject.toml" "$repo/files/sdn-src/vrstack" "$src/"
+"$venv/bin/pip" install -q --disable-pip-version-check --no-deps --force-reinstall "$src" >&2
 echo "$venv"

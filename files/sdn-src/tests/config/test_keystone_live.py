@@ -1,23 +1,18 @@
 """The config API with `auth.backend: keystone` against a real Keystone.
 
 Keystone (from requirements/openstack/constraints.txt) runs under gunicorn on a loopback
-port with SQLite and fernet tokens in a temp directory. Its virtualenv is built once and
-cached under /var/cache/vrstack/keystone-test/<hash of the constraints, the package list
-and the Python version>, with a lock so parallel sessions build it once.
+port with SQLite and fernet tokens in a temp directory, from the OpenStack virtualenv that
+scripts/openstack-venv.sh builds once (cached under /var/cache/vrstack, locked).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
-import hashlib
 import json
 import os
-import shutil
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -33,9 +28,6 @@ from vrstack.config.keystone import KeystoneSettings, TokenValidator
 from vrstack.config.testing import Daemon
 
 REPO = Path(__file__).resolve().parents[4]
-CONSTRAINTS = REPO / "requirements" / "openstack" / "constraints.txt"
-PACKAGES = ("keystone", "gunicorn")
-CACHE = Path("/var/cache/vrstack/keystone-test")
 BUILD_TIMEOUT = 1800.0  # seconds: a cold pip install from PyPI, on a busy machine
 ADMIN_PASSWORD = "bootstrap-admin-pw-0001"
 PASSWORD = "user-pw-0001"
@@ -44,56 +36,22 @@ PASSWORD = "user-pw-0001"
 # ---- the virtualenv -------------------------------------------------------------------
 
 
-def venv_key() -> str:
-    h = hashlib.sha256()
-    h.update(CONSTRAINTS.read_bytes())
-    h.update("\n".join(PACKAGES).encode())
-    h.update(sys.version.encode())
-    return h.hexdigest()[:12]
-
-
 def build_venv() -> Path:
-    """The cached venv, built under a lock when missing; pytest.skip when it cannot be."""
-    venv = CACHE / venv_key()
-    ready = venv / "vrstack-ready"
-    if ready.exists():
-        return venv
-    CACHE.mkdir(parents=True, exist_ok=True)
-    with open(CACHE / f"{venv.name}.lock", "w") as lock:
-        deadline = time.monotonic() + BUILD_TIMEOUT
-        while True:  # another session may be building it: wait, bounded
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"{venv}: another build held the lock for {BUILD_TIMEOUT:.0f}s")
-                time.sleep(2)
-        if ready.exists():
-            return venv
-        shutil.rmtree(venv, ignore_errors=True)  # a build that died half-way
-        start = time.monotonic()
-        steps = [
-            [sys.executable, "-m", "venv", str(venv)],
-            [str(venv / "bin" / "pip"), "install", "-q", "-c", str(CONSTRAINTS), *PACKAGES],
-        ]
-        for cmd in steps:
-            left = max(60.0, deadline - time.monotonic())
-            try:
-                done = subprocess.run(cmd, capture_output=True, text=True, timeout=left)
-            except subprocess.TimeoutExpired:
-                pytest.skip(f"cannot build the Keystone venv: {cmd[2:4]} took over {left:.0f}s")
-            if done.returncode != 0:
-                errors = [x for x in done.stderr.splitlines() if "is ignored" not in x]
-                shutil.rmtree(venv, ignore_errors=True)
-                pytest.skip(
-                    f"cannot build the Keystone venv ({' '.join(cmd[:3])} failed): "
-                    + " | ".join(errors[-5:])
-                )
-        took = time.monotonic() - start
-        (venv / "vrstack-build-seconds").write_text(f"{took:.0f}\n")
-        ready.write_text("")
-    return venv
+    """The OpenStack venv the deploy and the integration tests share (cached, locked)."""
+    try:
+        done = subprocess.run(
+            [str(REPO / "scripts" / "openstack-venv.sh")],
+            capture_output=True,
+            text=True,
+            timeout=BUILD_TIMEOUT,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"scripts/openstack-venv.sh took over {BUILD_TIMEOUT:.0f}s")
+    if done.returncode != 0:
+        pytest.fail(
+            "scripts/openstack-venv.sh failed: " + " | ".join(done.stderr.splitlines()[-5:])
+        )
+    return Path(done.stdout.strip().splitlines()[-1])
 
 
 # ---- Keystone under gunicorn ----------------------------------------------------------
