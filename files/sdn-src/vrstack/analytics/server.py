@@ -361,6 +361,7 @@ def make_app(store: AnalyticsStore, auth: Authenticator, options: Options) -> we
         collector.book.load(await store.statuses(), await store.alarms(), time.time())
         yield
         await store.close()
+        await auth.close()  # e.g. Keystone's HTTP connections
 
     app.cleanup_ctx.append(store_ctx)
 
