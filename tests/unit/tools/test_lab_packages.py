@@ -3,6 +3,7 @@ the flat repository's index and publishing a cache in place."""
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import hashlib
 import importlib.util
@@ -168,3 +169,16 @@ def test_is_current_needs_matching_key_and_directory(tmp_path: Path) -> None:
     (tmp_path / "debs").mkdir()
     assert lp.is_current(tmp_path, "debs", "k1")
     assert not lp.is_current(tmp_path, "debs", "k2")
+
+
+def test_cache_lock_waits_a_bounded_time(tmp_path: Path) -> None:
+
+    with open(tmp_path / "packages.lock", "w") as holder:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        with (
+            pytest.raises(lp.PackagesError, match="still held after 1s"),
+            lp.cache_lock(tmp_path, limit=1.0),
+        ):
+            pass
+    with lp.cache_lock(tmp_path, limit=1.0):  # free again: taken at once
+        pass
