@@ -149,7 +149,7 @@ def get_secrets(path: Path, names: list[str], length: int) -> list[str]:
         missing = [n for n in names if n not in stored]
         if missing:
             for name in missing:
-                stored[name] = "".join(secrets.choice(ALPHABET) for _ in range(length))
+                stored[name] = "".join(secrets.choice(ALPHABET) for _char in range(length))
             _write(path, stored)
     return [stored[n] for n in names]
 
@@ -164,4 +164,7 @@ class LookupModule(LookupBase):
         if not path and variables.get("vrstack_secrets_file"):
             path = self._templar.template(variables["vrstack_secrets_file"])
         target = Path(os.path.expanduser(str(path))) if path else default_path(variables)
-        return get_secrets(target, list(terms), int(self.get_option("length")))
+        # str(): names templated from variables arrive as tagged str subclasses,
+        # which the YAML dumper cannot write.
+        names = [str(t) if isinstance(t, str) else t for t in terms]
+        return get_secrets(target, names, int(self.get_option("length")))
