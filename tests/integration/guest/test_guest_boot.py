@@ -166,7 +166,7 @@ def qmp(path: Path, command: str) -> None:
         for execute in ("qmp_capabilities", command):
             stream.write(json.dumps({"execute": execute}).encode() + b"\n")
             stream.flush()
-            for _ in range(20):  # asynchronous events may come before the answer
+            for _line in range(20):  # asynchronous events may come before the answer
                 answer = json.loads(stream.readline())
                 if "error" in answer:
                     pytest.fail(f"qmp {execute}: {answer['error']}")
