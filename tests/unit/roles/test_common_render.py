@@ -113,7 +113,9 @@ class RoleRender:
         return str(self.templar.template(trust_as_template(text)))
 
 
-@pytest.mark.parametrize("playbook", ["site.yml", "prechecks.yml", "verify.yml", "infra.yml", "sdn.yml"])
+@pytest.mark.parametrize(
+    "playbook", ["site.yml", "prechecks.yml", "verify.yml", "infra.yml", "sdn.yml"]
+)
 def test_playbooks_syntax_with_freebsd_inventory(playbook: str) -> None:
     beside = Path(sys.executable).with_name("ansible-playbook")
     exe = str(beside) if beside.exists() else shutil.which("ansible-playbook")
