@@ -8,7 +8,6 @@ properties (boot_to_address_s, build_s)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -21,8 +20,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 
+import guest_image
 import pytest
 
 REPO = Path(__file__).resolve().parents[3]
@@ -35,20 +34,6 @@ BOOT_TIMEOUT = 90.0
 CONSOLE_LINE = re.compile(rb"vrstack-guest: eth0 (198\.18\.200\.\d+)/(\d+)")
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (netns, tap, qemu)")
-
-
-def _load_tool() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "vrstack_guest_image", REPO / "tools/guest_image.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["vrstack_guest_image"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-guest_image = _load_tool()
 
 
 def sh(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:

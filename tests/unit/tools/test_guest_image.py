@@ -4,29 +4,14 @@ parsing, module dependencies, the initramfs archive and the MBR."""
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import struct
-import sys
 from pathlib import Path
-from types import ModuleType
 
+import guest_image as gi
 import pytest
 
 REPO = Path(__file__).resolve().parents[3]
 
-
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "vrstack_guest_image", REPO / "tools/guest_image.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["vrstack_guest_image"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-gi = _load()
 
 VERSIONS = {"busybox-static": "1:1.35.0-4", "linux-image-6.1.0-57-cloud-amd64": "6.1.192-3"}
 FILES = {"init": b"#!/bin/sh\n", "udhcpc.script": b"#!/bin/sh\nexit 0\n"}

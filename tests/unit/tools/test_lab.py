@@ -4,31 +4,18 @@ from __future__ import annotations
 
 import copy
 import fcntl
-import importlib.util
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+import lab
 import pytest
 
 REPO = Path(__file__).resolve().parents[3]
 SAMPLE = Path(__file__).with_name("lab_inventory_sample.json")
-
-
-def _load_lab() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("vrstack_lab", REPO / "tools" / "lab.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["vrstack_lab"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-lab = _load_lab()
 
 
 @pytest.fixture

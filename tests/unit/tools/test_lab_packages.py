@@ -6,29 +6,13 @@ from __future__ import annotations
 import fcntl
 import gzip
 import hashlib
-import importlib.util
 import subprocess
-import sys
 from pathlib import Path
-from types import ModuleType
 
+import lab_packages as lp
 import pytest
 
 REPO = Path(__file__).resolve().parents[3]
-
-
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "vrstack_lab_packages", REPO / "tools" / "lab_packages.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["vrstack_lab_packages"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-lp = _load()
 
 
 def test_debs_list_comments_blanks_and_duplicates() -> None:
