@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import hashlib
 import ipaddress
 import json
@@ -461,22 +460,11 @@ def locked(limit: float = LOCK_WAIT_SECONDS) -> Iterator[None]:
     RUN_DIR.mkdir(parents=True, exist_ok=True)
     path = RUN_DIR / "lock"
     with open(path, "w") as fh:
-        deadline = time.monotonic() + limit
-        waiting = False
-        while True:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise LabError(
-                        f"{path} is still held after {limit:.0f}s by another lab user; "
-                        f"see `fuser -v {path}`"
-                    ) from None
-                if not waiting:
-                    log(f"waiting for {path} (another lab.py or a measurement holds it)")
-                    waiting = True
-                time.sleep(0.5)
+        if not lab_packages.wait_for_flock(fh, path, limit, "another lab.py or a measurement"):
+            raise LabError(
+                f"{path} is still held after {limit:.0f}s by another lab user; "
+                f"see `fuser -v {path}`"
+            )
         yield
 
 

@@ -33,6 +33,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from email.utils import formatdate
 from pathlib import Path
+from typing import IO
 
 REPO = Path(__file__).resolve().parent.parent
 DEBS_LIST = REPO / "requirements" / "lab-debs.txt"
@@ -188,27 +189,32 @@ def run(cmd: Sequence[str], what: str, timeout: float, **kw: object) -> str:
     return str(proc.stdout)
 
 
+def wait_for_flock(fh: IO[str], path: Path, limit: float, holder: str) -> bool:
+    """Take an exclusive lock on `fh` (the open `path`), waiting at most `limit` seconds
+    and saying once that `holder` has it; False when it is still held then."""
+    deadline = time.monotonic() + limit
+    announced = False
+    while True:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            if not announced:
+                log(f"waiting for {path} ({holder} holds it)")
+                announced = True
+            time.sleep(0.5)
+
+
 @contextlib.contextmanager
 def cache_lock(cache: Path, limit: float = LOCK_WAIT_SECONDS) -> Iterator[None]:
     """One builder at a time; a second caller waits (bounded), then finds the cache built."""
     cache.mkdir(parents=True, exist_ok=True)
     path = cache / "packages.lock"
     with open(path, "w") as fh:
-        deadline = time.monotonic() + limit
-        announced = False
-        while True:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise PackagesError(
-                        f"{path} still held after {limit:.0f}s; see `fuser -v {path}`"
-                    ) from None
-                if not announced:
-                    log(f"waiting for {path} (another caller is building the package caches)")
-                    announced = True
-                time.sleep(1.0)
+        if not wait_for_flock(fh, path, limit, "another caller building the package caches"):
+            raise PackagesError(f"{path} still held after {limit:.0f}s; see `fuser -v {path}`")
         yield
 
 
