@@ -17,7 +17,7 @@ from aiohttp import web
 
 from ..config.auth import Authenticator
 from ..config.fields import FieldError
-from ..config.server import errors_middleware
+from ..config.server import auth_middleware, errors_middleware
 from ..service.daemon import add_background, add_health
 from . import query
 from .alarms import AlarmBook, status_from_row
@@ -28,7 +28,6 @@ from .store import AnalyticsStore, QueryTimeout, Retention, Rows, StoreError
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-PUBLIC = ("/health", "/openapi.json")
 NDJSON = ("application/x-ndjson", "application/jsonl", "application/json-seq")
 
 
@@ -295,21 +294,9 @@ async def list_alarms(request: web.Request) -> web.Response:
     return web.json_response({"items": [a.as_json() for a in alarms]})
 
 
-def auth_middleware(auth: Authenticator) -> Any:
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in PUBLIC:
-            return await handler(request)
-        identity = await auth.authenticate(request)
-        if identity is None:
-            return _error(401, "a valid token is required (X-Auth-Token header)")
-        # Queries are POSTs but only read; ingest and forgetting a service write.
-        writes = request.method == "DELETE" or request.path.startswith("/ingest/")
-        if writes and not identity.can_write:
-            return _error(403, f"{identity.name} may only read")
-        return await handler(request)
-
-    return middleware
+def writes_something(request: web.Request) -> bool:
+    # Queries are POSTs but only read; ingest and forgetting a service write.
+    return request.method == "DELETE" or request.path.startswith("/ingest/")
 
 
 @web.middleware
@@ -327,7 +314,7 @@ async def store_errors(request: web.Request, handler: Handler) -> web.StreamResp
 def make_app(store: AnalyticsStore, auth: Authenticator, options: Options) -> web.Application:
     collector = Collector(store, options)
     app = web.Application(
-        middlewares=[errors_middleware, auth_middleware(auth), store_errors],
+        middlewares=[errors_middleware, auth_middleware(auth, writes_something), store_errors],
         client_max_size=options.limits.max_batch_bytes,
     )
     app[COLLECTOR] = collector

@@ -58,7 +58,16 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return _error(500, "internal error; see the server log")
 
 
-def auth_middleware(auth: Authenticator) -> Any:
+def changes_state(request: web.Request) -> bool:
+    return request.method not in ("GET", "HEAD")
+
+
+def auth_middleware(
+    auth: Authenticator, writes: Callable[[web.Request], bool] = changes_state
+) -> Any:
+    """401 without a valid token (except on PUBLIC paths); 403 when a read-only caller
+    makes a request that `writes` says changes something. Shared by every API."""
+
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path in PUBLIC:
@@ -66,7 +75,7 @@ def auth_middleware(auth: Authenticator) -> Any:
         identity = await auth.authenticate(request)
         if identity is None:
             return _error(401, "a valid token is required (X-Auth-Token header)")
-        if request.method not in ("GET", "HEAD") and not identity.can_write:
+        if writes(request) and not identity.can_write:
             return _error(403, f"{identity.name} may only read")
         return await handler(request)
 
