@@ -513,6 +513,29 @@ def build_model(data: Any, source: str) -> dict[str, Any]:
     return _to_plain(cluster, spine, links, racks, hosts)
 
 
+def _endpoints(vips: dict, hosts: dict) -> dict[str, Any]:
+    """Where clients reach the shared services: the internal VIP when a role has
+    several hosts (haproxy/keepalived in front), else that role's one host.
+    Roles read these instead of each working it out again."""
+
+    def members(role: str) -> list[str]:
+        return [str(h["address"]) for h in hosts.values() if role in h["roles"]]
+
+    def one(role: str) -> str | None:
+        found = members(role)
+        if len(found) > 1 and "internal" in vips:
+            return str(vips["internal"])
+        return found[0] if found else None
+
+    return {
+        "api": one("controller"),
+        "database": one("database"),
+        "messaging": members("messaging"),
+        "memcached": members("controller"),
+        "analytics": one("analytics"),
+    }
+
+
 def _to_plain(cluster: dict, spine: dict | None, links: dict, racks: dict, hosts: dict) -> dict:
     return {
         "name": cluster["name"],
@@ -524,6 +547,7 @@ def _to_plain(cluster: dict, spine: dict | None, links: dict, racks: dict, hosts
         "vni_range": cluster["vni_range"],
         "loopback_pool": str(cluster["loopback_pool"]) if cluster["loopback_pool"] else None,
         "vips": {k: str(v) for k, v in cluster["vips"].items()},
+        "endpoints": _endpoints(cluster["vips"], hosts),
         "spine": None
         if spine is None
         else {
@@ -581,6 +605,7 @@ def host_vars(model: Mapping[str, Any], name: str) -> dict[str, Any]:
         "vrstack_vni_range": model["vni_range"],
         "vrstack_encap_priority": model["encap_priority"],
         "vrstack_vips": model["vips"],
+        "vrstack_endpoints": model["endpoints"],
     }
 
 

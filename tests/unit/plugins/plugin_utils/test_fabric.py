@@ -161,6 +161,30 @@ def test_host_vars_and_groups() -> None:
     assert hv["vrstack_bgp_asn"] == 64512
     assert hv["vrstack_tor_asn"] == 64602
     assert hv["vrstack_control_nodes"] == ["ctl2", "ctl1"]
+    ctl1 = model["hosts"]["ctl1"]["fabric_ip"]
+    assert hv["vrstack_endpoints"]["api"] == ctl1
+    assert hv["vrstack_endpoints"]["database"] == ctl1
+    assert hv["vrstack_endpoints"]["messaging"] == []
+
+
+def test_endpoints_use_the_vip_when_a_role_has_several_hosts() -> None:
+    def change(d: dict) -> None:
+        d["hosts"]["ctl2"]["roles"] = ["controller", "control", "messaging"]
+        d["hosts"]["cmp3"]["roles"] = ["compute", "messaging"]
+
+    model = model_of(change)
+    ep = model["endpoints"]
+    assert ep["api"] == "198.18.1.10"
+    assert ep["database"] == model["hosts"]["ctl1"]["fabric_ip"]
+    # Clients list every broker (oslo.messaging fails over itself), in file order.
+    assert ep["messaging"] == [
+        model["hosts"]["ctl2"]["fabric_ip"],
+        model["hosts"]["cmp3"]["fabric_ip"],
+    ]
+    assert ep["memcached"] == [
+        model["hosts"]["ctl1"]["fabric_ip"],
+        model["hosts"]["ctl2"]["fabric_ip"],
+    ]
     grp = groups(model)
     assert grp["compute"] == ["cmp1", "cmp2", "cmp3"]
     assert grp["control"] == ["ctl1", "ctl2"]
