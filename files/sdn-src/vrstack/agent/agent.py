@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..control.xmpp import ENCAPS, Nexthop
-from ..datapath.client import DatapathClient, DatapathError
+from ..datapath.client import NETLINK, DatapathClient, DatapathError
 from ..datapath.codec import Obj, Op
 from ..datapath.flowtable import FlowTable, FlowTableError
 from ..service import tls
@@ -435,15 +435,51 @@ class Agent:
 
     def interfaces(self) -> list[dict[str, Any]]:
         st = self.state()
+        installed = self.programmer.installed if self.programmer else {}
         return [
             {
                 **p.to_dict(),
                 "vif": st.port_vifs[pid],
                 "vrf": st.vrfs[p.instance],
                 "label": st.labels[pid],
+                # active: its vif is in the datapath; pending: not (yet) programmed.
+                "state": "active"
+                if (int(Obj.VIF), (("VIF_IDX", st.port_vifs[pid]),)) in installed
+                else "pending",
             }
             for pid, p in sorted(st.ports.items())
         ]
+
+    def datapath_view(self) -> dict[str, Any]:
+        """Which datapath the agent programs and how full its tables are."""
+        used = {kind: 0 for kind in ("vifs", "nexthops", "routes", "labels", "vnis")}
+        names = {Obj.VIF: "vifs", Obj.NH: "nexthops", Obj.ROUTE: "routes"}
+        names.update({Obj.LABEL: "labels", Obj.VNI: "vnis"})
+        for kind, _key in self.programmer.installed if self.programmer else ():
+            name = names.get(Obj(kind))
+            if name:
+                used[name] += 1
+        low, high = self.s.label_range
+        tables: dict[str, dict[str, int | None]] = {
+            k: {"used": v, "size": None} for k, v in used.items()
+        }
+        tables["vifs"]["size"] = self.s.max_vifs
+        tables["labels"]["size"] = high - low + 1
+        if self.s.flow_file:
+            try:
+                with FlowTable(self.s.flow_file) as table:
+                    tables["flows"] = {
+                        "used": sum(1 for _ in table.entries()),
+                        "size": table.nentries,
+                    }
+            except (OSError, FlowTableError):
+                tables["flows"] = {"used": None, "size": None}
+        return {
+            "mode": "kernel" if self.s.datapath_socket == NETLINK else "user",
+            "target": self.s.datapath_socket,
+            "connected": self.programmer is not None,
+            "tables": tables,
+        }
 
     def vrf_list(self) -> list[dict[str, Any]]:
         st = self.state()
@@ -458,15 +494,25 @@ class Agent:
             for inst, vrf in sorted(st.vrfs.items())
         ]
 
-    def flows(self, limit: int = 1000) -> list[dict[str, Any]]:
-        """Flows read from the shared flow table (at most `limit`)."""
+    def flows(
+        self, limit: int = 1000, vrf: int | None = None, ip: str = "", port: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Flows read from the shared flow table (at most `limit`), optionally only those
+        of one VRF index, with `ip` as source or destination, or `port` as either port."""
         if not self.s.flow_file:
             return []
+        want_ip = ipaddress.ip_address(ip) if ip else None
         out = []
         with FlowTable(self.s.flow_file) as table:
             for e in table.entries():
                 if len(out) >= limit:
                     break
+                if vrf is not None and e.vrf != vrf:
+                    continue
+                if want_ip is not None and want_ip not in (e.sip, e.dip):
+                    continue
+                if port is not None and port not in (e.sport, e.dport):
+                    continue
                 out.append(
                     {
                         "index": e.index,

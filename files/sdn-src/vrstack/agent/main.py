@@ -53,11 +53,22 @@ def make_app(agent: Agent) -> web.Application:
         return web.json_response(got)
 
     async def flows(r: web.Request) -> web.Response:
-        try:
-            limit = int(r.query.get("limit", "1000"))
-        except ValueError:
-            return web.json_response({"error": "limit: must be an integer"}, status=400)
-        return web.json_response(agent.flows(limit))
+        args: dict[str, Any] = {}
+        for key in ("limit", "vrf", "port"):
+            if key in r.query:
+                try:
+                    args[key] = int(r.query[key])
+                except ValueError:
+                    return web.json_response({"error": f"{key}: must be an integer"}, status=400)
+        if r.query.get("ip"):
+            try:
+                args["ip"] = str(ipaddress.ip_address(r.query["ip"]))
+            except ValueError:
+                return web.json_response({"error": "ip: not an IP address"}, status=400)
+        return web.json_response(agent.flows(**args))
+
+    async def datapath(_r: web.Request) -> web.Response:
+        return web.json_response(agent.datapath_view())
 
     async def list_ports(_r: web.Request) -> web.Response:
         return web.json_response([p.to_dict() for p in agent.ports.ports.values()])
@@ -85,6 +96,7 @@ def make_app(agent: Agent) -> web.Application:
     app.router.add_get("/introspect/vrfs", vrfs)
     app.router.add_get("/introspect/routes", routes)
     app.router.add_get("/introspect/flows", flows)
+    app.router.add_get("/introspect/datapath", datapath)
     app.router.add_get("/ports", list_ports)
     app.router.add_post("/ports", add_port)
     app.router.add_delete("/ports/{id}", delete_port)
