@@ -1,0 +1,1 @@
+"""Node status: `vrstack-status`, and the services' reports to the analytics collector."""
