@@ -1,12 +1,17 @@
 /*
  * vrouterd: dp-core in userspace.  Virtual and fabric vifs are Linux
  * interfaces (an existing interface is used through AF_PACKET, a missing one
- * is created as a TAP), pkt0 is a unix datagram socket pair in --pkt0-dir,
+ * is created as a TAP unless --attach-only), pkt0 is a unix datagram socket
+ * pair in --pkt0-dir,
  * control messages arrive on a unix SOCK_SEQPACKET socket, and the flow table
  * lives in an mmapped file the agent can map read-only.
  *
  *   vrouterd --control PATH [--pkt0-dir DIR] [--pkt0-queue N] [--flow-file PATH]
- *            [--flows N]
+ *            [--flows N] [--attach-only]
+ *
+ * --attach-only: a vif naming a missing interface stays detached (a later vif
+ * message attaches it once it exists).  With Nova, libvirt creates a guest's
+ * tap and fails if the name is taken, so the datapath must never create it.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -46,6 +51,7 @@ enum port_kind { PORT_NONE, PORT_PACKET, PORT_TAP, PORT_AGENT };
 struct port {
 	int fd;
 	enum port_kind kind;
+	unsigned ifindex; /* PORT_PACKET: the interface bound to */
 	char name[VR_NAME_LEN];
 };
 
@@ -54,6 +60,7 @@ static struct vr_router router;
 static int agent_fd = -1;
 static struct sockaddr_un agent_peer;
 static volatile sig_atomic_t stopping;
+static int attach_only; /* never create a TAP for a missing interface */
 
 /*
  * pkt0 backlog.  The agent's socket queues only net.unix.max_dgram_qlen
@@ -308,12 +315,13 @@ static const struct vr_os_ops host_ops = {
 
 /* ---------------- vif ports ---------------- */
 
-static int open_packet(const char *name)
+static int open_packet(const char *name, unsigned *ifindex)
 {
 	struct sockaddr_ll sll;
 	int fd, one = 1;
 	unsigned idx = if_nametoindex(name);
 
+	*ifindex = idx;
 	if (!idx)
 		return -1;
 	fd = socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, htons(ETH_P_ALL));
@@ -366,8 +374,11 @@ static void reconcile_ports(void)
 		struct vr_vif *v = vr_vif_get(&router, i);
 		struct port *p = &ports[i];
 
+		/* An interface deleted and made again under the same name (a guest's
+		 * tap after a hard reboot) has a new index: bind to the new one. */
 		if (p->kind != PORT_NONE &&
-		    (!v || strcmp(p->name, v->name) || (v->type == VR_VIF_AGENT) != (p->kind == PORT_AGENT)))
+		    (!v || strcmp(p->name, v->name) || (v->type == VR_VIF_AGENT) != (p->kind == PORT_AGENT) ||
+		     (p->kind == PORT_PACKET && if_nametoindex(p->name) != p->ifindex)))
 			close_port(i);
 		if (!v || p->kind != PORT_NONE)
 			continue;
@@ -382,9 +393,15 @@ static void reconcile_ports(void)
 		}
 		if (!v->name[0])
 			continue;
-		p->fd = open_packet(v->name);
+		p->fd = open_packet(v->name, &p->ifindex);
 		p->kind = PORT_PACKET;
-		if (p->fd < 0) {
+		if (p->fd < 0 && !p->ifindex && attach_only) {
+			logmsg("vif %u: %s is not there; detached until a vif message finds it", i,
+			       v->name);
+			p->kind = PORT_NONE;
+			continue;
+		}
+		if (p->fd < 0 && !p->ifindex) {
 			p->fd = open_tap(v->name);
 			p->kind = PORT_TAP;
 		}
@@ -497,7 +514,7 @@ static void on_signal(int sig)
 static void usage(void)
 {
 	fprintf(stderr, "usage: vrouterd --control PATH [--pkt0-dir DIR] [--pkt0-queue N] "
-			"[--flow-file PATH] [--flows N (power of two)]\n");
+			"[--flow-file PATH] [--flows N (power of two)] [--attach-only]\n");
 	exit(2);
 }
 
@@ -509,6 +526,7 @@ int main(int argc, char **argv)
 		{"pkt0-queue", required_argument, NULL, 'q'},
 		{"flow-file", required_argument, NULL, 'f'},
 		{"flows", required_argument, NULL, 'n'},
+		{"attach-only", no_argument, NULL, 'a'},
 		{NULL, 0, NULL, 0},
 	};
 	static uint8_t in[VR_MSG_MAX + 64], out[VR_MSG_MAX];
@@ -536,6 +554,9 @@ int main(int argc, char **argv)
 			break;
 		case 'f':
 			flow_file = optarg;
+			break;
+		case 'a':
+			attach_only = 1;
 			break;
 		case 'n':
 			nflows = strtoul(optarg, &end, 0);
