@@ -6,7 +6,7 @@ downloads): the kernel and its virtio modules from the package that
 loader (SYSLINUX on a FAT partition behind its MBR) from `syslinux`,
 `syslinux-common` and `mtools`, which run straight from the unpacked packages,
 so the host needs nothing installed but apt.  The guest's behaviour lives in
-files/guest/ (init, udhcpc.script, power-button, syslinux.cfg).
+files/guest/ (init, udhcpc.script, power-button, syslinux.cfg, probe.cgi).
 
 The result is cached in /var/cache/vrstack/guest/<key>/ (key = hash of the
 package versions, the files in files/guest/ and LAYOUT): `disk.img` (raw, MBR,
@@ -227,7 +227,7 @@ def package_versions() -> dict[str, str]:
 
 def guest_files() -> dict[str, bytes]:
     files = {p.name: p.read_bytes() for p in sorted(GUEST_FILES.iterdir()) if p.is_file()}
-    for needed in ("init", "udhcpc.script", "power-button", "syslinux.cfg"):
+    for needed in ("init", "udhcpc.script", "power-button", "syslinux.cfg", "probe.cgi"):
         if needed not in files:
             raise fail(f"{GUEST_FILES / needed} is missing")
     return files
@@ -283,7 +283,7 @@ def initramfs(
 ) -> bytes:
     dirs = ("bin", "sbin", "usr", "usr/bin", "usr/sbin", "etc", "etc/acpi", "etc/acpi/PWRF")
     dirs += ("lib", "lib/modules")
-    dirs += ("dev", "proc", "sys", "run", "tmp", "www", "root")
+    dirs += ("dev", "proc", "sys", "run", "tmp", "www", "www/cgi-bin", "root")
     entries = [Entry(d, 0o040755) for d in dirs]
     entries += [
         # The kernel opens /dev/console for init before anything is mounted.
@@ -293,6 +293,7 @@ def initramfs(
         Entry("init", 0o100755, files["init"]),
         Entry("etc/udhcpc.script", 0o100755, files["udhcpc.script"]),
         Entry("etc/acpi/PWRF/00000080", 0o100755, files["power-button"]),
+        Entry("www/cgi-bin/probe", 0o100755, files["probe.cgi"]),
         Entry("etc/vrstack-modules", 0o100644, "".join(f"{n}\n" for n, _ in modules).encode()),
     ]
     entries += [Entry(f"lib/modules/{name}.ko", 0o100644, data) for name, data in modules]

@@ -207,6 +207,26 @@ def test_guest_boots_takes_lease_answers_ping_and_http(
     # The name, address and MTU dnsmasq handed out.
     assert fetch.stdout.strip() == f"vrstack-guest {GUEST_NAME} {address}/24 mtu {GUEST_MTU}"
 
+    # The probe CGI: the guest itself pings and fetches, as between two servers.
+    def probe(query: str) -> str:
+        out = lab.exec(
+            sys.executable,
+            "-c",
+            "import sys, urllib.request;"
+            "print(urllib.request.urlopen(sys.argv[1], timeout=30).read().decode(), end='')",
+            f"http://{address}/cgi-bin/probe?{query}",
+        )
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    answer = probe(f"ip={GATEWAY}&port=80").splitlines()
+    assert answer[0] == f"ping {GATEWAY} ok", answer
+    assert answer[1].startswith(f"http {GATEWAY}:80 failed"), answer  # nothing listens there
+    answer = probe(f"ip={address}&port=80").splitlines()
+    assert answer[1].startswith(f"http {address}:80 ok vrstack-guest {GUEST_NAME}"), answer
+    assert probe("ip=1.2.3.4;reboot&port=80").startswith("bad query"), "unchecked query"
+    assert "failed" in probe("ip=198.18.200.250&port=80").splitlines()[0]  # no such host
+
     # A clean Nova stop presses the ACPI power button: the guest powers off.
     qmp(lab.qmp, "system_powerdown")
     try:
