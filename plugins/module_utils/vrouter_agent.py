@@ -102,11 +102,13 @@ def _interface(port: dict[str, Any]) -> dict[str, Any]:
         "instance": port["instance"],
         "ips": port.get("ips", []),
         "mac": port["mac"],
-        "label": port["label"],
-        "vif": port["vif"],
-        "vrf": port["vrf"],
+        "label": port.get("label"),  # None while it waits for its routing instance
+        "vif": port.get("vif"),
+        "vrf": port.get("vrf"),
         "tap": port.get("tap", ""),
         "state": port.get("state", "unknown"),
+        "status": port.get("status", ""),  # up/down as reported to the config API
+        "detail": port.get("detail", ""),  # why it is down
     }
 
 

@@ -147,6 +147,8 @@ interfaces:
     vif: {description: Its vif index, type: int}
     vrf: {description: Its VRF index, type: int}
     state: {description: V(active) when its vif is programmed in the datapath, else V(pending), type: str}
+    status: {description: V(up) when attached to its tap and programmed (what the agent reports), else V(down), type: str}
+    detail: {description: Why the port is down, type: str}
 vrfs:
   description: Local VRFs (instance, index, VNI, ports, remote route count).
   returned: when V(vrfs) is gathered
