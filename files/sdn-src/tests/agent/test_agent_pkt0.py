@@ -1,9 +1,9 @@
-"""pkt0 through a real vrouterd: a VM on a TAP (moved into its own network namespace)
-gets a DHCP offer and ack from the agent with its port's address and subnet options,
+"""pkt0 through a real vrouterd: a VM in its own network namespace (a veth pair; the
+compute side is the port's tap, made after the port is added, as libvirt does) gets a DHCP offer and ack from the agent with its port's address and subnet options,
 and ARP replies for its gateway and for a remote VM, but not for unknown addresses; its
 first packets set up flows by the network's policy, which age out when idle.
 
-Root only (TAP and namespace); skipped with a message otherwise.
+Root only (veth and namespace); skipped with a message otherwise.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from vrstack.datapath.codec import Obj
 
 pytestmark = [
     pytest.mark.asyncio,
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root for a TAP and a namespace"),
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root for a veth and a namespace"),
 ]
 VMSIDE = Path(__file__).with_name("vmside.py")
 ROUTER = "00:00:5e:00:01:00"
@@ -78,7 +78,7 @@ async def test_dhcp_and_arp_from_a_vm(
     node = await cluster.start_node("ctl-a", "127.0.0.1")
     dp = vrouterd("dp")
     tag = f"{os.getpid() % 100000}"
-    tap, ns = f"vat{tag}", f"vrstack-agent-{tag}"
+    tap, ns, vm = f"vat{tag}", f"vrstack-agent-{tag}", "vm0"
     s = settings("compute1", "198.18.2.11", [("127.0.0.1", node.xmpp_port)], dp)
     s.pkt0_dir = str(dp.parent)
     s.flow_file = str(dp.parent / "flows")
@@ -91,36 +91,41 @@ async def test_dhcp_and_arp_from_a_vm(
     try:
         async with running_agent(s) as agent:
             agent.add_port(Port("p1", inst, blue["uuid"], VM_MAC, ("198.18.10.3",), tap))
-            await eventually(lambda: os.path.exists(f"/sys/class/net/{tap}"), what="tap")
             await eventually(lambda: agent.lease_of(agent.ports.ports["p1"]), what="config")
             await eventually(lambda: agent.knows(agent.ports.ports["p1"], "198.18.10.9"))
-            sh("ip", "link", "set", tap, "netns", ns)
+            assert "VIF_NAME" not in dp_dump(dp, Obj.VIF)[-1]  # no tap yet: nothing attached
+            sh("ip", "link", "add", tap, "type", "veth", "peer", "name", vm, "netns", ns)
             sh("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1")
-            sh("ip", "-n", ns, "link", "set", tap, "up")
+            sh("ip", "link", "set", tap, "up")
+            sh("ip", "-n", ns, "link", "set", vm, "up")
+            await eventually(
+                lambda: any(v.get("VIF_NAME") == tap for v in dp_dump(dp, Obj.VIF)),
+                what="the tap attached",
+            )
 
-            offer = await exchange(ns, tap, discover(), 0x0800)
+            offer = await exchange(ns, vm, discover(), 0x0800)
             assert offer is not None, "no DHCP offer"
             o = Ether(offer)
             assert o[BOOTP].yiaddr == "198.18.10.3" and o[Ether].src == ROUTER
             opts = {x[0]: x[1:] for x in o[DHCP].options if isinstance(x, tuple)}
             assert opts["message-type"] == (2,) and opts["router"] == ("198.18.10.1",)
             assert opts["name_server"] == ("198.18.10.2",) and opts["lease_time"] == (600,)
-            ack = await exchange(ns, tap, discover("request", "198.18.10.3"), 0x0800)
+            ack = await exchange(ns, vm, discover("request", "198.18.10.3"), 0x0800)
             assert ack is not None and Ether(ack)[DHCP].options[0] == ("message-type", 5)
-            nak = await exchange(ns, tap, discover("request", "198.18.10.77"), 0x0800)
+            nak = await exchange(ns, vm, discover("request", "198.18.10.77"), 0x0800)
             assert nak is not None and Ether(nak)[DHCP].options[0] == ("message-type", 6)
 
             for target in ("198.18.10.1", "198.18.10.9"):
                 req = Ether(src=VM_MAC, dst="ff:ff:ff:ff:ff:ff") / ARP(
                     op=1, hwsrc=VM_MAC, psrc="198.18.10.3", pdst=target
                 )
-                got = await exchange(ns, tap, bytes(req), 0x0806)
+                got = await exchange(ns, vm, bytes(req), 0x0806)
                 assert got is not None, f"no ARP reply for {target}"
                 assert Ether(got)[ARP].hwsrc == ROUTER and Ether(got)[ARP].psrc == target
             req = Ether(src=VM_MAC, dst="ff:ff:ff:ff:ff:ff") / ARP(
                 op=1, hwsrc=VM_MAC, psrc="198.18.10.3", pdst="198.18.10.50"
             )
-            assert await exchange(ns, tap, bytes(req), 0x0806, limit=1.0) is None
+            assert await exchange(ns, vm, bytes(req), 0x0806, limit=1.0) is None
 
             # First packets of two UDP flows to the remote VM: port 5000 passes (same
             # network), port 9999 is denied by the policy; each gets its reverse flow.
@@ -135,7 +140,7 @@ async def test_dhcp_and_arp_from_a_vm(
                     / UDP(sport=40000, dport=dport)
                     / b"x"
                 )
-                await exchange(ns, tap, bytes(pkt), 0x9999, limit=0.2)
+                await exchange(ns, vm, bytes(pkt), 0x9999, limit=0.2)
             flows = await eventually(
                 lambda: len(dp_dump(dp, Obj.FLOW)) == 4 and dp_dump(dp, Obj.FLOW)
             )
@@ -160,4 +165,5 @@ async def test_dhcp_and_arp_from_a_vm(
             assert counters["arp_ignored"] >= 1
     finally:
         await other.close()
+        subprocess.run(["ip", "link", "del", tap], check=False, capture_output=True)
         subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)

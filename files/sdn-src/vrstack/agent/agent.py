@@ -6,6 +6,11 @@ subscriptions, and the datapath objects, and applies the differences. The routes
 programs are the union over its sessions, stale ones included: with every control node
 gone it keeps forwarding on its last state (headless), and a returning node's resync
 replaces that state.
+
+A port names its network; its routing instance comes from the config the control nodes
+push (the `routing-instance` whose parent is that network), so a port waits, unrouted,
+until that arrives. Its vif is attached to its tap only while the tap exists (libvirt
+creates it when the guest starts); the port's state (up/down) goes to the config API.
 """
 
 from __future__ import annotations
@@ -15,20 +20,23 @@ import contextlib
 import ipaddress
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ..config.client import ConfigClient
 from ..control.xmpp import ENCAPS, Nexthop
-from ..datapath.client import NETLINK, DatapathClient, DatapathError
+from ..datapath.client import NETLINK, DatapathClient, DatapathError, connect
 from ..datapath.codec import Obj, Op
 from ..datapath.flowtable import FlowTable, FlowTableError
 from ..service import tls
+from . import taps
 from .flows import FORWARD, decide
 from .packets import Lease, Trapped
 from .pkt0 import Pkt0, lease_for
-from .ports import Port, PortStore
-from .program import FIRST_PORT_VIF, Allocator, Fabric, Programmer, State, desired
+from .ports import Port, PortStore, read_dir
+from .program import FIRST_PORT_VIF, Allocator, Fabric, Programmer, State, desired, vif_key
 from .session import ControlSession
+from .status import PortState, StatusReporter
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +58,10 @@ class AgentSettings:
     flow_idle: float = 60.0  # seconds without a packet before a flow is removed
     xmpp_tls: tls.TlsFiles | None = None  # XMPP over TLS to the control nodes
     xmpp_server_name: str = ""  # the name their certificates carry; default: the host
+    vif_ports_dir: str = ""  # the os-vif plugin's port records, read at start
+    config_api_url: str = ""  # where port states are reported; empty: not reported
+    config_api_token: str = ""  # a token that may write port-state objects
+    tap_poll: float = 2.0  # seconds between looks for taps (besides link notifications)
 
 
 class Agent:
@@ -95,6 +107,16 @@ class Agent:
             if settings.pkt0_dir
             else None
         )
+        self.taps: dict[str, int] = {}  # tap name -> ifindex (0: not there)
+        self._placed: dict[str, Port] = {}  # ports whose routing instance is known
+        self.port_states: dict[str, PortState] = {}
+        self.status = (
+            StatusReporter(
+                ConfigClient(settings.config_api_url, settings.config_api_token), settings.name
+            )
+            if settings.config_api_url
+            else None
+        )
 
     # ---- inputs ---------------------------------------------------------------------
 
@@ -106,11 +128,15 @@ class Agent:
         old = self.ports.ports.get(port.id)
         if old is not None and old.instance != port.instance:
             raise ValueError(f"instance: port {port.id} is in {old.instance}; delete it first")
+        if old is not None and old.network != port.network:
+            raise ValueError(f"network: port {port.id} is in {old.network}; delete it first")
         if old is None:
             room = min(self.vifs.high - self.vifs.low, self.labels.high - self.labels.low) + 1
             if len(self.ports.ports) >= room:
                 raise ValueError(f"id: no room for port {port.id}: {room} ports at most here")
         self.ports.put(port)
+        if port.tap:
+            self.taps[port.tap] = taps.ifindex(port.tap)
         self.mark_dirty()
 
     def delete_port(self, port_id: str) -> bool:
@@ -141,8 +167,36 @@ class Agent:
                 out[":".join(obj["fq_name"])] = int(obj.get("vni", 0))
         return out
 
+    def placed(self) -> dict[str, Port]:
+        """Ports whose routing instance is known, with it filled in: given by the port,
+        or the pushed `routing-instance` whose parent is the port's network (by uuid or,
+        failing that, by name)."""
+        ri_of: dict[str, str] = {}
+        net_by_name: dict[str, str] = {}
+        for key, obj in sorted(self.config().items()):
+            if key.startswith("routing-instance/"):
+                ri_of.setdefault(obj["parent_uuid"], ":".join(obj["fq_name"]))
+            elif key.startswith("virtual-network/"):
+                net_by_name.setdefault(obj["name"], obj["uuid"])
+        out = {}
+        for pid, p in self.ports.ports.items():
+            if p.instance:
+                out[pid] = p
+                continue
+            inst = ri_of.get(p.network) or ri_of.get(net_by_name.get(p.network, ""))
+            if inst:
+                out[pid] = replace(p, instance=inst)
+        return out
+
     def instances(self) -> set[str]:
-        return {p.instance for p in self.ports.ports.values()}
+        return {p.instance for p in self._placed.values()}
+
+    def scan_taps(self) -> bool:
+        """Look up every port's tap; True when one appeared, went or was made again."""
+        now = {p.tap: taps.ifindex(p.tap) for p in self.ports.ports.values() if p.tap}
+        changed = now != self.taps
+        self.taps = now
+        return changed
 
     def remote_routes(self) -> dict[str, dict[str, tuple[Nexthop, ...]]]:
         """Union of every session's routes (stale ones too), one nexthop per compute."""
@@ -162,7 +216,7 @@ class Agent:
     def port_of_vif(self, vif: int) -> Port | None:
         for pid, idx in self.vifs.ids.items():
             if idx == vif:
-                return self.ports.ports.get(pid)
+                return self._placed.get(pid)
         return None
 
     def lease_of(self, port: Port) -> Lease | None:
@@ -172,7 +226,7 @@ class Agent:
     def knows(self, port: Port, ip: str) -> bool:
         """Whether the port's VRF has a route for `ip` (a remote VM or another local port)."""
         addr = ipaddress.ip_address(ip)
-        for p in self.ports.ports.values():
+        for p in self._placed.values():
             if p.instance == port.instance and ip in p.ips:
                 return True
         remote = self.remote_routes().get(port.instance, {})
@@ -187,7 +241,7 @@ class Agent:
         return None
 
     def _port_with_ip(self, ip: str) -> Port | None:
-        return next((p for p in self.ports.ports.values() if ip in p.ips), None)
+        return next((p for p in self._placed.values() if ip in p.ips), None)
 
     def flow_miss(self, t: Trapped) -> None:
         """Decide a new flow by its network's ACL; install it and its reverse."""
@@ -271,7 +325,7 @@ class Agent:
         vnis = self.instance_vnis()
         prio = self.encap_priority()
         out: dict[str, dict[str, Nexthop]] = {}
-        for p in self.ports.ports.values():
+        for p in self._placed.values():
             vni = vnis.get(p.instance, 0)
             encap = tuple(e for e in prio if e != "VXLAN" or vni) or ("MPLSoUDP",)
             hop = Nexthop(self.s.fabric.address, self.labels.get(p.id), vni, encap)
@@ -281,10 +335,11 @@ class Agent:
         return out
 
     def state(self) -> State:
-        ports = dict(self.ports.ports)
+        self._placed = ports = self.placed()
         insts = self.instances()
-        self.labels.keep_only(set(ports))
-        self.vifs.keep_only(set(ports))
+        # A port waiting for its instance keeps the label and vif it had.
+        self.labels.keep_only(set(self.ports.ports))
+        self.vifs.keep_only(set(self.ports.ports))
         self.vrfs.keep_only(insts)
         return State(
             fabric=self.s.fabric,
@@ -296,14 +351,50 @@ class Agent:
             encap_priority=self.encap_priority(),
             port_vifs={p: self.vifs.get(p) for p in sorted(ports)},
             policy=self.pkt0 is not None,
+            port_os_idx={pid: self.taps.get(p.tap, 0) for pid, p in ports.items() if p.tap},
         )
+
+    def states_of(self, st: State, want: dict[Any, dict[str, Any]]) -> dict[str, PortState]:
+        """Per port: up when its vif is attached to its tap and programmed, else why not."""
+        out = {}
+        assert self.programmer is not None
+        installed = self.programmer.installed
+        for pid, p in sorted(self.ports.ports.items()):
+            if pid not in st.ports:
+                out[pid] = PortState("down", p.tap, f"network {p.network}: no routing instance yet")
+            elif not p.tap:
+                out[pid] = PortState("down", "", "the port has no tap")
+            elif not st.port_os_idx.get(pid):
+                out[pid] = PortState("down", p.tap, f"waiting for {p.tap}")
+            else:
+                nh = self.nh_ids.ids.get(("encap", pid))
+                keys = [vif_key(st.port_vifs[pid]), (int(Obj.NH), (("NH_ID", nh),))]
+                ok = all(k in want and installed.get(k) == want[k] for k in keys)
+                detail = "" if ok else f"datapath: {self.programmer.last_error}"
+                out[pid] = PortState("up" if ok else "down", p.tap, detail[:1024])
+        return out
 
     # ---- the loop ---------------------------------------------------------------------
 
+    def load_vif_ports(self) -> None:
+        """Take the os-vif plugin's records (Nova's plugged ports): they come back after
+        an agent restart or reinstall without Nova plugging them again."""
+        found, errors = read_dir(self.s.vif_ports_dir)
+        for err in errors:
+            log.warning("os-vif port record skipped", extra={"error": err})
+        for port in found:
+            if self.ports.ports.get(port.id) != port:
+                self.ports.put(port)
+        if found:
+            log.info("os-vif port records read", extra={"ports": len(found)})
+
     def open_datapath(self) -> None:
-        """Connect to the datapath (an OSError if it is not there)."""
+        """Connect to the datapath (an OSError if it is not there): a socket path, or the
+        kernel module over generic netlink when `datapath.socket` is `netlink`."""
         if self.client is None:
-            self.client = DatapathClient(self.s.datapath_socket)
+            self.load_vif_ports()
+            self.scan_taps()
+            self.client = connect(self.s.datapath_socket)
             self.programmer = Programmer(self.client)
             if self.pkt0 is not None:
                 self.pkt0.open()
@@ -339,6 +430,9 @@ class Agent:
             tasks.append(asyncio.ensure_future(self.pkt0.run(stop)))
         if self.s.flow_file:
             tasks.append(asyncio.ensure_future(self._ager(stop)))
+        tasks.append(asyncio.ensure_future(self._watch_taps(stop)))
+        if self.status is not None:
+            tasks.append(asyncio.ensure_future(self.status.run(stop)))
         self.mark_dirty()
         try:
             while not stop.is_set():
@@ -354,6 +448,20 @@ class Agent:
             await asyncio.gather(*tasks, return_exceptions=True)
             self.client.close()
 
+    async def _watch_taps(self, stop: asyncio.Event) -> None:
+        wake = asyncio.Event()
+        events = taps.LinkEvents(wake.set)
+        events.open()
+        try:
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), self.s.tap_poll)
+                wake.clear()
+                if self.scan_taps():
+                    self.mark_dirty()
+        finally:
+            events.close()
+
     async def sync(self) -> None:
         """Program the datapath, then bring every up session's routes in step."""
         self.syncs += 1
@@ -364,6 +472,9 @@ class Agent:
         assert self.programmer is not None
         self.programmer.apply(want)
         self.nh_ids.keep_only(live_nh)
+        self.port_states = self.states_of(st, want)
+        if self.status is not None:
+            self.status.set(self.port_states)
         for i, sess in enumerate(self.sessions):
             if sess.up:
                 with contextlib.suppress(ConnectionError, TimeoutError, OSError):
@@ -429,26 +540,37 @@ class Agent:
                 **(prog.counters if prog else {}),
                 **(self.pkt0.counters if self.pkt0 else {}),
                 **self.flow_counters,
+                **(self.status.counters if self.status else {}),
                 "datapath_last_error": prog.last_error if prog else "",
+                "status_last_error": self.status.last_error if self.status else "",
             },
         }
 
     def interfaces(self) -> list[dict[str, Any]]:
+        """Every port; one waiting for its routing instance has no vif, VRF or label.
+        `state`: active when its vif is in the datapath, else pending; `status`: what is
+        reported to the config API (up: attached to its tap and programmed)."""
         st = self.state()
         installed = self.programmer.installed if self.programmer else {}
-        return [
-            {
-                **p.to_dict(),
-                "vif": st.port_vifs[pid],
-                "vrf": st.vrfs[p.instance],
-                "label": st.labels[pid],
-                # active: its vif is in the datapath; pending: not (yet) programmed.
-                "state": "active"
-                if (int(Obj.VIF), (("VIF_IDX", st.port_vifs[pid]),)) in installed
-                else "pending",
-            }
-            for pid, p in sorted(st.ports.items())
-        ]
+        out = []
+        for pid, p in sorted(self.ports.ports.items()):
+            placed = st.ports.get(pid)
+            vif = st.port_vifs.get(pid)
+            reported = self.port_states.get(pid, PortState("down", p.tap, "not programmed yet"))
+            out.append(
+                {
+                    **(placed or p).to_dict(),
+                    "vif": vif,
+                    "vrf": st.vrfs[placed.instance] if placed else None,
+                    "label": st.labels.get(pid),
+                    "state": "active"
+                    if vif is not None and vif_key(vif) in installed
+                    else "pending",
+                    "status": reported.status,
+                    "detail": reported.detail,
+                }
+            )
+        return out
 
     def datapath_view(self) -> dict[str, Any]:
         """Which datapath the agent programs and how full its tables are."""

@@ -152,9 +152,20 @@ def load(settings: Settings) -> tuple[AgentSettings, str, int]:
         retry=settings.get_float("retry", 1.0),
         xmpp_tls=tls.client_files(settings, "xmpp.tls"),
         xmpp_server_name=settings.get_str("xmpp.tls.server_name", ""),
+        vif_ports_dir=settings.get_str("vif_ports_dir", ""),
+        config_api_url=settings.get_str("config_api.url", ""),
+        config_api_token=settings.get_str("config_api.token", ""),
+        tap_poll=settings.get_float("tap_poll", 2.0),
     )
     if agent.ping_interval <= 0 or agent.retry <= 0 or agent.flow_idle <= 0:
         raise settings.error("ping_interval", "timers must be positive")
+    if not 0.1 <= agent.tap_poll <= 60:
+        raise settings.error("tap_poll", "must be between 0.1 and 60 seconds")
+    if agent.config_api_url:
+        if not agent.config_api_url.startswith(("http://", "https://")):
+            raise settings.error("config_api.url", "must be an http:// or https:// URL")
+        if not agent.config_api_token:
+            raise settings.error("config_api.token", "is required with config_api.url")
     host = settings.get_str("listen.host", "127.0.0.1")
     port = settings.get_int("listen.port", 8085, low=0, high=65535)
     return agent, host, port

@@ -1,7 +1,8 @@
 """Local ports (a VM's tap attached to a routing instance), persisted to a JSON file.
 
-`vrstack-port add` (Nova's vif plugin) records a port here; the file is rewritten
-atomically on each change so an agent restart replays every port.
+`vrstack-port add` (or Nova's vif plugin) records a port here; the file is rewritten
+atomically on each change so an agent restart replays every port. The os-vif plugin's
+own records (one JSON file per port in `port_dir`) are read at start too (`read_dir`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ class PortError(ValueError):
 @dataclass(frozen=True)
 class Port:
     id: str
-    instance: str  # the routing instance's fq_name joined with ':'
+    instance: str  # the routing instance's fq_name joined with ':'; "": from `network`
     network: str
     mac: str
     ips: tuple[str, ...] = field(default_factory=tuple)
@@ -38,9 +39,13 @@ class Port:
         unknown = set(data) - {"id", "instance", "network", "mac", "ips", "tap"}
         if unknown:
             raise PortError(f"{sorted(unknown)[0]}: unknown field")
-        for key in ("id", "instance", "network"):
+        for key in ("id", "network"):
             if not isinstance(data.get(key), str) or not _NAME.match(data[key]):
                 raise PortError(f"{key}: required, letters, digits and _.:- only")
+        # Optional: without it the agent finds the network's routing instance itself.
+        instance = data.get("instance") or ""
+        if not isinstance(instance, str) or (instance and not _NAME.match(instance)):
+            raise PortError("instance: letters, digits and _.:- only")
         mac = str(data.get("mac", "")).lower()
         if not _MAC.match(mac):
             raise PortError(f"mac: not a MAC address: {data.get('mac')!r}")
@@ -56,7 +61,7 @@ class Port:
         tap = data.get("tap", "")
         if not isinstance(tap, str) or len(tap.encode()) > 15 or "\0" in tap:
             raise PortError("tap: must be an interface name of at most 15 bytes")
-        return cls(data["id"], data["instance"], data["network"], mac, tuple(norm), tap)
+        return cls(data["id"], instance, data["network"], mac, tuple(norm), tap)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -103,3 +108,17 @@ class PortStore:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
+
+
+def read_dir(directory: str) -> tuple[list[Port], list[str]]:
+    """The ports recorded one file each in `directory` (the os-vif plugin's `port_dir`),
+    and one error per file that is not a port (named, so a bad record is not silent)."""
+    ports, errors = [], []
+    if not directory or not os.path.isdir(directory):
+        return ports, errors
+    for path in sorted(Path(directory).glob("*.json")):
+        try:
+            ports.append(Port.from_dict(json.loads(path.read_text())))
+        except (OSError, ValueError) as exc:
+            errors.append(f"{path}: {exc}")
+    return ports, errors

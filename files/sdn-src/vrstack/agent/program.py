@@ -95,6 +95,7 @@ class State:
     encap_priority: tuple[str, ...]
     port_vifs: dict[str, int] = field(default_factory=dict)
     policy: bool = False  # port vifs trap new flows to the agent (needs pkt0)
+    port_os_idx: dict[str, int] = field(default_factory=dict)  # port id -> its tap's ifindex
 
 
 def choose_encap(hop: Nexthop, priority: tuple[str, ...]) -> str:
@@ -133,14 +134,21 @@ def _obj(obj: Obj, key: dict[str, Any], **attrs: Any) -> Item:
     return (int(obj), tuple(sorted(key.items()))), {**key, **attrs}
 
 
+def vif_key(vif: int) -> ObjKey:
+    return (int(Obj.VIF), (("VIF_IDX", vif),))
+
+
 @functools.lru_cache(maxsize=1 << 14)
 def _port_objs(
-    port: Port, vif: int, vrf: int, label: int, nh: int, policy: bool
+    port: Port, vif: int, vrf: int, label: int, nh: int, policy: bool, os_idx: int
 ) -> tuple[Item, ...]:
     attrs: dict[str, Any] = {"VIF_TYPE": VIF_VIRTUAL, "VIF_VRF": vrf, "VIF_MAC": port.mac}
     attrs["VIF_FLAGS"] = codec.VIF_F_POLICY if policy else 0
-    if port.tap:
+    # The tap is named only while it exists (the datapath must never create it: libvirt
+    # does); its ifindex changes when it is made again, so the vif is re-added then.
+    if port.tap and os_idx:
         attrs["VIF_NAME"] = port.tap
+        attrs["VIF_OS_IDX"] = os_idx
     out = [
         _obj(Obj.VIF, {"VIF_IDX": vif}, **attrs),
         _obj(
@@ -200,7 +208,8 @@ def desired(s: State, nh_ids: Allocator) -> dict[ObjKey, dict[str, Any]]:
     for pid, port in sorted(s.ports.items()):
         vrf = s.vrfs[port.instance]
         nh = nh_ids.get(("encap", pid))
-        out.update(_port_objs(port, s.port_vifs[pid], vrf, s.labels[pid], nh, s.policy))
+        os_idx = s.port_os_idx.get(pid, 0)
+        out.update(_port_objs(port, s.port_vifs[pid], vrf, s.labels[pid], nh, s.policy, os_idx))
     for inst, vni in sorted(s.vnis.items()):
         if vni and inst in s.vrfs:
             k, v = _obj(Obj.VNI, {"VNI_VNI": vni}, VNI_VRF=s.vrfs[inst])

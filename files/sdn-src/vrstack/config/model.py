@@ -359,6 +359,29 @@ SERVICE_HEALTH = Resource(
     example={"name": "schema-ctl1", "service": "schema", "host": "ctl1", "status": "up"},
 )
 
+PORT_STATE = Resource(
+    "port-state",
+    "A port as the vrouter agent that has it reports it; uuid and name are the "
+    "virtual-machine-interface's uuid (no reference: deleting the port is not blocked).",
+    {
+        "virtual_router": Str(doc="Name of the reporting virtual-router", required=True),
+        "status": Enum(
+            doc="up: attached to its tap and programmed; down: known but not (yet) attached",
+            values=("up", "down"),
+            required=True,
+        ),
+        "tap": Str(max_len=15, default=""),
+        "detail": Str(max_len=1024, default=""),
+        "reported_at": Str(doc="RFC 3339 time of the report", max_len=40),
+    },
+    example={
+        "name": "0c0e6a5e-2f6b-4d8a-9d0e-5c1f0b7e0a11",
+        "virtual_router": "compute1",
+        "status": "up",
+        "tap": "tap0c0e6a5e-2f",
+    },
+)
+
 # ---- derived by the schema transformer ------------------------------------------------
 
 ROUTING_INSTANCE = Resource(
@@ -419,6 +442,7 @@ RESOURCES: dict[str, Resource] = {
         VIRTUAL_ROUTER,
         BGP_ROUTER,
         SERVICE_HEALTH,
+        PORT_STATE,
         ROUTING_INSTANCE,
         ACCESS_CONTROL_LIST,
     )
