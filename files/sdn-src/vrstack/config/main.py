@@ -12,6 +12,7 @@ import sys
 from ..service.daemon import serve
 from ..service.jsonlog import setup_logging
 from ..service.settings import ConfigError, Settings
+from ..status import report
 from . import auth
 from .objects import ConfigDB
 from .server import make_app
@@ -33,6 +34,19 @@ def store_from_settings(settings: Settings) -> tuple[Store, str]:
     return EtcdStore(endpoints, prefix=settings.get_str("store.prefix", "/vrstack/")), backend
 
 
+async def snapshot(db: ConfigDB, backend: str) -> report.Snapshot:
+    """The config API's status for the analytics collector: its store and revision."""
+    try:
+        revision = await db.store.revision()
+    except Exception as exc:  # the store is away: report it rather than fail the report
+        return report.Snapshot(
+            "degraded", [report.connection("store", backend, False)], detail=f"store: {exc}"
+        )
+    return report.Snapshot(
+        "up", [report.connection("store", backend, True)], {"revision": revision}
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vrstack-api", description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, help="YAML or INI config file")
@@ -44,10 +58,13 @@ def main(argv: list[str] | None = None) -> int:
         authenticator = auth.from_settings(settings)
         host = settings.get_str("listen.host", "127.0.0.1")
         port = settings.get_int("listen.port", 8082, low=0, high=65535)
+        analytics = report.options(settings)
     except ConfigError as exc:
         print(f"vrstack-api: config error: {exc}", file=sys.stderr)
         return 2
-    app = make_app(ConfigDB(store), authenticator, backend)
+    db = ConfigDB(store)
+    app = make_app(db, authenticator, backend)
+    report.add_reporting(app, analytics, "vrstack-api", lambda: snapshot(db, backend))
     try:
         asyncio.run(serve(app, host, port, "vrstack-api"))
     except StoreUnavailable as exc:

@@ -18,10 +18,41 @@ from ..service import tls
 from ..service.daemon import add_background, add_health, serve
 from ..service.jsonlog import setup_logging
 from ..service.settings import ConfigError, Settings
+from ..status import report
 from .node import CONFIG_TYPES, ControlNode, NodeSettings
 
 
-def make_app(node: ControlNode) -> web.Application:
+async def snapshot(node: ControlNode) -> report.Snapshot:
+    """The node's status for the analytics collector: config API, BGP peers, agents."""
+    health = node.health()
+    intro = node.introspect()
+    conns = []
+    if node.mirror is not None:
+        conns.append(report.connection("config", node.mirror.client.url, node.mirror.connected))
+    for peer in intro["bgp_peers"]:
+        up = peer["state"] == "Established"
+        conns.append(report.connection("bgp", f"{peer['name']} {peer['address']}", up, True))
+    for agent in intro["agents"]:
+        conns.append(report.connection("agent", agent["name"], agent["state"] == "established"))
+    detail = "" if health["status"] == "ok" else f"bgp {health['bgp']}"
+    if not health["config_connected"]:
+        detail = "not connected to the config API"
+    return report.Snapshot(
+        state="up" if health["status"] == "ok" else "initializing",
+        connections=conns,
+        counters={
+            "agents": len(intro["agents"]),
+            "agents_refused": intro["agents_refused"],
+            "bgp_established": health["bgp_established"],
+            "bgp_peers": health["bgp_peers"],
+            "config_revision": intro["config_revision"],
+            "routes": sum(i["routes"] for i in intro["instances"].values()),
+        },
+        detail=detail,
+    )
+
+
+def make_app(node: ControlNode, analytics: report.Options | None = None) -> web.Application:
     """Health and introspect endpoints; the node's listeners and config feed in the background."""
     app = web.Application()
 
@@ -48,6 +79,7 @@ def make_app(node: ControlNode) -> web.Application:
     app.router.add_get("/introspect", introspect)
     app.router.add_get("/introspect/routes", routes)
     add_background(app, "control-node-config", node.run)
+    report.add_reporting(app, analytics, "vrstack-control", lambda: snapshot(node))
     return app
 
 
@@ -92,13 +124,14 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.load(args.config)
         ns, url, token, host, port = load(settings)
         level = settings.get_choice("log.level", ("debug", "info", "warning", "error"), "info")
+        analytics = report.options(settings)
     except ConfigError as exc:
         print(f"vrstack-control: config error: {exc}", file=sys.stderr)
         return 2
     setup_logging("vrstack-control", level)
     node = ControlNode(ns, Mirror(ConfigClient(url, token), CONFIG_TYPES))
     try:
-        asyncio.run(serve(make_app(node), host, port, "vrstack-control"))
+        asyncio.run(serve(make_app(node, analytics), host, port, "vrstack-control"))
     except OSError as exc:
         print(f"vrstack-control: cannot listen: {exc}", file=sys.stderr)
         return 1

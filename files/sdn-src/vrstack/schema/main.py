@@ -16,10 +16,32 @@ from ..config.client import ConfigClient
 from ..service.daemon import add_background, add_health, serve
 from ..service.jsonlog import setup_logging
 from ..service.settings import ConfigError, Settings
+from ..status import report
 from .transformer import SchemaTransformer
 
 
-def make_app(transformer: SchemaTransformer) -> web.Application:
+async def snapshot(transformer: SchemaTransformer) -> report.Snapshot:
+    """The transformer's status for the analytics collector."""
+    health = transformer.health()
+    if health["status"] == "ok":
+        state = "up"
+    else:  # not yet compiled once: still starting; compiled before: something broke
+        state = "initializing" if transformer.last_ok is None else "degraded"
+    return report.Snapshot(
+        state=state,
+        connections=[report.connection("config", transformer.client.url, health["connected"])],
+        counters={
+            "revision": health["revision"],
+            "writes": health["writes"],
+            "reconciles": health["reconciles"],
+        },
+        detail=health["last_error"] or "",
+    )
+
+
+def make_app(
+    transformer: SchemaTransformer, analytics: report.Options | None = None
+) -> web.Application:
     """The health endpoint, with the transformer running as a background task."""
     app = web.Application()
 
@@ -34,6 +56,7 @@ def make_app(transformer: SchemaTransformer) -> web.Application:
 
     add_health(app, health)
     add_background(app, "schema-transformer", run)
+    report.add_reporting(app, analytics, "vrstack-schema", lambda: snapshot(transformer))
     return app
 
 
@@ -50,11 +73,12 @@ def main(argv: list[str] | None = None) -> int:
         token = settings.get_str("api.token")
         host = settings.get_str("listen.host", "127.0.0.1")
         port = settings.get_int("listen.port", 8087, low=0, high=65535)
+        analytics = report.options(settings)
     except ConfigError as exc:
         print(f"vrstack-schema: config error: {exc}", file=sys.stderr)
         return 2
     transformer = SchemaTransformer(ConfigClient(url, token))
-    asyncio.run(serve(make_app(transformer), host, port, "vrstack-schema"))
+    asyncio.run(serve(make_app(transformer, analytics), host, port, "vrstack-schema"))
     return 0
 
 
