@@ -7,7 +7,7 @@
     ctl2  vrstack-control                                           198.18.0.4
     cmp1  vrouterd (fabric vif = eth0) + vrstack-agent              198.18.0.11
     cmp2  vrouterd + vrstack-agent                                  198.18.0.12
-    vm1..vm4  one namespace per VM; its interface is the TAP vrouterd made for the port
+    vm1..vm4  one namespace per VM; a veth pair to its compute, whose side is the port's tap
 
 Each service is its own process started with `python -m` and a config file; every
 object is created through the config API; ports reach the agents with `vrstack-port`.
@@ -265,18 +265,26 @@ class Stack:
     # ---- the VMs ------------------------------------------------------------------
 
     def attach(self, vm: Vm) -> None:
-        """Plug the port (vrstack-port), hand its TAP to the VM, and take a DHCP lease."""
+        """Plug the port (vrstack-port), then make its tap, and take a DHCP lease."""
         args = f"--id {vm.port['uuid']} --instance {vm.instance} --mac {vm.mac} --ip {vm.ip}"
         self.port_cli(
             vm, "add", *args.split(), "--network", vm.port["virtual_network"], "--tap", vm.tap
         )
-        # vrouterd creates the TAP when the agent adds the port's vif (libvirt would
-        # create it for a real VM); the VM's namespace then owns it.
+        # As libvirt does, after the plug: the compute side of a veth pair is the port's
+        # tap, which the agent attaches once it is there; the VM has the other side,
+        # under the same name. A pair left from an earlier attach goes first.
         cns = vm.compute.ns
-        shown = lambda: sh("ip", "-n", cns, "link", "show", vm.tap, check=False).returncode == 0  # noqa: E731
-        wait_for(shown, 10, f"{vm.name}: TAP {vm.tap} on {vm.compute.name}")
-        ip(cns, f"link set {vm.tap} netns {vm.ns}")
+        sh("ip", "-n", vm.ns, "link", "del", vm.tap, check=False)
+        ip(cns, f"link add {vm.tap} type veth peer name {vm.tap} netns {vm.ns}")
+        ip(cns, f"link set {vm.tap} up")
         ip(vm.ns, f"link set {vm.tap} address {vm.mac} up")
+        sh("ip", "netns", "exec", vm.ns, sys.executable, str(HERE / "vmtool.py"), "nocsum", vm.tap)
+
+        def attached() -> bool:
+            up = self.agent(vm.compute.name, "/introspect/interfaces")
+            return any(i["id"] == vm.port["uuid"] and i["status"] == "up" for i in up)
+
+        wait_for(attached, 10, f"{vm.name}: {vm.tap} attached on {vm.compute.name}")
 
     def dhcp(self, vms: list[Vm]) -> None:
         """Run busybox udhcpc in every VM at once; record each lease."""

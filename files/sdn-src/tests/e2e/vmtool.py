@@ -4,13 +4,19 @@ vmtool.py serve PORT...          TCP echo servers on every address, until killed
 vmtool.py connect IP PORT SECS   one connection: send a line, expect it back; exit 0 if so
 vmtool.py session IP PORT        one long-lived connection: each stdin line is sent and
                                  answered on stdout with "ok LINE" or "fail WHY"
+vmtool.py nocsum IFNAME          turn transmit checksum offload off (no ethtool here)
 """
 
 from __future__ import annotations
 
+import ctypes
+import fcntl
 import socket
+import struct
 import sys
 import threading
+
+SIOCETHTOOL, ETHTOOL_STXCSUM = 0x8946, 0x17
 
 
 def _echo(conn: socket.socket) -> None:
@@ -68,6 +74,14 @@ def main(argv: list[str]) -> int:
                 print(f"ok {line.strip()}", flush=True)
             except OSError as exc:
                 print(f"fail {exc}", flush=True)
+        return 0
+    if cmd == "nocsum":
+        # A veth hands the datapath's packet socket TCP/UDP frames whose checksum is
+        # left to "hardware" that is not there: the VM computes them itself instead.
+        value = ctypes.create_string_buffer(struct.pack("II", ETHTOOL_STXCSUM, 0))
+        ifreq = struct.pack("16sP16x", argv[1].encode(), ctypes.addressof(value))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            fcntl.ioctl(s.fileno(), SIOCETHTOOL, ifreq)
         return 0
     print(f"unknown command {cmd!r}", file=sys.stderr)
     return 2

@@ -5,17 +5,26 @@ base: the API, ML2, IPAM and an in-memory SQLite database) writing to a real
 from __future__ import annotations
 
 import json
+import logging
+import threading
+import time
 import urllib.error
 import urllib.request
 from typing import Any, ClassVar
+from unittest import mock
 
 import pytest
+from neutron.db import provisioning_blocks
 from neutron.tests.unit.plugins.ml2 import test_plugin
+from neutron_lib import context as n_context
 from neutron_lib.api.definitions import portbindings
+from neutron_lib.callbacks import resources
 from oslo_config import cfg
 
-from vrstack.config.testing import ADMIN_TOKEN, Daemon
+from vrstack.config.testing import ADMIN_TOKEN, Daemon, free_port
 from vrstack.openstack import mapping, ml2
+from vrstack.openstack.configapi import SyncConfigClient
+from vrstack.openstack.portstate import PortStateWatcher
 
 HOST = "compute1"
 
@@ -56,6 +65,7 @@ class TestVrstackDriver(test_plugin.Ml2PluginV2TestCase):
         cfg.CONF.set_override("api_token", ADMIN_TOKEN, ml2.GROUP)
         cfg.CONF.set_override("timeout", 5.0, ml2.GROUP)
         cfg.CONF.set_override("resync_interval", 0, ml2.GROUP)
+        cfg.CONF.set_override("watch_timeout", 1.0, ml2.GROUP)
         if not api_call(self.cfgapi, "GET", f"/virtual-routers?name={HOST}")["items"]:
             api_call(
                 self.cfgapi,
@@ -124,6 +134,84 @@ class TestVrstackDriver(test_plugin.Ml2PluginV2TestCase):
                 **{portbindings.HOST_ID: "nohost"},
             ) as port:
                 assert port["port"][portbindings.VIF_TYPE] == portbindings.VIF_TYPE_BINDING_FAILED
+
+    def test_port_stays_down_until_its_agent_reports_it_up(self) -> None:
+        """Bound: DOWN with a provisioning block. A report from another host changes
+        nothing; the bound host's `up` completes the block (ACTIVE, and Nova is told
+        network-vif-plugged); its `down` makes the port DOWN again."""
+        notifier = self.driver.nova_notifier.batch_notifier
+        with (
+            mock.patch.object(notifier, "queue_event") as queued,
+            self.subnet(cidr="198.18.69.0/24") as sub,
+            self.port(
+                subnet=sub,
+                is_admin=True,
+                device_owner="compute:nova",
+                device_id="7f0c58a2-5b8e-4d0e-9a55-2b1e7f3c6d01",
+                arg_list=(portbindings.HOST_ID,),
+                **{portbindings.HOST_ID: HOST},
+            ) as port,
+        ):
+            pid = port["port"]["id"]
+            ctx = n_context.get_admin_context()
+            assert port["port"]["status"] == "DOWN"
+            assert provisioning_blocks.is_object_blocked(ctx, pid, resources.PORT)
+            client = SyncConfigClient(self.cfgapi.url, ADMIN_TOKEN, 5.0)
+            watcher = PortStateWatcher(client, self.mech.port_state, poll=2.0)
+            watcher.step()  # the listing: where the watch starts
+
+            def report(host: str, status: str) -> None:
+                body = {"virtual_router": host, "status": status, "tap": "tap" + pid[:11]}
+                if api_call(self.cfgapi, "GET", f"/port-states/{pid}") is None:
+                    api_call(
+                        self.cfgapi, "POST", "/port-states", {"uuid": pid, "name": pid, **body}
+                    )
+                else:
+                    api_call(self.cfgapi, "PUT", f"/port-states/{pid}", body)
+                assert watcher.step() >= 1, "the watch must see the report"
+
+            def status() -> str:
+                return str(self._show("ports", pid)["port"]["status"])
+
+            report("compute9", "up")  # not where the port is bound
+            assert status() == "DOWN"
+            assert provisioning_blocks.is_object_blocked(ctx, pid, resources.PORT)
+            report(HOST, "up")
+            assert status() == "ACTIVE"
+            assert not provisioning_blocks.is_object_blocked(ctx, pid, resources.PORT)
+            events = [c.args[0] for c in queued.call_args_list if c.args and c.args[0]]
+            plugged = [e for e in events if e["name"] == "network-vif-plugged"]
+            assert [(e["tag"], e["status"]) for e in plugged] == [(pid, "completed")]
+            report(HOST, "down")
+            assert status() == "DOWN"
+            api_call(self.cfgapi, "DELETE", f"/port-states/{pid}")
+
+    def test_the_worker_runs_the_watch_and_survives_a_config_api_outage(self) -> None:
+        """get_workers() gives Neutron one worker (for neutron-periodic-workers); its
+        watch against a config API that is not there logs, backs off, and stops."""
+        workers = self.mech.get_workers()
+        assert [type(w) for w in workers] == [ml2.VrstackWorker]
+        assert workers[0].worker_process_count == 0  # a thread in the services worker
+        dead = SyncConfigClient(f"http://127.0.0.1:{free_port()}", ADMIN_TOKEN, 1.0)
+        watcher = PortStateWatcher(dead, self.mech.port_state, poll=1.0)
+        stop = threading.Event()
+        t = threading.Thread(target=watcher.run, args=(stop,), daemon=True)
+        with self.assertLogs("vrstack.openstack.portstate", logging.WARNING) as logs:
+            t.start()
+            time.sleep(1.5)  # tries at 0 s and after 1 s; the next one after 2 more
+            stop.set()
+            t.join(5)
+        assert not t.is_alive(), "the watch must stop when asked"
+        assert watcher.errors == 2, watcher.errors
+        assert "retrying in 1 s" in logs.output[0] and "retrying in 2 s" in logs.output[1]
+        assert "unreachable" in logs.output[0]
+        # The worker starts both loops and stops them when Neutron stops it.
+        worker = workers[0]
+        worker.start()
+        assert {t.name for t in worker._threads} == {"vrstack-port-states", "vrstack-resync"}
+        worker.stop()
+        worker.wait()
+        assert worker._threads == []
 
     def test_config_api_conflict_fails_the_create_and_leaves_nothing(self) -> None:
         with self.subnet(cidr="198.18.66.0/24") as sub:

@@ -1,13 +1,11 @@
 """The `vrouter` os-vif plugin, loaded by os-vif itself from its entry point, plugging a
-real VIFGeneric into a fake of the agent's port API (a neighbour of the thing tested),
-and resolving networks in a real config API."""
+real VIFGeneric into a fake of the agent's port API (a neighbour of the thing tested)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import threading
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,8 +18,8 @@ from os_vif import exception as osv_exception
 from os_vif import objects as osv_objects
 from oslo_config import cfg
 
-from vrstack.config.testing import ADMIN_TOKEN, READER_TOKEN, Daemon, free_port
-from vrstack.openstack import agentapi, mapping
+from vrstack.config.testing import free_port
+from vrstack.openstack import agentapi
 
 PROJECT = "8d3b2a6c0f5e4c1b9a7d6e5f4c3b2a10"
 NET = "3f1c9a52-8e2d-4b67-a1f0-5c4d3e2b1a90"
@@ -97,8 +95,6 @@ def plugin_conf(agent: FakeAgent, tmp_path: Path) -> Iterator[Path]:
     cfg.CONF.clear_override("agent_url", "os_vif_vrouter")
     cfg.CONF.clear_override("port_dir", "os_vif_vrouter")
     cfg.CONF.clear_override("timeout", "os_vif_vrouter")
-    cfg.CONF.clear_override("config_api_url", "os_vif_vrouter")
-    cfg.CONF.clear_override("config_api_token", "os_vif_vrouter")
 
 
 def make_vif(port_id: str | None = None, ip: str = "198.18.64.5") -> Any:
@@ -135,9 +131,9 @@ def test_plug_and_unplug_reach_the_agent_and_keep_a_record(
     vif = make_vif()
     os_vif.plug(vif, instance())
     sent = agent.ports[vif.id]
+    # No routing instance: the agent finds the network's in the config it is pushed.
     assert sent == {
         "id": vif.id,
-        "instance": f"{mapping.project_uuid(PROJECT)}:{NET}:{NET}",
         "network": NET,
         "mac": "fa:16:3e:00:00:01",
         "ips": ["198.18.64.5"],
@@ -179,34 +175,3 @@ def test_replay_reports_what_the_agent_refused(agent: FakeAgent, tmp_path: Path)
     agent.reject = "mac: not a MAC address"
     assert agentapi.replay(agent.url, str(tmp_path)) == ["port p1: mac: not a MAC address"]
     assert agentapi.main(["--agent", agent.url, "--port-dir", str(tmp_path)]) == 1
-
-
-def _post(api: Daemon, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    req = urllib.request.Request(api.url + path, data=json.dumps(body).encode(), method="POST")
-    req.add_header("X-Auth-Token", ADMIN_TOKEN)
-    req.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        out: dict[str, Any] = json.loads(resp.read())
-        return out
-
-
-def test_routing_instance_from_the_config_api(
-    agent: FakeAgent, plugin_conf: Path, config_api: Daemon
-) -> None:
-    """A shared network: its project is not the instance's; the config API knows it."""
-    owner = _post(config_api, "/projects", {"name": "admin-project"})
-    _post(
-        config_api,
-        "/virtual-networks",
-        {"uuid": NET, "name": "shared", "parent_uuid": owner["uuid"]},
-    )
-    cfg.CONF.set_override("config_api_url", config_api.url, "os_vif_vrouter")
-    cfg.CONF.set_override("config_api_token", READER_TOKEN, "os_vif_vrouter")
-    vif = make_vif()
-    os_vif.plug(vif, instance())
-    assert agent.ports[vif.id]["instance"] == "admin-project:shared:shared"
-    other = make_vif()
-    other.network.id = str(uuid.uuid4())
-    with pytest.raises(osv_exception.PlugException, match="not in the config API"):
-        os_vif.plug(other, instance())
-    assert other.id not in agent.ports

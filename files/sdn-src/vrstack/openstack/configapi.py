@@ -46,6 +46,7 @@ class SyncConfigClient:
         *,
         headers: dict[str, str] | None = None,
         params: dict[str, Any] | None = None,
+        timeout: float | None = None,
     ) -> Any:
         url = self.url + path
         if params:
@@ -57,7 +58,7 @@ class SyncConfigClient:
         for key, value in (headers or {}).items():
             req.add_header(key, value)
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+            with urllib.request.urlopen(req, timeout=timeout or self.timeout) as resp:
                 raw = resp.read()
                 return json.loads(raw) if raw else None
         except urllib.error.HTTPError as exc:
@@ -108,12 +109,26 @@ class SyncConfigClient:
         return True
 
     def list_all(self, rtype: str, **filters: str) -> list[JSON]:
+        return self.list_with_revision(rtype, **filters)[0]
+
+    def list_with_revision(self, rtype: str, **filters: str) -> tuple[list[JSON], int]:
+        """Every object of a type, and the store revision of the first page (a watch
+        from there misses nothing)."""
         items: list[JSON] = []
         params: dict[str, Any] = {"limit": 1000, **filters}
+        revision = None
         for _ in range(10000):  # bounded: 10 M objects
             page = self.request("GET", self._path(rtype), params=params)
+            if revision is None:
+                revision = int(page["revision"])
             items += page["items"]
             if not page["next"]:
                 break
             params["cursor"] = page["next"]
-        return items
+        return items, revision or 0
+
+    def watch(self, since: int, types: list[str], timeout: float = 25.0) -> tuple[list[JSON], int]:
+        """Changes after `since` (a long poll of at most `timeout` s); (events, resume from)."""
+        params = {"since": since, "timeout": timeout, "types": ",".join(types)}
+        data = self.request("GET", "/watch", params=params, timeout=timeout + self.timeout)
+        return data["events"], int(data["revision"])

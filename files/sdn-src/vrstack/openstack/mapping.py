@@ -2,8 +2,8 @@
 
 Naming: Neutron names are free text and not unique, so config objects are named by
 their Neutron id (which is also their config uuid). A Neutron project becomes a config
-`project` whose uuid and name are derived from the project id, so the routing instance
-of network N in project P is `<project uuid>:<N>:<N>` — what the agent's port API needs.
+`project` whose uuid and name are derived from the project id (the routing instance of
+network N in project P is then `<project uuid>:<N>:<N>`; the agent finds it by N).
 """
 
 from __future__ import annotations
@@ -41,11 +41,6 @@ def project_body(project_id: str) -> JSON:
         "keystone_id": project_id[:64],
         "description": PROJECT_DESCRIPTION,
     }
-
-
-def routing_instance(project_id: str, network_id: str) -> str:
-    """The agent's name for a network's routing instance (its fq_name joined by ':')."""
-    return f"{project_uuid(project_id)}:{network_id}:{network_id}"
 
 
 def check_subnet(subnet: JSON) -> None:

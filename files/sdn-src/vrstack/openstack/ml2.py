@@ -4,9 +4,14 @@ Neutron keeps its own database, IPAM, quotas and extensions; this driver mirrors
 result into the config API. Precommit refuses what the config model cannot hold;
 postcommit writes and raises on failure, so ML2 deletes what it just created and the
 user sees the config API's message (400/409 keep their status). `bind_port` binds on
-hosts that have a `virtual-router` of the same name with `vif_type='vrouter'`.
-`resync()` brings the config API back in line with Neutron, skipping what it already
-wrote at the same `revision_number`; a thread calls it every `resync_interval` seconds.
+hosts that have a `virtual-router` of the same name with `vif_type='vrouter'`, and the
+port stays DOWN behind a provisioning block until that host's agent reports it `up`
+(a `port-state` object): then `provisioning_complete` makes it ACTIVE and Neutron sends
+Nova `network-vif-plugged`. `resync()` brings the config API back in line with Neutron,
+skipping what it already wrote at the same `revision_number`.
+
+Both loops (the port-state watch and the periodic resync) run once per deployment, in
+the worker `get_workers()` returns, which Neutron starts in `neutron-periodic-workers`.
 
     [ml2]
     mechanism_drivers = vrstack
@@ -21,10 +26,13 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from neutron.db import provisioning_blocks
 from neutron_lib import constants as n_const
 from neutron_lib import context as n_context
 from neutron_lib import exceptions as n_exc
+from neutron_lib import worker
 from neutron_lib.api.definitions import portbindings
+from neutron_lib.callbacks import resources
 from neutron_lib.plugins import directory
 from neutron_lib.plugins.ml2 import api
 from oslo_config import cfg
@@ -32,6 +40,7 @@ from oslo_log import log as logging
 
 from . import mapping
 from .configapi import ApiError, SyncConfigClient
+from .portstate import PortStateWatcher
 
 LOG = logging.getLogger(__name__)
 JSON = dict[str, Any]
@@ -46,6 +55,13 @@ OPTS = [
         default=300,
         min=0,
         help="Seconds between full resyncs from Neutron's database; 0: never",
+    ),
+    cfg.FloatOpt(
+        "watch_timeout",
+        default=25.0,
+        min=1.0,
+        max=300.0,
+        help="Seconds each long poll for port states waits for a change",
     ),
 ]
 cfg.CONF.register_opts(OPTS, GROUP)
@@ -144,10 +160,9 @@ class VrstackMechanismDriver(api.MechanismDriver):  # type: ignore[misc]
         conf = cfg.CONF[GROUP]
         self.backend = Backend(SyncConfigClient(conf.api_url, conf.api_token, conf.timeout))
         self.synced: dict[str, Any] = {}  # neutron id -> what resync last wrote it from
-        self._stop = threading.Event()
-        if conf.resync_interval:
-            t = threading.Thread(target=self._resync_loop, name="vrstack-resync", daemon=True)
-            t.start()
+
+    def get_workers(self) -> list[worker.BaseWorker]:
+        return [VrstackWorker(self)]
 
     # ---- networks ---------------------------------------------------------------------
 
@@ -208,6 +223,23 @@ class VrstackMechanismDriver(api.MechanismDriver):  # type: ignore[misc]
 
     def update_port_precommit(self, context: Any) -> None:
         self.create_port_precommit(context)
+        self._block_until_up(context)
+
+    def _block_until_up(self, context: Any) -> None:
+        """A port newly bound here (or moved to another host) stays DOWN until the
+        agent there reports it up. ML2 commits a binding through update_port_precommit."""
+        port, orig = context.current, context.original or {}
+        if (
+            port.get(portbindings.VIF_TYPE) != VIF_TYPE
+            or port.get("status") == n_const.PORT_STATUS_ACTIVE
+            or mapping.is_service_port(port)
+        ):
+            return
+        if orig.get(portbindings.VIF_TYPE) == VIF_TYPE and context.original_host == context.host:
+            return
+        provisioning_blocks.add_provisioning_component(
+            context.plugin_context, port["id"], resources.PORT, provisioning_blocks.L2_AGENT_ENTITY
+        )
 
     def create_port_postcommit(self, context: Any) -> None:
         port = context.current
@@ -237,13 +269,42 @@ class VrstackMechanismDriver(api.MechanismDriver):  # type: ignore[misc]
             LOG.info("vrstack: host %s has no virtual-router; not binding", host)
             return
         for segment in context.segments_to_bind:
-            context.set_binding(
-                segment[api.ID],
-                VIF_TYPE,
-                {portbindings.CAP_PORT_FILTER: False},
-                status=n_const.PORT_STATUS_ACTIVE,
-            )
+            # No status: the port stays DOWN until the agent reports it up.
+            context.set_binding(segment[api.ID], VIF_TYPE, {portbindings.CAP_PORT_FILTER: False})
             return
+
+    # ---- port states (the agents' reports) -------------------------------------------
+
+    def port_state(self, state: JSON) -> None:
+        """An agent's report: `up` completes the provisioning block of a port bound to
+        that agent's host (Neutron then makes it ACTIVE and tells Nova); `down` makes an
+        ACTIVE port DOWN. Reports from another host than the binding's are ignored."""
+        ctx = n_context.get_admin_context()
+        plugin = directory.get_plugin()
+        port_id = state["uuid"]
+        try:
+            port = plugin.get_port(ctx, port_id)
+        except n_exc.PortNotFound:
+            return
+        host = port.get(portbindings.HOST_ID) or ""
+        if host != state.get("virtual_router") or port.get(portbindings.VIF_TYPE) != VIF_TYPE:
+            return
+        if state["status"] == "up":
+            blocked = provisioning_blocks.is_object_blocked(ctx, port_id, resources.PORT)
+            if port["status"] == n_const.PORT_STATUS_ACTIVE and not blocked:
+                return
+            LOG.info("vrstack: port %s is up on %s", port_id, host)
+            provisioning_blocks.provisioning_complete(
+                ctx, port_id, resources.PORT, provisioning_blocks.L2_AGENT_ENTITY
+            )
+        elif port["status"] == n_const.PORT_STATUS_ACTIVE:
+            LOG.info("vrstack: port %s is down on %s: %s", port_id, host, state.get("detail"))
+            plugin.update_port_status(ctx, port_id, n_const.PORT_STATUS_DOWN, host)
+
+    def watch_port_states(self, stop: threading.Event) -> None:
+        conf = cfg.CONF[GROUP]
+        client = SyncConfigClient(conf.api_url, conf.api_token, conf.timeout)
+        PortStateWatcher(client, self.port_state, conf.watch_timeout).run(stop)
 
     # ---- resync -----------------------------------------------------------------------
 
@@ -253,14 +314,51 @@ class VrstackMechanismDriver(api.MechanismDriver):  # type: ignore[misc]
         plugin = directory.get_plugin()
         return resync(self.backend, plugin, ctx, self.synced)
 
-    def _resync_loop(self) -> None:
+    def resync_loop(self, stop: threading.Event) -> None:
         interval = cfg.CONF[GROUP].resync_interval
-        while not self._stop.wait(interval):
+        if not interval:
+            return
+        while not stop.wait(interval):
             try:
                 counts = self.resync()
                 LOG.info("vrstack: resync done: %s", counts)
             except Exception:  # a periodic task must survive to try again
                 LOG.exception("vrstack: resync failed; trying again in %s s", interval)
+
+
+class VrstackWorker(worker.BaseWorker):  # type: ignore[misc]
+    """The driver's background loops, once per deployment: Neutron starts the workers
+    of `get_workers()` in `neutron-periodic-workers` (not in the API or RPC workers)."""
+
+    desc = "vrstack port states and resync"
+
+    def __init__(self, driver: VrstackMechanismDriver) -> None:
+        super().__init__(worker_process_count=0, desc=self.desc)
+        self.driver = driver
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self, **kwargs: Any) -> None:
+        super().start(desc=self.desc)
+        self._stop.clear()
+        for name, loop in (
+            ("vrstack-port-states", self.driver.watch_port_states),
+            ("vrstack-resync", self.driver.resync_loop),
+        ):
+            t = threading.Thread(target=loop, args=(self._stop,), name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def wait(self) -> None:
+        for t in self._threads:
+            t.join(timeout=cfg.CONF[GROUP].watch_timeout + cfg.CONF[GROUP].timeout + 5)
+        self._threads = []
+
+    def reset(self) -> None:
+        pass
 
 
 def resync(backend: Backend, plugin: Any, ctx: Any, synced: dict[str, Any]) -> dict[str, int]:

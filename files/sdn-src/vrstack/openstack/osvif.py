@@ -2,10 +2,12 @@
 
 Nova turns a port bound with `vif_type='vrouter'` into `VIFGeneric(plugin="vrouter",
 vif_name="tap" + port id[:11])` and libvirt creates that tap when the guest starts (an
-`<interface type='ethernet'>`); the agent attaches the tap when it appears. Plug tells
-the agent about the port (`POST /ports`) and keeps a record of it in `port_dir`, one
-JSON file per port, so the ports can be replayed to an agent that lost them
-(`python -m vrstack.openstack.agentapi`); unplug removes both.
+`<interface type='ethernet'>`); the agent attaches the tap when it appears (and again
+when it is made again), never creating it. Plug tells the agent about the port
+(`POST /ports`: id, network, MAC, IPs, tap; the agent finds the network's routing
+instance in the config its control nodes push) and keeps a record of it in `port_dir`,
+one JSON file per port, which the agent reads at start (`vif_ports_dir`) and
+`python -m vrstack.openstack.agentapi` replays; unplug removes both.
 
 Options, in nova-compute's config:
 
@@ -13,8 +15,6 @@ Options, in nova-compute's config:
     agent_url = http://127.0.0.1:8085
     timeout = 10
     port_dir = /var/lib/vrstack/vif-ports
-    config_api_url = http://198.18.1.11:8082   ; optional, with a read-only token:
-    config_api_token = ...                      ; the network's routing instance by uuid
 """
 
 from __future__ import annotations
@@ -27,9 +27,7 @@ from os_vif import plugin
 from oslo_config import cfg
 from oslo_log import log as logging
 
-from . import mapping
 from .agentapi import PortRecords, agent_call, error_text
-from .configapi import ApiError, SyncConfigClient
 
 LOG = logging.getLogger(__name__)
 JSON = dict[str, Any]
@@ -46,15 +44,8 @@ class VrouterPlugin(plugin.PluginBase):  # type: ignore[misc]
         cfg.StrOpt(
             "port_dir",
             default="/var/lib/vrstack/vif-ports",
-            help="Where plugged ports are recorded for replay to the agent",
+            help="Where plugged ports are recorded (the agent's vif_ports_dir)",
         ),
-        cfg.StrOpt(
-            "config_api_url",
-            default="",
-            help="Config API to look networks up in; empty: the instance's project is the "
-            "network's (not true for shared networks)",
-        ),
-        cfg.StrOpt("config_api_token", default="", secret=True, help="A read-only token"),
     )
 
     def describe(self) -> Any:
@@ -73,26 +64,8 @@ class VrouterPlugin(plugin.PluginBase):  # type: ignore[misc]
     def records(self) -> PortRecords:
         return PortRecords(self.config.port_dir)
 
-    def _instance(self, vif: Any, instance_info: Any) -> str:
-        """The routing instance (fq name joined by ':') of the VIF's network."""
-        net_id = str(vif.network.id)
-        if not self.config.config_api_url:
-            return mapping.routing_instance(str(instance_info.project_id), net_id)
-        api = SyncConfigClient(
-            self.config.config_api_url, self.config.config_api_token, self.config.timeout
-        )
-        try:
-            vn = api.get("virtual-network", net_id)
-        except ApiError as exc:
-            raise AgentError(url=api.url, port=vif.id, reason=str(exc)) from None
-        if vn is None:
-            raise AgentError(
-                url=api.url, port=vif.id, reason=f"network {net_id}: not in the config API"
-            )
-        return ":".join([*vn["fq_name"], vn["name"]])
-
     @staticmethod
-    def port_record(vif: Any, instance: str) -> JSON:
+    def port_record(vif: Any) -> JSON:
         ips = []
         if vif.obj_attr_is_set("network") and vif.network.obj_attr_is_set("subnets"):
             for subnet in vif.network.subnets.objects:
@@ -100,7 +73,6 @@ class VrouterPlugin(plugin.PluginBase):  # type: ignore[misc]
                     ips += [str(ip.address) for ip in subnet.ips.objects]
         return {
             "id": str(vif.id),
-            "instance": instance,
             "network": str(vif.network.id),
             "mac": str(vif.address).lower(),
             "ips": ips,
@@ -108,7 +80,7 @@ class VrouterPlugin(plugin.PluginBase):  # type: ignore[misc]
         }
 
     def plug(self, vif: Any, instance_info: Any) -> None:
-        port = self.port_record(vif, self._instance(vif, instance_info))
+        port = self.port_record(vif)
         # Recorded first: if the agent is down, its replay brings the port back, and Nova
         # waits for network-vif-plugged, which comes only once the agent has the port.
         records = self.records
@@ -126,7 +98,7 @@ class VrouterPlugin(plugin.PluginBase):  # type: ignore[misc]
             else:
                 records.put(previous)
             raise AgentError(url=url, port=vif.id, reason=error_text(out))
-        LOG.info("port %s plugged into %s as %s", vif.id, port["instance"], port["tap"])
+        LOG.info("port %s plugged into network %s as %s", vif.id, port["network"], port["tap"])
 
     def unplug(self, vif: Any, instance_info: Any) -> None:
         self.records.delete(str(vif.id))
