@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +131,8 @@ class Lab:
     deploy_prefixlen: int
     ssh_key: str
     ssh_user: str
+    cluster: str = "lab"
+    endpoints: Mapping[str, Any] = field(default_factory=dict)
 
 
 def _need(mapping: Mapping[str, Any], key: str, where: str) -> Any:
@@ -214,6 +216,9 @@ def parse_inventory(data: Mapping[str, Any], source: str) -> Lab:
     key = str(first.get("ansible_ssh_private_key_file", DEFAULT_SSH_KEY))
     user = str(first.get("ansible_user", "root"))
     lab = Lab(tuple(hosts), tuple(racks), d_spine, d_local, d_len, key, user)
+    lab = replace(
+        lab, cluster=str(model.get("name", "lab")), endpoints=model.get("endpoints") or {}
+    )
     check_lab(lab, source)
     return lab
 
@@ -1029,7 +1034,32 @@ def cmd_summary(lab: Lab) -> int:
             print(f"    ssh -i {lab.ssh_key} {lab.ssh_user}@{host.ip}")
             target = row.get("init_pid") or "PID"
             print(f"    nsenter -t {target} -a   (shell inside; PID from `tools/lab.py status`)")
+    print_cloud(lab)
     return 0
+
+
+def print_cloud(lab: Lab) -> None:
+    """How to use the cloud, once site.yml has written the admin credentials."""
+    openrc = Path.home() / ".local/share/vrstack" / lab.cluster / "openrc"
+    api = lab.endpoints.get("api")
+    if not openrc.exists() or not api:
+        return
+    print(f"\ncloud: Keystone http://{api}:5000/v3, Nova :8774, Neutron :9696, Glance :9292")
+    print(f"  SDN config API http://{api}:8082", end="")
+    if lab.endpoints.get("analytics"):
+        print(f", analytics and operator page http://{lab.endpoints['analytics']}:8081/", end="")
+    print(f"\n  admin credentials: {openrc} (secrets beside it, mode 0600)")
+    print(f"  source {openrc}")
+    print(
+        "  client=$(scripts/openstack-venv.sh)/bin/openstack   # or on a controller: /opt/openstack/venv/bin/openstack"
+    )
+    print(
+        "  $client network create demo && $client subnet create --network demo --subnet-range 198.19.10.0/24 demo"
+    )
+    print(
+        "  $client server create --image vrstack-guest --flavor vrstack.tiny --network demo --wait demo1"
+    )
+    print("  $client console log show demo1    # the guest prints its DHCP address")
 
 
 def cmd_status(lab: Lab) -> int:
