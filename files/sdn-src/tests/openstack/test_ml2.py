@@ -14,11 +14,12 @@ from typing import Any, ClassVar
 from unittest import mock
 
 import pytest
-from neutron.db import provisioning_blocks
+from neutron.db import models_v2, provisioning_blocks
 from neutron.tests.unit.plugins.ml2 import test_plugin
 from neutron_lib import context as n_context
 from neutron_lib.api.definitions import portbindings
 from neutron_lib.callbacks import resources
+from neutron_lib.db import api as db_api
 from oslo_config import cfg
 
 from vrstack.config.testing import ADMIN_TOKEN, Daemon, free_port
@@ -139,9 +140,18 @@ class TestVrstackDriver(test_plugin.Ml2PluginV2TestCase):
         """Bound: DOWN with a provisioning block. A report from another host changes
         nothing; the bound host's `up` completes the block (ACTIVE, and Nova is told
         network-vif-plugged); its `down` makes the port DOWN again."""
-        notifier = self.driver.nova_notifier.batch_notifier
+        # Neutron's test base turns its Nova notifier off; hook it up as the plugin does
+        # with notify_nova_on_port_status_changes, and catch what it queues for Nova.
+        notifier = self.driver.nova_notifier
+        hooks = (
+            (models_v2.Port, "after_update", notifier.send_port_status),
+            (models_v2.Port.status, "set", notifier.record_port_status_changed),
+        )
+        for hook in hooks:
+            db_api.sqla_listen(*hook)
+        self.addCleanup(lambda: [db_api.sqla_remove(*hook) for hook in hooks])
         with (
-            mock.patch.object(notifier, "queue_event") as queued,
+            mock.patch.object(notifier.batch_notifier, "queue_event") as queued,
             self.subnet(cidr="198.18.69.0/24") as sub,
             self.port(
                 subnet=sub,
