@@ -7,6 +7,7 @@ packets on the fabric interface.
                          --ip ADDR/PREFIX --gateway GW [--agent URL]
   vrstack_smoke_probe.py down --name NS --port-id ID [--agent URL]
   vrstack_smoke_probe.py ping --name NS --ip IP
+  vrstack_smoke_probe.py wait-ping --name NS --ip IP [--timeout S]
   vrstack_smoke_probe.py http --name NS --url URL
   vrstack_smoke_probe.py capture --iface IF|auto:ADDRESS --peer IP --seconds S
 
@@ -94,6 +95,19 @@ def ping(a: argparse.Namespace) -> dict[str, Any]:
     return {"ok": out.returncode == 0, "output": out.stdout[-400:]}
 
 
+def wait_ping(a: argparse.Namespace) -> dict[str, Any]:
+    """Ping once every half second until an answer or the timeout; seconds it took."""
+    start = time.monotonic()
+    tries = 0
+    while time.monotonic() - start < min(a.timeout, 600.0):
+        tries += 1
+        out = sh("ip", "netns", "exec", a.name, "ping", "-c", "1", "-W", "1", a.ip, check=False)
+        if out.returncode == 0:
+            return {"ok": True, "seconds": round(time.monotonic() - start, 2), "tries": tries}
+        time.sleep(0.5)
+    return {"ok": False, "seconds": round(time.monotonic() - start, 2), "tries": tries}
+
+
 def http(a: argparse.Namespace) -> dict[str, Any]:
     code = (
         "import sys, urllib.request\n"
@@ -151,7 +165,7 @@ def capture(a: argparse.Namespace) -> dict[str, Any]:
 def main() -> int:
     p = argparse.ArgumentParser(prog="vrstack_smoke_probe.py")
     sub = p.add_subparsers(dest="cmd", required=True)
-    for name in ("up", "down", "ping", "http"):
+    for name in ("up", "down", "ping", "wait-ping", "http"):
         s = sub.add_parser(name)
         s.add_argument("--name", required=True)
         s.add_argument("--agent", default=AGENT)
@@ -160,8 +174,10 @@ def main() -> int:
         if name == "up":
             for opt in ("--network", "--instance", "--mac", "--ip", "--gateway"):
                 s.add_argument(opt, required=True)
-        if name == "ping":
+        if name in ("ping", "wait-ping"):
             s.add_argument("--ip", required=True)
+        if name == "wait-ping":
+            s.add_argument("--timeout", type=float, default=300.0)
         if name == "http":
             s.add_argument("--url", required=True)
     s = sub.add_parser("capture")
@@ -169,7 +185,8 @@ def main() -> int:
     s.add_argument("--peer", required=True)
     s.add_argument("--seconds", type=float, default=10.0)
     a = p.parse_args()
-    result = {"up": up, "down": down, "ping": ping, "http": http, "capture": capture}[a.cmd](a)
+    commands = {"up": up, "down": down, "ping": ping, "wait-ping": wait_ping, "http": http}
+    result = (commands | {"capture": capture})[a.cmd](a)
     print(json.dumps(result))
     return 0 if result.get("ok", True) else 1
 
