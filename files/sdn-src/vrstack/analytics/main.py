@@ -13,6 +13,7 @@ from ..config import auth
 from ..service.daemon import serve
 from ..service.jsonlog import setup_logging
 from ..service.settings import ConfigError, Settings
+from .overview import fabric_from_settings
 from .records import KINDS
 from .server import Limits, Options, make_app
 from .store import Retention, StoreError
@@ -23,6 +24,7 @@ DEFAULT_RETENTION = {
     "flows": Retention(86_400, 10_000_000),
     "logs": Retention(7 * 86_400, 1_000_000),
     "status": Retention(7 * 86_400, 1_000_000),
+    "ports": Retention(86_400, 1_000_000),
     "counters": Retention(7 * 86_400, 10_000_000),
 }
 
@@ -66,6 +68,7 @@ def options_from_settings(s: Settings) -> Options:
     interval = s.get_float("retention.interval", 60.0)
     alarm_interval = s.get_float("alarms.check_interval", 5.0)
     for name, value in (
+        ("page.window", s.get_float("page.window", 600.0)),
         ("retention.interval", interval),
         ("alarms.check_interval", alarm_interval),
     ):
@@ -78,6 +81,8 @@ def options_from_settings(s: Settings) -> Options:
         retention_batch=s.get_int("retention.batch", 10_000, low=1, high=10**7),
         missed_intervals=s.get_int("alarms.missed_intervals", 3, low=1, high=1000),
         alarm_interval=alarm_interval,
+        fabric=fabric_from_settings(s),
+        page_window=s.get_float("page.window", 600.0),
     )
 
 

@@ -299,6 +299,28 @@ def document(limits: Limits) -> JSON:
                     },
                 }
             },
+            "/overview": {
+                "get": {
+                    "summary": "What the operator's page shows: racks and nodes with their "
+                    "services, control sessions, VMs and route counts per network, top flows "
+                    "and alarms",
+                    "responses": {
+                        "200": _json("Overview", {"type": "object"}),
+                        "401": _error("No or unknown token"),
+                    },
+                }
+            },
+            **{
+                path: {
+                    "get": {
+                        "summary": f"The operator's page ({path.rsplit('/', 1)[-1]}); "
+                        "its script sends the token with its data requests",
+                        "security": [],
+                        "responses": {"200": {"description": "The file"}},
+                    }
+                }
+                for path in ("/ui", "/ui/page.css", "/ui/page.js")
+            },
             "/health": {
                 "get": {
                     "summary": "Service health",

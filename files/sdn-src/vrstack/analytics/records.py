@@ -311,6 +311,23 @@ KINDS: dict[str, Kind] = {
             time="ts",
         ),
         Kind(
+            "port",
+            "ports",
+            "A VM interface on a compute, sent by its agent on every change and with every status",
+            (
+                ID,
+                TS,
+                Column("interface", "str", "The tap interface, e.g. tap3f9c1a20-b4", max_len=64),
+                Column("vm", "str", "The VM (instance name or id)"),
+                Column("network", "str", "The virtual network, e.g. demo:blue"),
+                Column("vrf", "str", "Its routing instance, e.g. demo:blue:blue"),
+                Column("ip", "addr", "The VM's address on it"),
+                Column("mac", "str", "The VM's MAC address", max_len=17),
+                Column("state", "enum", "Whether the agent has it up", choices=("up", "down")),
+            ),
+            time="ts",
+        ),
+        Kind(
             "counter",
             "counters",
             "A periodic counter sample",

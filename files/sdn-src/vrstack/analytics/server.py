@@ -19,7 +19,7 @@ from ..config.auth import Authenticator
 from ..config.fields import FieldError
 from ..config.server import auth_middleware, errors_middleware
 from ..service.daemon import add_background, add_health
-from . import query
+from . import overview, page, query
 from .alarms import AlarmBook, status_from_row
 from .openapi import document
 from .records import NAME_RE, check_record
@@ -52,6 +52,8 @@ class Options:
     retention_batch: int = 10_000
     missed_intervals: int = 3
     alarm_interval: float = 5.0
+    fabric: overview.Fabric = field(default_factory=lambda: overview.Fabric("", ()))
+    page_window: float = 600.0  # seconds of ports, routes and flows the page shows
 
 
 class Bucket:
@@ -256,9 +258,7 @@ async def run_query(request: web.Request) -> web.Response:
     return web.json_response(page)
 
 
-async def list_status(request: web.Request) -> web.Response:
-    c = request.app[COLLECTOR]
-    now = time.time()
+def status_items(c: Collector, now: float) -> list[dict[str, Any]]:
     items = []
     for s, seen in sorted(c.book.latest.values(), key=lambda x: (x[0].source, x[0].service)):
         items.append(
@@ -274,7 +274,11 @@ async def list_status(request: web.Request) -> web.Response:
                 "detail": s.detail,
             }
         )
-    return web.json_response({"items": items})
+    return items
+
+
+async def list_status(request: web.Request) -> web.Response:
+    return web.json_response({"items": status_items(request.app[COLLECTOR], time.time())})
 
 
 async def forget_status(request: web.Request) -> web.Response:
@@ -288,10 +292,43 @@ async def forget_status(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-async def list_alarms(request: web.Request) -> web.Response:
-    c = request.app[COLLECTOR]
+def alarm_items(c: Collector) -> list[dict[str, Any]]:
     alarms = sorted(c.book.active.values(), key=lambda a: (a.since, a.key))
-    return web.json_response({"items": [a.as_json() for a in alarms]})
+    return [a.as_json() for a in alarms]
+
+
+async def list_alarms(request: web.Request) -> web.Response:
+    return web.json_response({"items": alarm_items(request.app[COLLECTOR])})
+
+
+async def get_overview(request: web.Request) -> web.Response:
+    c = request.app[COLLECTOR]
+    now = time.time()
+
+    async def select(body: dict[str, Any]) -> list[dict[str, Any]]:
+        try:
+            answer = await c.store.select(query.parse(body, now))
+        except QueryTimeout as exc:
+            raise FieldError("overview", str(exc), 503) from None
+        return answer["items"]  # type: ignore[no-any-return]
+
+    data = await overview.build(
+        c.options.fabric, status_items(c, now), alarm_items(c), select, c.options.page_window, now
+    )
+    return web.json_response(data)
+
+
+async def get_page(request: web.Request) -> web.Response:
+    return page.response(request.path)
+
+
+@web.middleware
+async def public_page(request: web.Request, handler: Handler) -> web.StreamResponse:
+    # The page's files hold no data and must load before the operator has given a
+    # token; the page then sends the token with its data requests like any client.
+    if request.method in ("GET", "HEAD") and request.path in page.FILES:
+        return page.response(request.path)
+    return await handler(request)
 
 
 def writes_something(request: web.Request) -> bool:
@@ -314,7 +351,12 @@ async def store_errors(request: web.Request, handler: Handler) -> web.StreamResp
 def make_app(store: AnalyticsStore, auth: Authenticator, options: Options) -> web.Application:
     collector = Collector(store, options)
     app = web.Application(
-        middlewares=[errors_middleware, auth_middleware(auth, writes_something), store_errors],
+        middlewares=[
+            errors_middleware,
+            public_page,
+            auth_middleware(auth, writes_something),
+            store_errors,
+        ],
         client_max_size=options.limits.max_batch_bytes,
     )
     app[COLLECTOR] = collector
@@ -323,6 +365,9 @@ def make_app(store: AnalyticsStore, auth: Authenticator, options: Options) -> we
     app.router.add_get("/status", list_status)
     app.router.add_delete("/status/{source}/{service}", forget_status)
     app.router.add_get("/alarms", list_alarms)
+    app.router.add_get("/overview", get_overview)
+    for path in page.FILES:
+        app.router.add_get(path, get_page)
     doc = document(options.limits)
 
     async def openapi(_request: web.Request) -> web.Response:
