@@ -47,6 +47,9 @@ GOOD = {
         ({**GOOD, "fabric": {"address": "198.18.2.11", "mac": "zz"}}, "fabric.mac"),
         ({**GOOD, "labels": {"start": 500, "end": 100}}, "labels"),
         ({k: v for k, v in GOOD.items() if k != "name"}, "name"),
+        ({**GOOD, "config_api": {"url": "http://127.0.0.1:8082"}}, "config_api.token"),
+        ({**GOOD, "config_api": {"url": "ftp://x", "token": "t"}}, "config_api.url"),
+        ({**GOOD, "tap_poll": 0}, "tap_poll"),
     ],
 )
 def test_bad_config_names_file_and_field(

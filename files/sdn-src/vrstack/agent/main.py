@@ -147,7 +147,7 @@ def load(settings: Settings) -> tuple[AgentSettings, str, int]:
         flow_file=settings.get_str("datapath.flow_file", ""),
         flow_idle=settings.get_float("flow_idle", 60.0),
         label_range=(low, high),
-        max_vifs=settings.get_int("datapath.max_vifs", 256, low=3, high=65536),
+        max_vifs=settings.get_int("datapath.max_vifs", 256, low=4, high=65536),
         ping_interval=settings.get_float("ping_interval", 10.0),
         retry=settings.get_float("retry", 1.0),
         xmpp_tls=tls.client_files(settings, "xmpp.tls"),

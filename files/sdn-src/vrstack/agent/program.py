@@ -23,9 +23,13 @@ from .ports import Port
 log = logging.getLogger(__name__)
 
 ROUTER_MAC = "00:00:5e:00:01:00"  # the datapath routes frames sent to this MAC
+# The vif layout of the kernel datapath, as vrouter-vhost0 (roles/vrouter) programs it:
+# vif 0 the fabric uplink, vif 1 vhost0 (the host's own interface: the agent leaves it
+# alone), vif 2 pkt0. vrouterd has no vhost0; it uses the same numbers, vif 1 unused.
 FABRIC_VIF = 0
-AGENT_VIF = 1
-FIRST_PORT_VIF = 2
+HOST_VIF = 1
+AGENT_VIF = 2
+FIRST_PORT_VIF = 3
 NH_ENCAP, NH_TUNNEL, NH_COMPOSITE = 3, 4, 5
 TUNNEL_FLAGS = {"MPLSoGRE": 0x02, "MPLSoUDP": 0x04, "VXLAN": 0x08}
 NH_F_ECMP = 0x10
@@ -287,6 +291,8 @@ class Programmer:
         vrfs = set()
         for obj, keys in idents.items():
             for m in self.client.dump(obj):
+                if obj == Obj.VIF and m.attrs["VIF_IDX"] == HOST_VIF:
+                    continue  # vhost0 is vrouter-vhost0's: never ours to delete
                 found[(int(obj), tuple((k, m.attrs[k]) for k in keys))] = {"adopted": True}
                 if obj == Obj.VIF:
                     vrfs.add(m.attrs.get("VIF_VRF", 0))
