@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from vrstack.agent.agent import Agent, AgentSettings
-from vrstack.agent.ports import Port, PortError, PortStore
+from vrstack.agent.ports import Port, PortError, PortStore, read_dir
 from vrstack.agent.program import Fabric
 
 GOOD = {"id": "p1", "instance": "demo:blue:blue", "network": "blue", "mac": "02:00:00:00:00:01"}
@@ -60,3 +60,52 @@ def test_no_more_ports_than_labels() -> None:
         agent.add_port(Port.from_dict({**GOOD, "instance": "demo:red:red"}))
     st = agent.state()
     assert sorted(st.labels.values()) == [100, 101]
+
+
+def test_a_port_without_instance_waits_for_its_network_routing_instance() -> None:
+    """Placed from the pushed config (the routing instance whose parent is the port's
+    network, by uuid or name); unplaced ports have no VRF but keep their label."""
+    s = AgentSettings("c1", Fabric("198.18.2.11"), [("127.0.0.1", 1)], "/nonexistent")
+    agent = Agent(s)
+    net = "3f1c9a52-8e2d-4b67-a1f0-5c4d3e2b1a90"
+    agent.add_port(Port.from_dict({**GOOD, "instance": "", "network": net}))
+    agent.add_port(Port.from_dict({**GOOD, "id": "p2", "instance": "", "network": "red"}))
+    assert agent.state().ports == {}
+    assert agent.interfaces()[0]["vrf"] is None
+    pushed = {
+        "virtual-network/n1": {"uuid": net, "name": "blue"},
+        "virtual-network/n2": {"uuid": "n2", "name": "red"},
+        "routing-instance/r1": {"parent_uuid": net, "fq_name": ["demo", "blue", "blue"]},
+        "routing-instance/r2": {"parent_uuid": "n2", "fq_name": ["demo", "red", "red"]},
+    }
+    agent.sessions[0].config.update(pushed)
+    st = agent.state()
+    assert {p: st.ports[p].instance for p in st.ports} == {
+        "p1": "demo:blue:blue",
+        "p2": "demo:red:red",
+    }
+    # Plugged again without an instance: accepted. Into another network: refused.
+    agent.add_port(Port.from_dict({**GOOD, "instance": "", "network": net}))
+    with pytest.raises(ValueError, match="network: port p1 is in"):
+        agent.add_port(Port.from_dict({**GOOD, "instance": "", "network": "n2"}))
+
+
+def test_replug_without_instance_keeps_the_instance_it_had() -> None:
+    s = AgentSettings("c1", Fabric("198.18.2.11"), [("127.0.0.1", 1)], "/nonexistent")
+    agent = Agent(s)
+    agent.add_port(Port.from_dict(GOOD))
+    agent.add_port(Port.from_dict({**GOOD, "instance": ""}))
+    assert agent.ports.ports["p1"].instance == "demo:blue:blue"
+
+
+def test_os_vif_records_are_read_and_bad_ones_named(tmp_path: Path) -> None:
+    (tmp_path / "p1.json").write_text(json.dumps({**GOOD, "instance": ""}))
+    (tmp_path / "p2.json").write_text(json.dumps({"id": "p2"}))
+    (tmp_path / "p3.json").write_text("{not json")
+    ports, errors = read_dir(str(tmp_path))
+    assert [p.id for p in ports] == ["p1"] and ports[0].instance == ""
+    assert [e.split(":")[0] for e in errors] == [
+        str(tmp_path / "p2.json"),
+        str(tmp_path / "p3.json"),
+    ]
+    assert read_dir(str(tmp_path / "none")) == ([], [])

@@ -126,6 +126,10 @@ class Agent:
 
     def add_port(self, port: Port) -> None:
         old = self.ports.ports.get(port.id)
+        if old is not None and old.instance and not port.instance:
+            # Plugged again without an instance (Nova's plugin now sends none): the
+            # one it had stands, so nothing moves meanwhile.
+            port = replace(port, instance=old.instance)
         if old is not None and old.instance != port.instance:
             raise ValueError(f"instance: port {port.id} is in {old.instance}; delete it first")
         if old is not None and old.network != port.network:

@@ -255,6 +255,8 @@ class VrstackMechanismDriver(api.MechanismDriver):  # type: ignore[misc]
             return
         try:
             self.backend.api.delete("virtual-machine-interface", port["id"])
+            # The agent deletes its report at unplug; a compute that is gone cannot.
+            self.backend.api.delete("port-state", port["id"])
         except ApiError as exc:
             LOG.error("vrstack: port %s not deleted: %s", port["id"], exc)
 
