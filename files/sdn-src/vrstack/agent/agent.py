@@ -628,7 +628,7 @@ class Agent:
         if not self.s.flow_file:
             return []
         want_ip = ipaddress.ip_address(ip) if ip else None
-        out = []
+        out: list[dict[str, Any]] = []
         with FlowTable(self.s.flow_file) as table:
             for e in table.entries():
                 if len(out) >= limit:
