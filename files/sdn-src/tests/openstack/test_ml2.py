@@ -194,8 +194,9 @@ class TestVrstackDriver(test_plugin.Ml2PluginV2TestCase):
             assert [(e["tag"], e["status"]) for e in plugged] == [(pid, "completed")]
             report(HOST, "down")
             assert status() == "DOWN"
-        # The port deleted in Neutron: its state goes too (its compute may be gone).
-        assert api_call(self.cfgapi, "GET", f"/port-states/{pid}") is None
+            # The port deleted in Neutron: its state goes too (its compute may be gone).
+            self._delete("ports", pid, as_admin=True)
+            assert api_call(self.cfgapi, "GET", f"/port-states/{pid}") is None
 
     def test_the_worker_runs_the_watch_and_survives_a_config_api_outage(self) -> None:
         """get_workers() gives Neutron one worker (for neutron-periodic-workers); its
