@@ -70,6 +70,7 @@ attributes:
     description: Reads only; runs the same in check mode.
   diff_mode:
     support: none
+    description: Changes nothing, so there is no diff.
   platform:
     description: Any host that reaches the analytics API.
     support: full

@@ -33,6 +33,7 @@ attributes:
     description: Reads only; runs the same in check mode.
   diff_mode:
     support: none
+    description: Changes nothing, so there is no diff.
   platform:
     description: Debian (systemd) and FreeBSD (rc.d) nodes with the vrstack package.
     support: full
@@ -79,11 +80,24 @@ services:
   type: list
   elements: dict
   contains:
-    name: {description: The service, type: str, sample: vrstack-agent}
-    role: {description: The inventory role that runs it, type: str, sample: compute}
-    state: {description: active, backup, initializing or inactive, type: str}
-    reason: {description: Why it is not active, type: str, sample: no control node session up}
-    health: {description: The /health URL asked, type: str}
+    name:
+      description: The service.
+      type: str
+      sample: vrstack-agent
+    role:
+      description: The inventory role that runs it.
+      type: str
+      sample: compute
+    state:
+      description: V(active), V(backup), V(initializing) or V(inactive).
+      type: str
+    reason:
+      description: Why it is not active.
+      type: str
+      sample: no control node session up
+    health:
+      description: The /health URL asked.
+      type: str
 """
 
 import os
@@ -109,9 +123,7 @@ def main() -> None:
     if not 0 < p["timeout"] <= 60:
         module.fail_json(msg="sdn_status: timeout: between 1 and 60 seconds")
     try:
-        result = node_status(
-            lambda argv: module.run_command(argv), p["command"], p["timeout"], os.path.exists
-        )
+        result = node_status(module.run_command, p["command"], p["timeout"], os.path.exists)
     except StatusError as exc:
         module.fail_json(msg=f"sdn_status: {exc}")
     module.exit_json(changed=False, **result)

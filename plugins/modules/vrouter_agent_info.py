@@ -58,6 +58,7 @@ attributes:
     description: Reads only; runs the same in check mode.
   diff_mode:
     support: none
+    description: Changes nothing, so there is no diff.
   platform:
     description: A compute running C(vrstack-agent).
     support: full
@@ -112,11 +113,22 @@ sessions:
   type: list
   elements: dict
   contains:
-    address: {description: host:port of the control node, type: str, sample: "198.18.1.16:5269"}
-    state: {description: Idle, Connecting or Established, type: str}
-    established: {description: Whether the session is up, type: bool}
-    flaps: {description: Times the session went down after being up, type: int}
-    last_error: {description: Why the last attempt failed, type: str}
+    address:
+      description: host:port of the control node.
+      type: str
+      sample: "198.18.1.16:5269"
+    state:
+      description: Idle, Connecting or Established.
+      type: str
+    established:
+      description: Whether the session is up.
+      type: bool
+    flaps:
+      description: Times the session went down after being up.
+      type: int
+    last_error:
+      description: Why the last attempt failed.
+      type: str
 sessions_established:
   description: How many sessions are Established.
   returned: when V(sessions) is gathered
@@ -127,28 +139,62 @@ config:
   returned: when V(config) is gathered
   type: dict
   contains:
-    revision: {description: The newest config revision the agent received, type: int}
-    objects: {description: Config objects held, type: int}
-    synced: {description: Every established session has that revision, type: bool}
-    sessions_behind: {description: Established sessions with an older revision, type: list, elements: str}
+    revision:
+      description: The newest config revision the agent received.
+      type: int
+    objects:
+      description: Config objects held.
+      type: int
+    synced:
+      description: Every established session has that revision.
+      type: bool
+    sessions_behind:
+      description: Established sessions with an older revision.
+      type: list
+      elements: str
 interfaces:
   description: The local ports.
   returned: when V(interfaces) is gathered
   type: list
   elements: dict
   contains:
-    id: {description: The port's id, type: str}
-    vm: {description: The VM's id when the agent knows it, type: str}
-    network: {description: The port's network, type: str}
-    instance: {description: Its routing instance, type: str}
-    ips: {description: Its addresses, type: list, elements: str}
-    mac: {description: Its MAC, type: str}
-    label: {description: Its MPLS label, type: int}
-    vif: {description: Its vif index, type: int}
-    vrf: {description: Its VRF index, type: int}
-    state: {description: V(active) when its vif is programmed in the datapath, else V(pending), type: str}
-    status: {description: V(up) when attached to its tap and programmed (what the agent reports), else V(down), type: str}
-    detail: {description: Why the port is down, type: str}
+    id:
+      description: The port's id.
+      type: str
+    vm:
+      description: The VM's id when the agent knows it.
+      type: str
+    network:
+      description: The port's network.
+      type: str
+    instance:
+      description: Its routing instance.
+      type: str
+    ips:
+      description: Its addresses.
+      type: list
+      elements: str
+    mac:
+      description: Its MAC.
+      type: str
+    label:
+      description: Its MPLS label.
+      type: int
+    vif:
+      description: Its vif index.
+      type: int
+    vrf:
+      description: Its VRF index.
+      type: int
+    state:
+      description: V(active) when its vif is programmed in the datapath, else V(pending).
+      type: str
+    status:
+      description: V(up) when attached to its tap and programmed (what the agent reports), else V(down).
+      type: str
+    detail:
+      description: Why the port is down.
+      type: str
 vrfs:
   description: Local VRFs (instance, index, VNI, ports, remote route count).
   returned: when V(vrfs) is gathered

@@ -58,7 +58,7 @@ def vrouterd(vrouterd_binary: Path, tmp_path: Path) -> Iterator[Callable[[str], 
         args += ["--flow-file", str(d / "flows"), "--flows", "1024"]
         with (d / "vrouterd.log").open("w") as log:
             procs.append(subprocess.Popen([str(vrouterd_binary), *args], stderr=log))
-        for _ in range(250):
+        for _attempt in range(250):
             if sock.exists():
                 return sock
             time.sleep(0.02)
@@ -147,7 +147,7 @@ async def test_reads_sessions_interfaces_routes_flows_and_datapath(
                     return r.status == 200
             return False
 
-        for _ in range(300):
+        for _attempt in range(300):
             if await up():
                 break
             await asyncio.sleep(0.05)
@@ -163,7 +163,7 @@ async def test_reads_sessions_interfaces_routes_flows_and_datapath(
             return got if ok and any(r["prefix"] == "198.18.10.4/32" for r in routes) else None
 
         got = None
-        for _ in range(150):
+        for _attempt in range(150):
             got = await programmed()
             if got:
                 break
