@@ -177,7 +177,7 @@ class Agent:
         failing that, by name)."""
         ri_of: dict[str, str] = {}
         net_by_name: dict[str, str] = {}
-        for key, obj in sorted(self.config().items()):
+        for key, obj in self.config().items():  # one routing instance per network
             if key.startswith("routing-instance/"):
                 ri_of.setdefault(obj["parent_uuid"], ":".join(obj["fq_name"]))
             elif key.startswith("virtual-network/"):
