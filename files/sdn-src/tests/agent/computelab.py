@@ -28,6 +28,7 @@ from netns import Proc, http_json, sh, wait_for
 SRC = Path(__file__).resolve().parents[2]
 VROUTER_SRC = SRC.parent / "vrouter-src"
 TOKEN = "lab-admin-token-0123456789"
+AGENT_TOKEN = "lab-agent-token-0123456789"  # may write port-state objects only
 API, SCHEMA, CONTROL, XMPP, AGENT = 8082, 8087, 8083, 5269, 8085
 NAME = "compute1"
 JSON = dict[str, Any]
@@ -71,7 +72,7 @@ class ComputeLab:
             {
                 "listen": {"host": "127.0.0.1", "port": API},
                 "store": {"backend": "sqlite", "path": str(self.dir / "config.db")},
-                "auth": {"backend": "static", "admin_token": TOKEN},
+                "auth": {"backend": "static", "admin_token": TOKEN, "agent_token": AGENT_TOKEN},
             },
         )
         self._healthy(API)
@@ -117,7 +118,7 @@ class ComputeLab:
             "datapath": {"socket": str(self.dir / "control.sock")},
             "ports_file": str(self.dir / "ports.json"),
             "vif_ports_dir": str(self.port_dir),
-            "config_api": {"url": f"http://127.0.0.1:{API}", "token": TOKEN},
+            "config_api": {"url": f"http://127.0.0.1:{API}", "token": AGENT_TOKEN},
             "listen": {"host": "127.0.0.1", "port": AGENT},
             "tap_poll": 0.5,
             "ping_interval": 1,

@@ -9,6 +9,7 @@ import aiohttp
 import pytest
 
 from vrstack.config.client import ApiError, ConfigClient
+from vrstack.config.testing import AGENT_TOKEN
 
 pytestmark = pytest.mark.asyncio
 
@@ -432,6 +433,23 @@ async def test_auth_tokens_and_roles(api_url: str, reader: ConfigClient) -> None
         s.get(f"{api_url}/projects", headers={"Authorization": f"Bearer {reader.token}"}) as resp,
     ):
         assert resp.status == 200
+
+
+async def test_agent_token_writes_port_states_only(api_url: str, admin: ConfigClient) -> None:
+    """The vrouter agents' token: reads, and writes `port-state` objects, nothing else."""
+    pid = "0c0e6a5e-2f6b-4d8a-9d0e-5c1f0b7e0a11"
+    async with ConfigClient(api_url, AGENT_TOKEN) as agent:
+        state = {"uuid": pid, "name": pid, "virtual_router": "compute1", "status": "down"}
+        await agent.create("port-state", state)
+        await agent.update("port-state", pid, {"virtual_router": "compute1", "status": "up"})
+        assert (await admin.get("port-state", pid))["status"] == "up"  # type: ignore[index]
+        assert (await agent.request("GET", "/projects"))["items"] is not None
+        await expect_error(agent.create("project", {"name": "x"}), 403)
+        project = await admin.create("project", {"name": "agent-cannot-delete"})
+        await expect_error(agent.delete("project", project["uuid"]), 403)
+        await admin.delete("project", project["uuid"])
+        await agent.delete("port-state", pid)
+        assert await admin.get("port-state", pid) is None
 
 
 async def test_watch_resumes_from_a_revision(admin: ConfigClient) -> None:

@@ -85,6 +85,12 @@ def run_main(tmp_path: Path, name: str, text: str) -> subprocess.CompletedProces
         ),
         ("d.ini", "[store]\nbackend = etcd\nendpoints = 127.0.0.1:2379\n", "store.endpoints[0]"),
         (
+            "f.yaml",
+            "store: {backend: sqlite, path: x}\n"
+            "auth: {admin_token: 0123456789abcdef0, agent_token: 0123456789abcdef0}\n",
+            "auth.agent_token",
+        ),
+        (
             "e.ini",
             "[store]\npath = x.db\n[auth]\nadmin_token = 0123456789abcdef0\n"
             "[listen]\nport = http\n",

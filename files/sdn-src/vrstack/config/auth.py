@@ -1,6 +1,7 @@
 """Who is calling: pluggable authenticators that map a request to roles.
 
-`static`: two tokens from the config file, one admin and one read-only (the lab).
+`static`: tokens from the config file: admin, read-only (the lab), and optionally one
+for the vrouter agents, which may read and write `port-state` objects only.
 `keystone`: Keystone v3 tokens (`keystone.py`), Keystone roles mapped to ours by the
 config file; the token's project is kept on the identity for per-project access.
 An authenticator returns None for no or a bad token (401), raises HTTPForbidden for a
@@ -21,6 +22,10 @@ from . import keystone
 
 ADMIN = "admin"
 READER = "reader"
+AGENT = "agent"
+# What an agent may change: its ports' states, nothing else (a compute is not trusted
+# with the network config).
+AGENT_WRITES = ("/port-states",)
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,14 @@ class Identity:
     @property
     def can_write(self) -> bool:
         return ADMIN in self.roles
+
+    def may_write(self, path: str) -> bool:
+        """Whether this caller may change what is at `path`."""
+        if self.can_write:
+            return True
+        return AGENT in self.roles and any(
+            path == p or path.startswith(p + "/") for p in AGENT_WRITES
+        )
 
 
 class Authenticator(Protocol):
@@ -56,9 +69,12 @@ def request_token(request: web.Request) -> str | None:
 
 
 class StaticTokens:
-    def __init__(self, admin_token: str, reader_token: str | None) -> None:
+    def __init__(
+        self, admin_token: str, reader_token: str | None, agent_token: str | None = None
+    ) -> None:
         self.admin_token = admin_token
         self.reader_token = reader_token
+        self.agent_token = agent_token
 
     async def authenticate(self, request: web.Request) -> Identity | None:
         token = request_token(request)
@@ -68,6 +84,8 @@ class StaticTokens:
             return Identity("admin", frozenset({ADMIN, READER}))
         if self.reader_token and hmac.compare_digest(token.encode(), self.reader_token.encode()):
             return Identity("reader", frozenset({READER}))
+        if self.agent_token and hmac.compare_digest(token.encode(), self.agent_token.encode()):
+            return Identity("agent", frozenset({READER, AGENT}))
         return None
 
     async def close(self) -> None:
@@ -122,4 +140,9 @@ def from_settings(settings: Settings) -> Authenticator:
         raise settings.error(
             "auth.reader_token", "must be at least 16 characters and differ from admin_token"
         )
-    return StaticTokens(admin, reader)
+    agent = settings.get_str("auth.agent_token", "") or None
+    if agent is not None and (len(agent) < 16 or agent in (admin, reader)):
+        raise settings.error(
+            "auth.agent_token", "must be at least 16 characters and differ from the other tokens"
+        )
+    return StaticTokens(admin, reader, agent)

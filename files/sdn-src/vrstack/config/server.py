@@ -75,7 +75,7 @@ def auth_middleware(
         identity = await auth.authenticate(request)
         if identity is None:
             return _error(401, "a valid token is required (X-Auth-Token header)")
-        if writes(request) and not identity.can_write:
+        if writes(request) and not identity.may_write(request.path):
             return _error(403, f"{identity.name} may only read")
         return await handler(request)
 

@@ -28,6 +28,7 @@ from .store import Store
 
 ADMIN_TOKEN = "admin-token-for-tests-0001"
 READER_TOKEN = "reader-token-for-tests-0001"
+AGENT_TOKEN = "agent-token-for-tests-0001"
 SRC = Path(__file__).resolve().parent.parent.parent  # files/sdn-src
 
 
@@ -41,7 +42,7 @@ def free_port() -> int:
 @contextlib.asynccontextmanager
 async def running_api(store: Store, backend: str = "sqlite", port: int = 0) -> AsyncIterator[str]:
     """An in-process API server on a loopback port (default ephemeral); yields its base URL."""
-    app = make_app(ConfigDB(store), StaticTokens(ADMIN_TOKEN, READER_TOKEN), backend)
+    app = make_app(ConfigDB(store), StaticTokens(ADMIN_TOKEN, READER_TOKEN, AGENT_TOKEN), backend)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", port, reuse_address=True)
