@@ -168,7 +168,10 @@ class Stack:
     def start_compute(self, name: str, labels: tuple[int, int]) -> None:
         h = self.hosts[name]
         sock = h.dir / "control.sock"
+        # --attach-only, as on a Nova compute: a tap deleted while the agent still names
+        # it must not come back as vrouterd's own TAP (the next veth would clash).
         argv = f"{self.vrouterd} --control {sock} --pkt0-dir {h.dir} --flow-file {h.dir}/flows"
+        argv += " --attach-only"
         self.start(h, "vrouterd", [*argv.split(), "--flows", "4096"])
         wait_for(sock.exists, 10, f"{name}: vrouterd's control socket")
         config = {
