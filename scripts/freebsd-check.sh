@@ -11,5 +11,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH" ANSIBLE_CONFIG="$PWD/ansible.cfg"
 start=$(date +%s)
-./scripts/run-pytest.sh -p no:cacheprovider tests/freebsd "$@"
+./scripts/run-pytest.sh -p no:cacheprovider -rxX tests/freebsd "$@"
 echo "freebsd-check: took $(( $(date +%s) - start ))s"

@@ -11,6 +11,8 @@ Refresh the golden files after a deliberate change:
 from __future__ import annotations
 
 import difflib
+import functools
+import hashlib
 import json
 import re
 import shutil
@@ -22,18 +24,41 @@ import pytest
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 RC_DIRS = ("usr/local/etc/rc.d", "etc/rc.d")
+# rc.d scripts of FreeBSD packages whose rcvar is not <script name>_enable.
+PACKAGE_RCVARS = {"mysql-server": "mysql_enable"}
 
 
 def masked(text: str, run: harness.Run) -> str:
-    """Secrets (random per run) and the run's directory replaced by stable names."""
+    """Secrets (random per run), the run's directories and the version of the vrstack
+    wheel (a digest of files/sdn-src) replaced by stable names."""
     for name, value in sorted(run.secrets().items()):
         text = text.replace(str(value), f"<secret:{name}>")
-    return text.replace(str(run.workdir / "root"), "<root>")
+    text = text.replace(str(run.workdir / "root"), "<root>")
+    text = text.replace(str(run.workdir / "collections"), "<collections>")
+    return re.sub(
+        r"\bvrstack-\d[\w.+]*?(?=-py3-none-any\.whl|\.dist-info)", "vrstack-<version>", text
+    )
+
+
+@functools.cache
+def repo_files() -> set[tuple[str, str]]:
+    """(name, digest) of every file in the checkout."""
+    listed = (
+        subprocess.run(["git", "ls-files", "-z"], cwd=harness.REPO, capture_output=True, check=True)
+        .stdout.decode()
+        .split("\0")
+    )
+    return {
+        (Path(f).name, hashlib.sha256((harness.REPO / f).read_bytes()).hexdigest())
+        for f in listed
+        if f and (harness.REPO / f).is_file()
+    }
 
 
 def rendered(run: harness.Run, host: str) -> dict[str, str]:
     """Every text file the roles wrote or changed under the host's root (a symlink
-    as `-> target`), except seeds left as they were and copied source trees."""
+    as `-> target`), except seeds left as they were, copied source trees and files
+    copied unchanged from this repository (their golden copy is the repository's)."""
     root = run.host_root(host)
     out: dict[str, str] = {}
     for path in sorted(root.rglob("*")):
@@ -43,6 +68,9 @@ def rendered(run: harness.Run, host: str) -> dict[str, str]:
         if path.is_symlink():
             out[rel] = masked("-> " + str(path.readlink()) + "\n", run)
         elif path.is_file():
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            if (path.name, digest) in repo_files():
+                continue
             text = path.read_text(errors="replace")
             if harness.FREEBSD_SEED.get(rel) != text:
                 out[rel] = masked(text, run)
@@ -94,6 +122,19 @@ def test_roles_apply_on_freebsd_hosts(applied: harness.Run, freebsd_hosts: list[
     for host in freebsd_hosts:
         assert counts[host]["failed"] == 0 and counts[host]["unreachable"] == 0, counts
         assert counts[host]["ok"] > 20, f"{host} ran almost nothing: {counts[host]}"
+
+
+def test_roles_not_in_site_yml_apply(applied: harness.Run) -> None:
+    """Roles of playbooks that site.yml does not import yet run with errors ignored
+    outside check mode (see harness.plays); their failures are listed here."""
+    assert applied.returncode == 0, "the run failed: see test_roles_apply_on_freebsd_hosts"
+    ignored = [
+        chunk.split("]", 1)[0]
+        for chunk in applied.output.split("\nTASK [")[1:]
+        if "...ignoring" in chunk
+    ]
+    if ignored:
+        pytest.xfail("pending on FreeBSD: " + "; ".join(ignored))
 
 
 def test_check_mode_on_freebsd_hosts(checked: harness.Run, freebsd_hosts: list[str]) -> None:
@@ -181,7 +222,7 @@ def test_services_started_are_enabled(applied: harness.Run, freebsd_hosts: list[
                 continue
             name = r["args"]["name"]
             m = re.search(r'^rcvar="?(\w+)"?$', ours.get(name, ""), re.M)
-            rcvar = m.group(1) if m else f"{name}_enable"
+            rcvar = m.group(1) if m else PACKAGE_RCVARS.get(name, f"{name}_enable")
             assert f'{rcvar}="YES"' in rc_conf, (
                 f"{host}: service {name} is started but {rcvar} is not YES"
             )
