@@ -17,6 +17,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import harness
@@ -35,6 +36,8 @@ def masked(text: str, run: harness.Run) -> str:
         text = text.replace(str(value), f"<secret:{name}>")
     text = text.replace(str(run.workdir / "root"), "<root>")
     text = text.replace(str(run.workdir / "collections"), "<collections>")
+    # The interpreter the harness forces (ansible_python_interpreter) and the checkout.
+    text = text.replace(sys.executable, "<python>").replace(str(harness.REPO), "<repo>")
     return re.sub(
         r"\bvrstack-\d[\w.+]*?(?=-py3-none-any\.whl|\.dist-info)", "vrstack-<version>", text
     )
@@ -124,9 +127,10 @@ def test_roles_apply_on_freebsd_hosts(applied: harness.Run, freebsd_hosts: list[
         assert counts[host]["ok"] > 20, f"{host} ran almost nothing: {counts[host]}"
 
 
-def test_roles_not_in_site_yml_apply(applied: harness.Run) -> None:
-    """Roles of playbooks that site.yml does not import yet run with errors ignored
-    outside check mode (see harness.plays); their failures are listed here."""
+def test_roles_not_strict_apply(applied: harness.Run) -> None:
+    """Plays of roles outside harness.STRICT_ROLES run with errors ignored outside
+    check mode (their tasks may parse output only real services print); the tasks
+    that failed are listed here as pending."""
     assert applied.returncode == 0, "the run failed: see test_roles_apply_on_freebsd_hosts"
     ignored = [
         chunk.split("]", 1)[0]
