@@ -9,15 +9,22 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_FORCE_COLOR ?= 0
 LAB_INVENTORY := inventories/lab
 
-.PHONY: bootstrap lab lab-down lab-status test unit lint sanity build-check molecule-lab datapath-test sdn-test openstack-test guest-test molecule-kernel requirements clean
+.PHONY: bootstrap lab lab-api-test lab-down lab-status test unit lint sanity build-check molecule-lab datapath-test sdn-test openstack-test guest-test molecule-kernel requirements clean
 
 bootstrap:
 	@./scripts/bootstrap.sh
 
+# The cloud, then the smoke test on it (servers on both computes, traffic across racks).
 lab: bootstrap
 	python tools/lab.py up --inventory $(LAB_INVENTORY)
 	python tools/lab.py hold -- ansible-playbook -i $(LAB_INVENTORY) playbooks/site.yml
+	image=$$(python tools/guest_image.py) && python tools/lab.py hold -- \
+	    ansible-playbook -i $(LAB_INVENTORY) playbooks/smoke.yml -e smoke_image_file=$$image
 	python tools/lab.py summary --inventory $(LAB_INVENTORY)
+
+# Tempest-style API scenarios with the openstack CLI against the deployed lab (make lab).
+lab-api-test: bootstrap
+	python tools/lab.py hold -- ./scripts/run-pytest.sh -rA tests/lab
 
 lab-down: bootstrap
 	python tools/lab.py down --inventory $(LAB_INVENTORY)
@@ -72,7 +79,8 @@ guest-test:
 
 # `hold` keeps other lab.py callers from changing the lab during the run.
 molecule-lab:
-	python tools/lab.py hold -- molecule test -s lab
+	export VRSTACK_GUEST_IMAGE=$$(python tools/guest_image.py) && \
+	    python tools/lab.py hold -- molecule test -s lab
 
 molecule-kernel:
 	@if [ -f molecule/kernel/molecule.yml ]; then molecule test -s kernel; else echo "kernel scenario: not yet"; fi
