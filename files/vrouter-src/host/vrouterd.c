@@ -12,6 +12,11 @@
  * --attach-only: a vif naming a missing interface stays detached (a later vif
  * message attaches it once it exists).  With Nova, libvirt creates a guest's
  * tap and fails if the name is taken, so the datapath must never create it.
+ *
+ * Packet sockets use PACKET_VNET_HDR: a VM's frames arrive with the checksum
+ * and segmentation offloads it asked for still to do (offload.c does them,
+ * then each segment enters dp-core as an ordinary frame); frames we send
+ * carry a zero header (no offload asked of the kernel).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -21,6 +26,7 @@
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
 #include <linux/if_tun.h>
+#include <linux/virtio_net.h>
 #include <net/if.h>
 #include <poll.h>
 #include <signal.h>
@@ -32,10 +38,12 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "offload.h"
 #include "vr_core.h"
 
 #define MAX_VIFS 256
@@ -45,6 +53,7 @@
 #define PKT0_QUEUE_DEFAULT 4096     /* messages waiting for the agent's socket */
 #define PKT0_QUEUE_BYTES (16u << 20) /* and at most this many bytes of them */
 #define LOST_MAX 1024               /* lost flow misses awaiting re-arming */
+#define GSO_FRAME_MAX (65536 + 64)  /* a GSO frame: 64 KiB of IP, L2 headers */
 
 enum port_kind { PORT_NONE, PORT_PACKET, PORT_TAP, PORT_AGENT };
 
@@ -52,6 +61,7 @@ struct port {
 	int fd;
 	enum port_kind kind;
 	unsigned ifindex; /* PORT_PACKET: the interface bound to */
+	int vnet;         /* PORT_PACKET: a virtio_net_hdr precedes each frame */
 	char name[VR_NAME_LEN];
 };
 
@@ -91,6 +101,11 @@ static struct {
 } lost[LOST_MAX];
 static uint32_t nlost;
 static uint64_t pkt0_dropped, pkt0_rearmed, pkt0_unrearmed;
+
+/* Offloaded frames: done, and refused by reason (counted as invalid_packet). */
+static uint64_t off_csums, off_gso_frames, off_gso_segs, off_refused[OFF_E_MAX], off_too_big;
+static const char *const off_reason[OFF_E_MAX] = {"ok", "checksum offsets", "gso type/size",
+						  "headers"};
 
 static void logmsg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void logmsg(const char *fmt, ...)
@@ -286,7 +301,16 @@ static int h_tx(void *ctx, uint32_t vif, uint32_t os_idx, struct vr_pkt *p)
 	if (vif < MAX_VIFS) {
 		switch (ports[vif].kind) {
 		case PORT_PACKET:
-			n = send(ports[vif].fd, d, p->len, MSG_DONTWAIT);
+			if (ports[vif].vnet) {
+				static const struct virtio_net_hdr none; /* no offload asked */
+				struct iovec iov[2] = {{(void *)&none, sizeof(none)},
+						       {(void *)d, p->len}};
+				struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
+
+				n = sendmsg(ports[vif].fd, &mh, MSG_DONTWAIT);
+			} else {
+				n = send(ports[vif].fd, d, p->len, MSG_DONTWAIT);
+			}
 			break;
 		case PORT_TAP:
 			n = write(ports[vif].fd, d, p->len);
@@ -315,7 +339,7 @@ static const struct vr_os_ops host_ops = {
 
 /* ---------------- vif ports ---------------- */
 
-static int open_packet(const char *name, unsigned *ifindex)
+static int open_packet(const char *name, unsigned *ifindex, int *vnet)
 {
 	struct sockaddr_ll sll;
 	int fd, one = 1;
@@ -329,6 +353,12 @@ static int open_packet(const char *name, unsigned *ifindex)
 		return -1;
 	/* Our own transmissions and the host stack's are not input. */
 	setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof(one));
+	/* Without it a VM's TSO send is one truncated frame and its checksums are
+	 * left undone; with it the kernel says what is left to do. */
+	*vnet = !setsockopt(fd, SOL_PACKET, PACKET_VNET_HDR, &one, sizeof(one));
+	if (!*vnet)
+		logmsg("%s: no PACKET_VNET_HDR (%s): offloaded frames pass unfinished", name,
+		       strerror(errno));
 	memset(&sll, 0, sizeof(sll));
 	sll.sll_family = AF_PACKET;
 	sll.sll_protocol = htons(ETH_P_ALL);
@@ -393,7 +423,7 @@ static void reconcile_ports(void)
 		}
 		if (!v->name[0])
 			continue;
-		p->fd = open_packet(v->name, &p->ifindex);
+		p->fd = open_packet(v->name, &p->ifindex, &p->vnet);
 		p->kind = PORT_PACKET;
 		if (p->fd < 0 && !p->ifindex && attach_only) {
 			logmsg("vif %u: %s is not there; detached until a vif message finds it", i,
@@ -415,14 +445,114 @@ static void reconcile_ports(void)
 	}
 }
 
+static void off_refuse(uint32_t vif, enum off_err e)
+{
+	uint64_t n = 0;
+
+	off_refused[e]++;
+	for (int k = 1; k < OFF_E_MAX; k++)
+		n += off_refused[k];
+	vr_drop(&router, NULL, VR_DROP_INVALID_PACKET);
+	if (!(n & (n - 1))) /* 1st, 2nd, 4th...: a bounded log */
+		logmsg("vif %u: offloaded frame refused (bad %s); %llu so far", vif, off_reason[e],
+		       (unsigned long long)n);
+}
+
+/* One frame read with its virtio_net_hdr: finish what the sender left to the
+ * NIC, then hand dp-core the frame, or its segments one by one.  p holds the
+ * first FRAME_MAX bytes; a longer frame continues in big + FRAME_MAX. */
+static void vnet_rx(uint32_t i, const struct virtio_net_hdr *vh, struct vr_pkt *p, size_t len,
+		    uint8_t *big)
+{
+	struct off_vnet h = {vh->flags, vh->gso_type, vh->hdr_len, vh->gso_size, vh->csum_start,
+			     vh->csum_offset};
+	struct vr_vif *v = vr_vif_get(&router, i);
+	struct off_gso_plan pl;
+	enum off_err e;
+	uint8_t *f = p->buf + p->off;
+
+	if (h.gso_type == OFF_GSO_NONE) {
+		if (len > FRAME_MAX) {
+			off_too_big++;
+			vr_drop(&router, p, VR_DROP_INVALID_PACKET);
+			return;
+		}
+		p->len = (uint32_t)len;
+		if ((h.flags & OFF_F_NEEDS_CSUM) &&
+		    (e = off_csum_finish(f, p->len, h.csum_start, h.csum_offset))) {
+			free(p);
+			off_refuse(i, e);
+			return;
+		}
+		off_csums += !!(h.flags & OFF_F_NEEDS_CSUM);
+		vr_rx(&router, i, p);
+		rearm_lost();
+		return;
+	}
+	if (len > FRAME_MAX) { /* make the frame contiguous */
+		memcpy(big, f, FRAME_MAX);
+		f = big;
+	}
+	e = off_gso_plan(f, (uint32_t)len, &h, v ? v->mtu : 0, FRAME_MAX, &pl);
+	if (e) {
+		free(p);
+		off_refuse(i, e);
+		return;
+	}
+	off_gso_frames++;
+	for (uint32_t s = 0; s < pl.nseg; s++) {
+		/* p's buffer takes a segment only once the frame has left it */
+		struct vr_pkt *seg = !s && f == big ? p : h_pkt_alloc(NULL, 0);
+
+		if (!seg) {
+			vr_drop(&router, NULL, VR_DROP_NO_MEMORY);
+			continue;
+		}
+		seg->len = off_gso_build(f, &pl, s, seg->buf + seg->off);
+		off_gso_segs++;
+		vr_rx(&router, i, seg);
+		rearm_lost();
+	}
+	if (f != big)
+		free(p);
+}
+
 static void port_rx(uint32_t i)
 {
+	static uint8_t big[GSO_FRAME_MAX];
+
 	for (int n = 0; n < RX_BURST; n++) {
 		struct vr_pkt *p = h_pkt_alloc(NULL, 0);
 		ssize_t got;
 
 		if (!p)
 			return;
+		if (ports[i].kind == PORT_PACKET && ports[i].vnet) {
+			struct virtio_net_hdr vh;
+			struct iovec iov[3] = {{&vh, sizeof(vh)},
+					       {p->buf + p->off, FRAME_MAX},
+					       {big + FRAME_MAX, sizeof(big) - FRAME_MAX}};
+			struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 3};
+
+			got = recvmsg(ports[i].fd, &mh, MSG_DONTWAIT | MSG_TRUNC);
+			if (got < 0 && errno == EINVAL) { /* a GSO kind the kernel cannot describe */
+				free(p);
+				off_refuse(i, OFF_E_GSO);
+				continue;
+			}
+			if (got < (ssize_t)sizeof(vh) || (mh.msg_flags & MSG_TRUNC)) {
+				if (got >= (ssize_t)sizeof(vh)) { /* longer than any GSO frame */
+					off_too_big++;
+					vr_drop(&router, NULL, VR_DROP_INVALID_PACKET);
+				}
+				free(p);
+				if (got < 0)
+					return;
+				continue;
+			}
+			vnet_rx(i, &vh, p, (size_t)got - sizeof(vh), big);
+			continue;
+		}
 		if (ports[i].kind == PORT_AGENT)
 			got = recv(agent_fd, p->buf + p->off, FRAME_MAX, MSG_DONTWAIT);
 		else if (ports[i].kind == PORT_TAP)
@@ -650,6 +780,12 @@ int main(int argc, char **argv)
 	logmsg("stopping; pkt0: %llu queued messages dropped, %llu held flows re-armed, %llu not",
 	       (unsigned long long)pkt0_dropped, (unsigned long long)pkt0_rearmed,
 	       (unsigned long long)pkt0_unrearmed);
+	logmsg("offloads: %llu checksums finished, %llu GSO frames cut into %llu segments; refused: "
+	       "%llu bad checksum offsets, %llu bad gso type/size, %llu bad headers, %llu too big",
+	       (unsigned long long)off_csums, (unsigned long long)off_gso_frames,
+	       (unsigned long long)off_gso_segs, (unsigned long long)off_refused[OFF_E_CSUM],
+	       (unsigned long long)off_refused[OFF_E_GSO], (unsigned long long)off_refused[OFF_E_HDR],
+	       (unsigned long long)off_too_big);
 	while (pq_len)
 		pkt0_drop_oldest();
 	free(pq);
