@@ -37,7 +37,7 @@ def openrc_env(path: Path) -> dict[str, str]:
     env = {}
     for line in path.read_text().splitlines():
         if line.startswith("export ") and "=" in line:
-            key, _, value = line.removeprefix("export ").partition("=")
+            key, value = line.removeprefix("export ").split("=", 1)
             env[key] = value.strip("'\"")
     return env
 
@@ -46,9 +46,7 @@ def openrc_env(path: Path) -> dict[str, str]:
 def client() -> str:
     found = os.environ.get("VRSTACK_OPENSTACK_CLIENT")
     if not found:
-        venv = subprocess.run(
-            [str(REPO / "scripts/openstack-venv.sh")], check=True, text=True, capture_output=True
-        ).stdout.strip()
+        venv = subprocess.check_output([str(REPO / "scripts/openstack-venv.sh")], text=True).strip()
         found = f"{venv}/bin/openstack"
     return found
 
@@ -68,7 +66,12 @@ class Cli:
 
     def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [self.client, *args], env=self.env, text=True, capture_output=True, timeout=timeout
+            [self.client, *args],
+            env=self.env,
+            text=True,
+            capture_output=True,
+            timeout=timeout,
+            check=False,  # callers check the status: some commands must fail
         )
 
     def ok(self, *args: str, timeout: float = 120) -> Any:

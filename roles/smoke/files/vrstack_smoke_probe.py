@@ -82,7 +82,7 @@ def up(a: argparse.Namespace) -> dict[str, Any]:
 
 
 def down(a: argparse.Namespace) -> dict[str, Any]:
-    status, _ = agent(a.agent, "DELETE", f"/ports/{a.port_id}")
+    status = agent(a.agent, "DELETE", f"/ports/{a.port_id}")[0]
     sh("ip", "link", "del", tap_name(a.port_id), check=False)
     sh("ip", "netns", "del", a.name, check=False)
     return {"namespace": a.name, "agent_had_port": status == 200}

@@ -225,6 +225,7 @@ def test_initramfs_holds_init_modules_in_order_and_a_console() -> None:
         "udhcpc.script": b"#!/bin/sh\n",
         "power-button": b"#!/bin/sh\npoweroff -f\n",
         "syslinux.cfg": b"",
+        "probe.cgi": b"#!/bin/sh\necho probe\n",
     }
     archive = gzip.decompress(gi.initramfs(b"BUSYBOX", files, [("b", b"B"), ("a", b"A")]))
     members = {name: (mode, data, rdev) for name, mode, data, rdev in read_newc(archive)}
@@ -234,6 +235,8 @@ def test_initramfs_holds_init_modules_in_order_and_a_console() -> None:
     assert members["etc/vrstack-modules"][1] == b"b\na\n"
     assert members["etc/acpi/PWRF/00000080"] == (0o100755, files["power-button"], (0, 0))
     assert members["lib/modules/a.ko"][1] == b"A"
+    # busybox httpd runs CGI programs from /www/cgi-bin: executable, as given.
+    assert members["www/cgi-bin/probe"] == (0o100755, files["probe.cgi"], (0, 0))
 
 
 # --- disk ------------------------------------------------------------------------
