@@ -19,6 +19,7 @@ from ..service import tls
 from ..service.daemon import add_background, add_health, serve
 from ..service.jsonlog import setup_logging
 from ..service.settings import ConfigError, Settings
+from ..status import agent_report, report
 from .agent import Agent, AgentSettings
 from .ports import Port, PortError
 from .program import Fabric
@@ -26,7 +27,7 @@ from .program import Fabric
 _MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 
 
-def make_app(agent: Agent) -> web.Application:
+def make_app(agent: Agent, analytics: report.Options | None = None) -> web.Application:
     """Health, introspect and the port API (POST/DELETE /ports) on one local listener."""
     app = web.Application()
 
@@ -101,6 +102,7 @@ def make_app(agent: Agent) -> web.Application:
     app.router.add_post("/ports", add_port)
     app.router.add_delete("/ports/{id}", delete_port)
     add_background(app, "agent", agent.run)
+    report.add_reporting(app, analytics, "vrstack-agent", lambda: agent_report.snapshot(agent))
     return app
 
 
@@ -179,13 +181,14 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.load(args.config)
         agent_settings, host, port = load(settings)
         level = settings.get_choice("log.level", ("debug", "info", "warning", "error"), "info")
+        analytics = report.options(settings)
         agent = Agent(agent_settings)
     except (ConfigError, PortError) as exc:
         print(f"vrstack-agent: config error: {exc}", file=sys.stderr)
         return 2
     setup_logging("vrstack-agent", level)
     try:
-        asyncio.run(serve(make_app(agent), host, port, "vrstack-agent"))
+        asyncio.run(serve(make_app(agent, analytics), host, port, "vrstack-agent"))
     except OSError as exc:
         print(f"vrstack-agent: cannot start: {exc}", file=sys.stderr)
         return 1
