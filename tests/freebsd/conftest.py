@@ -5,7 +5,6 @@ FreeBSD inventory."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,14 +33,28 @@ def freebsd_hosts() -> list[str]:
     return harness.inventory_hosts(INVENTORY)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def started(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[harness.Play, harness.Play] | None:
+    """Both plays start with the session, when any selected test needs them, so the
+    build and lint tests run while they do."""
+    if not any("played" in item.fixturenames for item in request.session.items):
+        return None
+    hosts = harness.inventory_hosts(INVENTORY)
+    return (
+        harness.Play(INVENTORY, tmp_path_factory.mktemp("apply"), hosts, check=False),
+        harness.Play(INVENTORY, tmp_path_factory.mktemp("check"), hosts, check=True),
+    )
+
+
 @pytest.fixture(scope="session")
 def played(
-    tmp_path_factory: pytest.TempPathFactory, freebsd_hosts: list[str]
-) -> Iterator[tuple[harness.Run, harness.Run]]:
-    """(normal run, check-mode run), started together."""
-    apply = harness.Play(INVENTORY, tmp_path_factory.mktemp("apply"), freebsd_hosts, check=False)
-    check = harness.Play(INVENTORY, tmp_path_factory.mktemp("check"), freebsd_hosts, check=True)
-    yield apply.wait(), check.wait()
+    started: tuple[harness.Play, harness.Play] | None,
+) -> tuple[harness.Run, harness.Run]:
+    """(normal run, check-mode run)."""
+    assert started is not None
+    return started[0].wait(), started[1].wait()
 
 
 @pytest.fixture(scope="session")
