@@ -9,7 +9,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_FORCE_COLOR ?= 0
 LAB_INVENTORY := inventories/lab
 
-.PHONY: bootstrap lab lab-api-test lab-down lab-status test unit lint sanity build-check molecule-lab datapath-test sdn-test openstack-test guest-test molecule-kernel requirements clean
+.PHONY: bootstrap lab lab-api-test test-cloud lab-down lab-status test unit lint sanity build-check molecule-lab datapath-test sdn-test openstack-test guest-test molecule-kernel requirements clean
 
 bootstrap:
 	@./scripts/bootstrap.sh
@@ -79,7 +79,12 @@ guest-test:
 
 # `hold` keeps other lab.py callers from changing the lab during the run.
 molecule-lab:
-	export VRSTACK_GUEST_IMAGE=$$(python tools/guest_image.py) && \
+	python tools/lab.py hold -- molecule test -s lab
+
+# The lab scenario with the OpenStack stage, the smoke play and the API scenarios
+# (not yet a make test gate: a cold OpenStack deploy takes too long; issue 7).
+test-cloud: bootstrap
+	export VRSTACK_GUEST_IMAGE=$$(python tools/guest_image.py) VRSTACK_LAB_SKIP_TAGS=none && \
 	    python tools/lab.py hold -- molecule test -s lab
 
 molecule-kernel:
