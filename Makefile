@@ -9,7 +9,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_FORCE_COLOR ?= 0
 LAB_INVENTORY := inventories/lab
 
-.PHONY: bootstrap lab lab-api-test test-cloud lab-down lab-status test unit lint sanity build-check molecule-lab datapath-test sdn-test openstack-test guest-test molecule-kernel requirements clean
+.PHONY: bootstrap lab lab-api-test test-cloud freebsd-check lab-down lab-status test unit lint sanity build-check molecule-lab datapath-test sdn-test openstack-test guest-test molecule-kernel requirements clean
 
 bootstrap:
 	@./scripts/bootstrap.sh
@@ -32,7 +32,7 @@ lab-down: bootstrap
 lab-status: bootstrap
 	python tools/lab.py summary --inventory $(LAB_INVENTORY)
 
-GATES := unit lint sanity build-check datapath-test sdn-test openstack-test guest-test molecule-lab molecule-kernel
+GATES := unit lint sanity build-check freebsd-check datapath-test sdn-test openstack-test guest-test molecule-lab molecule-kernel
 # molecule-kernel: qemu TCG computes booting Debian's kernel (~20 min warm, ~25 cold).
 
 # Every gate runs even when an earlier one failed; the last line counts them.
@@ -60,6 +60,11 @@ sanity:
 
 build-check:
 	./scripts/build-check.sh
+
+# FreeBSD hosts without a FreeBSD machine: KLD compile check, cross-builds, every role
+# played for inventories/example-freebsd against golden files (docs/freebsd.md).
+freebsd-check:
+	./scripts/freebsd-check.sh
 
 datapath-test:
 	@if [ -f files/vrouter-src/Makefile ]; then $(MAKE) -C files/vrouter-src test; else echo "datapath: no source yet"; fi
