@@ -17,7 +17,9 @@ def main(conf_file: str) -> None:
     config.parse_args([sys.argv[0], "--config-file", conf_file], init_rpc=False)
     state = {}
     for database in ("api", "main"):
-        head = ScriptDirectory.from_config(migration._find_alembic_conf(database)).get_current_head()
+        head = ScriptDirectory.from_config(
+            migration._find_alembic_conf(database)
+        ).get_current_head()
         current = migration.db_version(database=database)
         state[database] = {"current": current, "head": head, "due": current != head}
     print(json.dumps(state))
