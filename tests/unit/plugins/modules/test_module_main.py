@@ -1,0 +1,190 @@
+"""Every module's main() run as Ansible runs it (a program given its arguments as JSON),
+against real neighbours on loopback: what it returns on success, how it fails (the
+message names the module and the bad part), check mode, and `diff` only in diff mode."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[4]
+SDN_SRC = ROOT / "files" / "sdn-src"
+sys.path.insert(0, str(SDN_SRC))
+from vrstack.config.testing import ADMIN_TOKEN, READER_TOKEN, Daemon, free_port  # noqa: E402
+
+
+def run(
+    tmp_path: Path, module: str, args: dict[str, Any], check: bool = False, diff: bool = False
+) -> tuple[int, dict[str, Any]]:
+    """The module's exit code and result (without `invocation`, which echoes the args)."""
+    args_file = tmp_path / f"{module}-args.json"
+    flags = {"_ansible_check_mode": check, "_ansible_diff": diff}
+    args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {**args, **flags}}))
+    env = {**os.environ, "PYTHONPATH": str(ROOT / ".collections")}
+    program = f"ansible_collections.vrstack.cloud.plugins.modules.{module}"
+    proc = subprocess.run(
+        [sys.executable, "-m", program, str(args_file)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    result = json.loads(proc.stdout)
+    result.pop("invocation", None)
+    return proc.returncode, result
+
+
+def daemon(module: str, work: Path, extra: dict[str, Any]) -> Daemon:
+    config = {
+        "listen": {"host": "127.0.0.1", "port": 0},
+        "auth": {"backend": "static", "admin_token": ADMIN_TOKEN, "reader_token": READER_TOKEN},
+        **extra,
+    }
+    return Daemon(module, config, work, module.split(".")[1])
+
+
+@pytest.fixture(scope="module")
+def config_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    work = tmp_path_factory.mktemp("api")
+    d = daemon("vrstack.config.main", work, {"store": {"path": str(work / "config.db")}})
+    d.start()
+    try:
+        yield d.url
+    finally:
+        assert d.terminate() == 0
+
+
+@pytest.fixture(scope="module")
+def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    work = tmp_path_factory.mktemp("collector")
+    d = daemon("vrstack.analytics.main", work, {"store": {"path": str(work / "a.db")}})
+    d.start()
+    try:
+        yield d.url
+    finally:
+        assert d.terminate() == 0
+
+
+def test_analytics_query(tmp_path: Path, collector: str) -> None:
+    ask = {"url": collector, "token": READER_TOKEN, "table": "logs", "since": "-1h"}
+    rc, got = run(tmp_path, "analytics_query", ask, check=True, diff=True)
+    took = got.pop("took_ms")  # varies from run to run
+    assert isinstance(took, float) and took >= 0
+    assert (rc, got) == (0, {"changed": False, "items": [], "count": 0, "next": None, "pages": 1})
+    bad = {**ask, "table": "flows", "where": [{"field": "src_ip", "op": "in", "value": "x"}]}
+    rc, got = run(tmp_path, "analytics_query", bad)
+    assert (rc, got["failed"], got["field"], got["status"]) == (1, True, "where[0].value", 400)
+    assert got["msg"].startswith("analytics_query: POST /query: 400: ")
+    assert got["msg"].endswith("(field where[0].value)")
+    # Refused before any request: no field or status in the result.
+    assert run(tmp_path, "analytics_query", {**ask, "max_pages": 0}) == (
+        1,
+        {"failed": True, "msg": "analytics_query: max_pages: between 1 and 1000"},
+    )
+    url = f"http://127.0.0.1:{free_port()}"
+    rc, got = run(tmp_path, "analytics_query", {**ask, "url": url})
+    assert (rc, got["field"], got["status"]) == (1, "", 0)
+    assert got["msg"].startswith(f"analytics_query: cannot reach the analytics API at {url}: ")
+
+
+def test_sdn_status(tmp_path: Path) -> None:
+    prog = tmp_path / "vrstack-status"
+    body = {"node": "n1", "ok": False, "not_active": ["x"], "datapath": {}, "services": []}
+    prog.write_text(f"#!/bin/sh\necho '{json.dumps(body)}'\nexit 1\n")
+    prog.chmod(0o755)
+    assert run(tmp_path, "sdn_status", {"command": str(prog)}, check=True, diff=True) == (
+        0,
+        {"changed": False, **body},
+    )
+    missing = str(tmp_path / "nothere")
+    rc, got = run(tmp_path, "sdn_status", {"command": missing})
+    assert (rc, set(got)) == (1, {"failed", "msg"})
+    assert got["msg"].startswith(f"sdn_status: {missing} is not installed: ")
+    assert run(tmp_path, "sdn_status", {"command": str(prog), "timeout": 0}) == (
+        1,
+        {"failed": True, "msg": "sdn_status: timeout: between 1 and 60 seconds"},
+    )
+
+
+def test_vrouter_agent_info_fails_naming_the_agent(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    rc, got = run(tmp_path, "vrouter_agent_info", {"url": url, "timeout": 2})
+    assert (rc, set(got), got["status"]) == (1, {"failed", "msg", "status"}, 0)
+    assert got["msg"].startswith(f"vrouter_agent_info: cannot reach the vrouter agent at {url}: ")
+
+
+def test_sdn_resource(tmp_path: Path, config_api: str) -> None:
+    args = {"url": config_api, "token": ADMIN_TOKEN, "type": "virtual-router", "name": "cmp1"}
+    args["fields"] = {"fabric_address": "198.18.2.11"}
+    rc, got = run(tmp_path, "sdn_resource", args, check=True, diff=True)
+    assert (rc, got) == (
+        0,
+        {
+            "changed": True,
+            "action": "create",
+            "uuid": None,
+            "object": None,
+            "changed_fields": ["fabric_address"],
+            "diff": {"before": {}, "after": {"fabric_address": "198.18.2.11"}},
+        },
+    )
+    rc, got = run(tmp_path, "sdn_resource", args)
+    assert (rc, got["changed"], got["action"], "diff" in got) == (0, True, "create", False)
+    again = run(tmp_path, "sdn_resource", args, diff=True)[1]
+    assert (again["changed"], again["uuid"], again["diff"]) == (
+        False,
+        got["uuid"],
+        {"before": {}, "after": {}},
+    )
+    rc, got = run(tmp_path, "sdn_resource", {**args, "fields": {"uuid": "x"}})
+    assert (rc, got["field"], set(got)) == (1, "fields", {"failed", "msg", "field"})
+    assert got["msg"].startswith("sdn_resource: virtual-router cmp1: fields: uuid cannot be set")
+
+
+def test_sdn_wheel(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "demo_pkg").mkdir(parents=True)
+    (src / "demo_pkg" / "__init__.py").write_text("")
+    (src / "pyproject.toml").write_text('[project]\nname = "demo-pkg"\nversion = "1.0"\n')
+    rc, got = run(tmp_path, "sdn_wheel", {"src": str(src), "dest": str(tmp_path / "w")}, True, True)
+    assert (rc, got["changed"], "diff" in got) == (0, True, False)
+    assert got["version"].startswith("1.0+src") and got["path"].startswith(str(tmp_path / "w"))
+    assert not (tmp_path / "w").exists()  # check mode builds nothing
+    rc, got = run(tmp_path, "sdn_wheel", {"src": str(tmp_path / "none"), "dest": "/tmp"})
+    assert (rc, set(got)) == (1, {"failed", "msg"})
+    assert got["msg"].startswith("sdn_wheel: ")
+
+
+def test_vrouter_kmod(tmp_path: Path) -> None:
+    # A module name that is not loaded: nothing to unload, in check mode nothing written.
+    gone = {"name": "vrstacktestnone", "state": "absent"}
+    base = {"changed": False, "built": False, "loaded": False, "unloaded": False}
+    base |= {"method": None, "kernel": os.uname().release, "digest": None, "params": {}}
+    base |= {"actions": []}
+    assert run(tmp_path, "vrouter_kmod", gone, check=True) == (0, base)
+    assert run(tmp_path, "vrouter_kmod", gone, check=True, diff=True) == (
+        0,
+        {**base, "diff": {"before": {"loaded": False}, "after": {"loaded": False}}},
+    )
+    kernel = "0.0-vrstack-none"
+    args = {**gone, "state": "present", "src": str(tmp_path), "kernel": kernel}
+    assert run(tmp_path, "vrouter_kmod", args, check=True) == (
+        1,
+        {
+            "failed": True,
+            "msg": f"vrouter_kmod: kernel headers for {kernel} not found in "
+            f"/lib/modules/{kernel}/build: install the package linux-headers-{kernel}",
+        },
+    )
+    assert run(tmp_path, "vrouter_kmod", {**args, "params": {"a-b": 1}}, check=True) == (
+        1,
+        {"failed": True, "msg": "vrouter_kmod: params: 'a-b' is not a module parameter name"},
+    )
