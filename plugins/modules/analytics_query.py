@@ -64,17 +64,11 @@ options:
     description: Verify the API's TLS certificate (https URLs).
     type: bool
     default: true
+extends_documentation_fragment:
+  - vrstack.cloud.read_only
 attributes:
-  check_mode:
-    support: full
-    description: Reads only; runs the same in check mode.
-  diff_mode:
-    support: none
-    description: Changes nothing, so there is no diff.
   platform:
     description: Any host that reaches the analytics API.
-    support: full
-    platforms: posix
 author:
   - vrstack developers (@vrstack)
 """
@@ -136,6 +130,7 @@ from ansible_collections.vrstack.cloud.plugins.module_utils.analytics_api import
     open_url_poster,
     run,
 )
+from ansible_collections.vrstack.cloud.plugins.module_utils.runner import finish
 
 
 def main() -> None:
@@ -165,11 +160,14 @@ def main() -> None:
     if not 1 <= p["max_pages"] <= 1000:
         module.fail_json(msg="analytics_query: max_pages: between 1 and 1000")
     post = open_url_poster(p["url"], p["token"], p["timeout"], p["validate_certs"])
-    try:
-        result = run(post, build(p), p["max_pages"])
-    except QueryError as exc:
-        module.fail_json(msg=f"analytics_query: {exc}", field=exc.field_name, status=exc.status)
-    module.exit_json(changed=False, **result)
+    finish(
+        module,
+        "analytics_query",
+        lambda: run(post, build(p), p["max_pages"]),
+        QueryError,
+        fail_keys={"field": "field_name", "status": "status"},
+        read_only=True,
+    )
 
 
 if __name__ == "__main__":

@@ -124,6 +124,7 @@ changed_fields:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.vrstack.cloud.plugins.module_utils.runner import finish
 from ansible_collections.vrstack.cloud.plugins.module_utils.sdn_api import (
     Api,
     ApiError,
@@ -157,14 +158,13 @@ def main() -> None:
         parent_uuid=p["parent_uuid"],
         check_mode=module.check_mode,
     )
-    try:
-        res = api.ensure(req).as_dict()
-    except ApiError as exc:
-        module.fail_json(msg=f"sdn_resource: {p['type']} {p['name']}: {exc}", field=exc.field_name)
-    diff = res.pop("diff")
-    if module._diff:
-        res["diff"] = diff
-    module.exit_json(**res)
+    finish(
+        module,
+        f"sdn_resource: {p['type']} {p['name']}",
+        lambda: api.ensure(req).as_dict(),
+        ApiError,
+        fail_keys={"field": "field_name"},
+    )
 
 
 if __name__ == "__main__":

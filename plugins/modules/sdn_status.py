@@ -27,17 +27,11 @@ options:
     description: Seconds to wait for each service's C(/health).
     type: int
     default: 3
+extends_documentation_fragment:
+  - vrstack.cloud.read_only
 attributes:
-  check_mode:
-    support: full
-    description: Reads only; runs the same in check mode.
-  diff_mode:
-    support: none
-    description: Changes nothing, so there is no diff.
   platform:
     description: Debian (systemd) and FreeBSD (rc.d) nodes with the vrstack package.
-    support: full
-    platforms: posix
 author:
   - vrstack developers (@vrstack)
 """
@@ -104,6 +98,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.vrstack.cloud.plugins.module_utils.runner import finish
 from ansible_collections.vrstack.cloud.plugins.module_utils.sdn_status import (
     DEFAULT_COMMAND,
     StatusError,
@@ -122,11 +117,13 @@ def main() -> None:
     p = module.params
     if not 0 < p["timeout"] <= 60:
         module.fail_json(msg="sdn_status: timeout: between 1 and 60 seconds")
-    try:
-        result = node_status(module.run_command, p["command"], p["timeout"], os.path.exists)
-    except StatusError as exc:
-        module.fail_json(msg=f"sdn_status: {exc}")
-    module.exit_json(changed=False, **result)
+    finish(
+        module,
+        "sdn_status",
+        lambda: node_status(module.run_command, p["command"], p["timeout"], os.path.exists),
+        StatusError,
+        read_only=True,
+    )
 
 
 if __name__ == "__main__":

@@ -91,6 +91,7 @@ import sys
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.vrstack.cloud.plugins.module_utils.runner import finish
 from ansible_collections.vrstack.cloud.plugins.module_utils.sdn_wheel import WheelError, build
 
 
@@ -104,11 +105,14 @@ def main() -> None:
         supports_check_mode=True,
     )
     p = module.params
-    try:
-        res = build(p["src"], p["dest"], p["python"] or sys.executable, dry_run=module.check_mode)
-    except WheelError as exc:
-        module.fail_json(msg=f"sdn_wheel: {exc}")
-    module.exit_json(**res.as_dict())
+    finish(
+        module,
+        "sdn_wheel",
+        lambda: build(
+            p["src"], p["dest"], p["python"] or sys.executable, dry_run=module.check_mode
+        ).as_dict(),
+        WheelError,
+    )
 
 
 if __name__ == "__main__":

@@ -52,17 +52,11 @@ options:
     description: Seconds to wait for each request.
     type: int
     default: 10
+extends_documentation_fragment:
+  - vrstack.cloud.read_only
 attributes:
-  check_mode:
-    support: full
-    description: Reads only; runs the same in check mode.
-  diff_mode:
-    support: none
-    description: Changes nothing, so there is no diff.
   platform:
     description: A compute running C(vrstack-agent).
-    support: full
-    platforms: posix
 notes:
   - The agent listens on loopback by default, so the module runs on the compute itself.
 author:
@@ -221,6 +215,7 @@ datapath:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.vrstack.cloud.plugins.module_utils.runner import finish
 from ansible_collections.vrstack.cloud.plugins.module_utils.vrouter_agent import (
     DEFAULT_SUBSETS,
     SUBSETS,
@@ -250,8 +245,10 @@ def main() -> None:
         supports_check_mode=True,
     )
     p = module.params
-    try:
-        result = read(
+    finish(
+        module,
+        "vrouter_agent_info",
+        lambda: read(
             open_url_getter(p["url"], p["timeout"]),
             p["gather"],
             instances=p["instances"],
@@ -259,10 +256,11 @@ def main() -> None:
             flow_ip=p["flow_ip"],
             flow_port=p["flow_port"],
             flow_limit=p["flow_limit"],
-        )
-    except AgentError as exc:
-        module.fail_json(msg=f"vrouter_agent_info: {exc}", status=exc.status)
-    module.exit_json(changed=False, **result)
+        ),
+        AgentError,
+        fail_keys={"status": "status"},
+        read_only=True,
+    )
 
 
 if __name__ == "__main__":

@@ -129,9 +129,11 @@ actions:
 """
 
 import os
+from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.vrstack.cloud.plugins.module_utils.runner import finish
 from ansible_collections.vrstack.cloud.plugins.module_utils.vrouter_kmod import (
     Kmod,
     KmodError,
@@ -156,7 +158,8 @@ def main() -> None:
         supports_check_mode=True,
     )
     p = module.params
-    try:
+
+    def apply() -> dict[str, Any]:
         req = Request(
             name=p["name"],
             state=p["state"],
@@ -167,13 +170,9 @@ def main() -> None:
             check_mode=module.check_mode,
             boot=p["boot"],
         )
-        res = Kmod(LocalHost(), req).apply().as_dict()
-    except KmodError as exc:
-        module.fail_json(msg=f"vrouter_kmod: {exc}")
-    diff = res.pop("diff")
-    if module._diff:
-        res["diff"] = diff
-    module.exit_json(**res)
+        return Kmod(LocalHost(), req).apply().as_dict()
+
+    finish(module, "vrouter_kmod", apply, KmodError)
 
 
 if __name__ == "__main__":
