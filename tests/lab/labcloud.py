@@ -1,0 +1,77 @@
+"""What the lab's API checks share: the deploy host's lab state, the `openstack` CLI runner."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+CLUSTER = os.environ.get("VRSTACK_CLUSTER", "lab")
+STATE = Path.home() / ".local/share/vrstack" / CLUSTER
+SERVER_TIMEOUT = 300
+
+
+def openrc_env(path: Path) -> dict[str, str]:
+    env = {}
+    for line in path.read_text().splitlines():
+        if line.startswith("export ") and "=" in line:
+            key, value = line.removeprefix("export ").split("=", 1)
+            env[key] = value.strip("'\"")
+    return env
+
+
+class Cli:
+    def __init__(self, client: str, env: dict[str, str]) -> None:
+        self.client = client
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")} | env
+
+    def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [self.client, *args],
+            env=self.env,
+            text=True,
+            capture_output=True,
+            timeout=timeout,
+            check=False,  # callers check the status: some commands must fail
+        )
+
+    def ok(self, *args: str, timeout: float = 120) -> Any:
+        """Run a command that must work; its JSON output (`-f json` is added when it lists)."""
+        out = self.run(*args, "-f", "json", timeout=timeout)
+        assert out.returncode == 0, f"openstack {' '.join(args)}: {out.stderr.strip()}"
+        return json.loads(out.stdout or "null")
+
+    def quiet(self, *args: str) -> None:
+        out = self.run(*args)
+        assert out.returncode == 0, f"openstack {' '.join(args)}: {out.stderr.strip()}"
+
+    def fails(self, *args: str) -> str:
+        out = self.run(*args)
+        assert out.returncode != 0, f"openstack {' '.join(args)} should have failed: {out.stdout}"
+        return out.stderr
+
+
+def config_api_object(rtype: str, uuid: str) -> dict[str, Any] | None:
+    """An object from the SDN config API, read with the reader token from the secrets file."""
+    secrets_file = yaml.safe_load((STATE / "secrets.yml").read_text())
+    token = secrets_file["sdn_api_reader_token"]
+    api = openrc_env(STATE / "openrc")["OS_AUTH_URL"].rsplit(":", 1)[0] + ":8082"
+    req = urllib.request.Request(f"{api}/{rtype}/{uuid}")
+    req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return None
+        raise
+
+
+# ---- identity and catalog ------------------------------------------------------------
