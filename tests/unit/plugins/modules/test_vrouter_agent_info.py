@@ -8,9 +8,7 @@ import asyncio
 import contextlib
 import ipaddress
 import os
-import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -35,39 +33,30 @@ from vrstack.control.simagent import SimAgent  # noqa: E402
 from vrstack.control.xmpp import Nexthop  # noqa: E402
 from vrstack.datapath.client import DatapathClient  # noqa: E402
 from vrstack.datapath.codec import Obj, Op  # noqa: E402
-
-VROUTER_SRC = ROOT / "files" / "vrouter-src"
+from vrstack.testing import build_vrouterd, vrouterds  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def vrouterd_binary() -> Path:
-    subprocess.run(["make", "-s", "-C", str(VROUTER_SRC), "build/vrouterd"], check=True)
-    return VROUTER_SRC / "build" / "vrouterd"
+    return build_vrouterd()
 
 
 @pytest.fixture
 def vrouterd(vrouterd_binary: Path, tmp_path: Path) -> Iterator[Callable[[str], Path]]:
     """Start a userspace datapath named NAME (1024 flows); returns its control socket."""
-    procs: list[subprocess.Popen[bytes]] = []
+    with vrouterds(vrouterd_binary, tmp_path) as start:
+        yield start
 
-    def start(name: str) -> Path:
-        d = tmp_path / name
-        d.mkdir()
-        sock = d / "control.sock"
-        args = ["--control", str(sock), "--pkt0-dir", str(d)]
-        args += ["--flow-file", str(d / "flows"), "--flows", "1024"]
-        with (d / "vrouterd.log").open("w") as log:
-            procs.append(subprocess.Popen([str(vrouterd_binary), *args], stderr=log))
-        for _attempt in range(250):
-            if sock.exists():
-                return sock
-            time.sleep(0.02)
-        raise AssertionError(f"vrouterd {name} did not start")
 
-    yield start
-    for p in procs:
-        p.terminate()
-        p.wait(timeout=5)
+def agent_config(
+    workdir: Path, url: str, name: str, address: str, controls: list[str], **more: Any
+) -> Path:
+    """The agent's config file: NAME at fabric ADDRESS, its API on URL's port."""
+    path = workdir / "agent.yaml"
+    settings = {"name": name, "controls": controls, "fabric": {"address": address}}
+    settings |= {"listen": {"port": int(url.rsplit(":", 1)[1])}, "retry": 0.2, **more}
+    path.write_text(yaml.safe_dump(settings))
+    return path
 
 
 @contextlib.asynccontextmanager
@@ -119,20 +108,15 @@ async def test_reads_sessions_interfaces_routes_flows_and_datapath(
     dead = free_port()  # a second control node that is not there
     dp = vrouterd("dp")
     url = f"http://127.0.0.1:{free_port()}"
-    config = tmp_path / "agent.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "name": "compute1",
-                "controls": [f"127.0.0.1:{node.xmpp_port}", f"127.0.0.1:{dead}"],
-                "fabric": {"address": "198.18.2.11"},
-                "datapath": {"socket": str(dp), "flow_file": str(dp.parent / "flows")},
-                "ports_file": str(tmp_path / "ports.json"),
-                "labels": {"start": 1000, "end": 1999},
-                "listen": {"port": int(url.rsplit(":", 1)[1])},
-                "retry": 0.2,
-            }
-        )
+    config = agent_config(
+        tmp_path,
+        url,
+        "compute1",
+        "198.18.2.11",
+        [f"127.0.0.1:{node.xmpp_port}", f"127.0.0.1:{dead}"],
+        datapath={"socket": str(dp), "flow_file": str(dp.parent / "flows")},
+        ports_file=str(tmp_path / "ports.json"),
+        labels={"start": 1000, "end": 1999},
     )
     other = SimAgent("compute2", "127.0.0.1", node.xmpp_port)
     await other.connect()
@@ -248,18 +232,9 @@ async def test_headless_agent_is_reported(vrouterd: Callable[[str], Path], tmp_p
     """No control node at all: both sessions down, headless, config not synced."""
     dp = vrouterd("dp")
     url = f"http://127.0.0.1:{free_port()}"
-    config = tmp_path / "agent.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "name": "compute9",
-                "controls": [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"],
-                "fabric": {"address": "198.18.2.19"},
-                "datapath": {"socket": str(dp)},
-                "listen": {"port": int(url.rsplit(":", 1)[1])},
-                "retry": 0.2,
-            }
-        )
+    controls = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]
+    config = agent_config(
+        tmp_path, url, "compute9", "198.18.2.19", controls, datapath={"socket": str(dp)}
     )
     async with agent_process(config):
         got: dict[str, Any] = {}
