@@ -12,6 +12,9 @@ The parent runs `module_utils/vrouter_agent.read()` as the module does (every su
 but flows, `instances: [all]`), and as the baseline fetches the same endpoints with
 urllib and `json.loads` each payload, nothing else. Both are timed (median of
 `--repeat` runs) and their peak Python memory measured (tracemalloc, separate runs).
+The agent's own share is timed too: the same requests with their bodies read and not
+parsed, after a change (every answer computed afresh: `--routes` changes once per run,
+by a port added through the port API) and again (answers from the kept state).
 Exit 1 when the module's time or memory exceeds the baseline's by more than the bounds.
 
     .venv/bin/python bench/agent_info.py [--ports 1000] [--routes 100000] [--instances 10]
@@ -88,13 +91,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def baseline_reader(url: str) -> Callable[[], Any]:
-    """The same endpoints, fetched and parsed with json.loads only."""
+def baseline_reader(url: str, parse: bool = True) -> Callable[[], Any]:
+    """The same endpoints, fetched and parsed with json.loads only (or not parsed: the
+    agent's answers alone; the instance list is parsed, it is needed)."""
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
     def load(path: str) -> Any:
         with opener.open(url + path, timeout=120) as resp:
-            return json.loads(resp.read())
+            body = resp.read()
+            return json.loads(body) if parse or path.endswith("/vrfs") else len(body)
 
     def read() -> Any:
         out = {p: load(p) for p in ("/introspect", "/introspect/interfaces", "/introspect/vrfs")}
@@ -114,6 +119,17 @@ def module_reader(url: str) -> Callable[[], Any]:
 
     get = vrouter_agent.open_url_getter(url, timeout=120)
     return lambda: vrouter_agent.read(get, instances=["all"])
+
+
+def change(url: str, n: int) -> None:
+    """A port added: every input of the agent's state changes, as a real change does."""
+    body = {"id": f"bench{n}", "network": "net0", "instance": "demo:net0:net0"}
+    body.update(mac="02:00:00:ff:00:01", ips=[f"198.18.99.{n % 250 + 1}"], tap=f"bench{n}")
+    req = urllib.request.Request(url + "/ports", json.dumps(body).encode(), method="POST")
+    req.add_header("Content-Type", "application/json")
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(req, timeout=30) as resp:
+        assert resp.status == 201, resp.status
 
 
 def timed(fn: Callable[[], Any], repeat: int) -> float:
@@ -174,6 +190,12 @@ def main() -> int:
         payload = sum(len(json.dumps(v)) for v in base().values())
         t_base, t_mod = timed(base, args.repeat), timed(mod, args.repeat)
         m_base, m_mod = peak(base), peak(mod)
+        raw = baseline_reader(url, parse=False)
+        cold = []
+        for n in range(args.repeat):
+            change(url, n)
+            cold.append(timed(raw, 1))
+        t_cold, t_warm = statistics.median(cold), timed(raw, args.repeat)
     finally:
         child.terminate()
         child.wait(timeout=10)
@@ -181,6 +203,8 @@ def main() -> int:
           f"payload {payload / 2**20:.1f} MiB JSON")  # fmt: skip
     print(f"baseline (GET + json.loads): {t_base * 1000:7.0f} ms  peak {m_base / 2**20:6.1f} MiB")
     print(f"vrouter_agent_info read():   {t_mod * 1000:7.0f} ms  peak {m_mod / 2**20:6.1f} MiB")
+    print(f"agent answers (GET, unparsed): {t_cold * 1000:5.0f} ms after a change, "
+          f"{t_warm * 1000:.0f} ms unchanged")  # fmt: skip
     t_ratio, m_ratio = t_mod / t_base, m_mod / m_base
     print(f"ratio: time {t_ratio:.2f}x (bound {MAX_TIME_RATIO}x), "
           f"memory {m_ratio:.2f}x (bound {MAX_MEMORY_RATIO}x)")  # fmt: skip

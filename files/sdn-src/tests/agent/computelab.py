@@ -29,13 +29,27 @@ SRC = Path(__file__).resolve().parents[2]
 VROUTER_SRC = SRC.parent / "vrouter-src"
 TOKEN = "lab-admin-token-0123456789"
 AGENT_TOKEN = "lab-agent-token-0123456789"  # may write port-state objects only
-API, SCHEMA, CONTROL, XMPP, AGENT = 8082, 8087, 8083, 5269, 8085
+READER = "lab-reader-token-0123456789"  # the collector's reader token
+API, SCHEMA, CONTROL, XMPP, AGENT, COLLECTOR = 8082, 8087, 8083, 5269, 8085, 8081
 NAME = "compute1"
 JSON = dict[str, Any]
 
 
 class ComputeLab:
-    def __init__(self, tmp: Path) -> None:
+    """`flows`: vrouterd with pkt0 and a shared flow table, the agent deciding flows
+    and ageing them; `collector`: a vrstack-collector the agent reports to (every
+    second); `agent_extra`: more of the agent's config."""
+
+    def __init__(
+        self,
+        tmp: Path,
+        flows: bool = False,
+        collector: bool = False,
+        agent_extra: JSON | None = None,
+    ) -> None:
+        self.flows = flows
+        self.collector = collector
+        self.agent_extra = agent_extra or {}
         self.dir = tmp
         self.ns = f"vrlab-{os.getpid()}"
         self.port_dir = tmp / "vif-ports"
@@ -99,6 +113,17 @@ class ComputeLab:
             },
         )
         self._healthy(CONTROL, 30)
+        if self.collector:
+            self._service(
+                "collector",
+                "vrstack.analytics.main",
+                {
+                    "listen": {"host": "127.0.0.1", "port": COLLECTOR},
+                    "store": {"path": str(self.dir / "analytics.db")},
+                    "auth": {"backend": "static", "admin_token": TOKEN, "reader_token": READER},
+                },
+            )
+            self._healthy(COLLECTOR)
         subprocess.run(["make", "-s", "-C", str(VROUTER_SRC), "build/vrouterd"], check=True)
         self.start_vrouterd()
         self.start_agent()
@@ -107,7 +132,11 @@ class ComputeLab:
         sock = self.dir / "control.sock"
         sock.unlink(missing_ok=True)
         binary = str(VROUTER_SRC / "build" / "vrouterd")
-        self._start("vrouterd", [binary, "--control", str(sock), "--attach-only"])
+        extra = []
+        if self.flows:
+            extra = ["--pkt0-dir", str(self.dir), "--flow-file", str(self.dir / "flows")]
+            extra += ["--flows", "4096"]
+        self._start("vrouterd", [binary, "--control", str(sock), "--attach-only", *extra])
         wait_for(sock.exists, 10, "vrouterd's control socket")
 
     def start_agent(self) -> None:
@@ -123,7 +152,15 @@ class ComputeLab:
             "tap_poll": 0.5,
             "ping_interval": 1,
             "retry": 0.3,
+            **self.agent_extra,
         }
+        if self.collector:
+            url = f"http://127.0.0.1:{COLLECTOR}"
+            config["analytics"] = {"url": url, "token": TOKEN, "source": NAME, "interval": 1}
+            config["analytics"].update(self.agent_extra.get("analytics", {}))
+        if self.flows:
+            config["datapath"]["pkt0_dir"] = str(self.dir)
+            config["datapath"]["flow_file"] = str(self.dir / "flows")
         self._service("agent", "vrstack.agent.main", config)
         self._healthy(AGENT)
 

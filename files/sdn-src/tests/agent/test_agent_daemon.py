@@ -50,6 +50,14 @@ GOOD = {
         ({**GOOD, "config_api": {"url": "http://127.0.0.1:8082"}}, "config_api.token"),
         ({**GOOD, "config_api": {"url": "ftp://x", "token": "t"}}, "config_api.url"),
         ({**GOOD, "tap_poll": 0}, "tap_poll"),
+        (
+            {**GOOD, "analytics": {"url": "http://127.0.0.1:8081", "flow_interval": 0.5}},
+            "analytics.flow_interval",
+        ),
+        (
+            {**GOOD, "analytics": {"url": "http://127.0.0.1:8081", "max_flow_records": 0}},
+            "analytics.max_flow_records",
+        ),
     ],
 )
 def test_bad_config_names_file_and_field(

@@ -79,6 +79,7 @@ def test_a_port_without_instance_waits_for_its_network_routing_instance() -> Non
         "routing-instance/r2": {"parent_uuid": "n2", "fq_name": ["demo", "red", "red"]},
     }
     agent.sessions[0].config.update(pushed)
+    agent.sessions[0].on_change()  # what the session does after a push
     st = agent.state()
     assert {p: st.ports[p].instance for p in st.ports} == {
         "p1": "demo:blue:blue",

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import json
 import logging
 import time
 from dataclasses import dataclass, field, replace
@@ -30,6 +31,7 @@ from ..datapath.codec import Obj, Op
 from ..datapath.flowtable import FlowTable, FlowTableError
 from ..service import tls
 from . import taps
+from .export import Emit, FlowExport, port_record
 from .flows import FORWARD, decide
 from .packets import Lease, Trapped
 from .pkt0 import Pkt0, lease_for
@@ -90,6 +92,13 @@ class Agent:
         self.programmer: Programmer | None = None
         self._dirty = asyncio.Event()
         self._synced = asyncio.Event()
+        # The derived state, kept until an input changes: introspect asks for it on
+        # every request, and with 100k routes computing it takes about a second.
+        self._gen = 0  # bumped by mark_dirty
+        self._state: tuple[tuple[int, ...], State] | None = None
+        # Per instance, the serialised route list (10k routes: ~0.3 s to build and
+        # dump), valid for the same inputs as the state.
+        self._routes_json: tuple[tuple[int, ...], dict[str, bytes]] = ((), {})
         self.syncs = 0
         self.started_at = time.time()
         # Per session: what we published there, instance -> prefix -> nexthop.
@@ -110,6 +119,11 @@ class Agent:
         self.taps: dict[str, int] = {}  # tap name -> ifindex (0: not there)
         self._placed: dict[str, Port] = {}  # ports whose routing instance is known
         self.port_states: dict[str, PortState] = {}
+        # Flow and port records for the analytics collector (attach_analytics).
+        self.emit: Emit | None = None
+        self.export: FlowExport | None = None
+        self.flow_interval = 30.0
+        self._ports_sent: dict[str, Any] = {}
         self.status = (
             StatusReporter(
                 ConfigClient(settings.config_api_url, settings.config_api_token), settings.name
@@ -121,8 +135,13 @@ class Agent:
     # ---- inputs ---------------------------------------------------------------------
 
     def mark_dirty(self) -> None:
+        self._gen += 1
         self._synced.clear()
         self._dirty.set()
+
+    def _inputs(self) -> tuple[int, ...]:
+        """Changes whenever anything `state()` reads changes."""
+        return (self._gen, self.ports.version, *(s.version for s in self.sessions))
 
     def add_port(self, port: Port) -> None:
         old = self.ports.ports.get(port.id)
@@ -276,12 +295,13 @@ class Agent:
         # The reverse flow first: a reply sent the moment the held packet is released
         # then finds its flow instead of trapping as a new one. If it finds no room, the
         # flow still gets its action (a reply then traps as a flow of its own).
+        rindex: int | None = None
         try:
-            self.client.call(
+            rindex = self.client.call(
                 Op.ADD, Obj.FLOW, FL_VRF=rvrf, FL_SIP=f["FL_DIP"], FL_DIP=f["FL_SIP"],
                 FL_PROTO=proto, FL_SPORT=dport, FL_DPORT=sport, FL_ACTION=action,
                 FL_RINDEX=t.flow,
-            )  # fmt: skip
+            ).attrs.get("FL_INDEX")  # fmt: skip
         except (DatapathError, OSError) as exc:
             self.flow_counters["flow_errors"] += 1
             log.warning("reverse flow install failed", extra={"error": str(exc)})
@@ -292,6 +312,8 @@ class Agent:
             log.warning("flow install failed", extra={"error": str(exc)})
             return
         self.flow_counters["flows_forward" if action == FORWARD else "flows_drop"] += 1
+        if self.export is not None:
+            self.export.set_up(t.flow, *(() if rindex is None else (int(rindex),)))
         log.debug("flow", extra={"flow": f"{sip}:{sport}->{dip}:{dport}/{proto}", "why": why})
 
     def age_flows(self, now_ns: int | None = None) -> int:
@@ -302,16 +324,20 @@ class Agent:
         gone = 0
         with FlowTable(self.s.flow_file) as table:
             entries = {e.index: e for e in table.entries()}
+        if self.export is not None:
+            self.export.observe(entries.values())
         for e in entries.values():
             if e.action == "hold" or now - e.last_ns < idle:
                 continue
             rev = entries.get(e.rindex) if e.rindex is not None else None
             if rev is not None and now - rev.last_ns < idle:
                 continue  # still used the other way
-            for idx in (e.index, *((rev.index,) if rev and rev.index > e.index else ())):
+            for one in (e, *((rev,) if rev and rev.index > e.index else ())):
                 with contextlib.suppress(DatapathError, OSError):
-                    self.client.call(Op.DEL, Obj.FLOW, FL_INDEX=idx)
+                    self.client.call(Op.DEL, Obj.FLOW, FL_INDEX=one.index)
                     gone += 1
+                    if self.export is not None:
+                        self.export.ended(one)
         self.flow_counters["flows_aged"] += gone
         return gone
 
@@ -324,6 +350,64 @@ class Agent:
                     self.age_flows()
                 except (OSError, FlowTableError) as exc:
                     log.warning("flow ageing failed", extra={"error": str(exc)})
+
+    # ---- analytics ---------------------------------------------------------------------
+
+    def attach_analytics(self, emit: Emit, flow_interval: float, max_flow_records: int) -> None:
+        """Send flow and port records and route counts with `emit` (the sender's)."""
+        self.emit = emit
+        self.flow_interval = flow_interval
+        self.export = FlowExport(emit, self.vrf_name, max_flow_records)
+
+    def vrf_name(self, index: int) -> str:
+        """The routing instance of a VRF index (the index as text if it has none)."""
+        for inst, idx in self.vrfs.ids.items():
+            if idx == index:
+                return str(inst)
+        return str(index)
+
+    def export_flows(self) -> None:
+        """Read the flow table and send this interval's flow records."""
+        if self.export is None or not self.s.flow_file:
+            return
+        with FlowTable(self.s.flow_file) as table:
+            self.export.observe(table.entries())
+        self.export.report()
+
+    async def _flow_exporter(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.flow_interval)
+            try:
+                self.export_flows()  # a last one at stop too: the sender flushes after
+            except (OSError, FlowTableError) as exc:
+                log.warning("flow export failed", extra={"error": str(exc)})
+
+    def report_analytics(self, only_changed: bool = False) -> None:
+        """One `port` record per placed port and a `routes` counter per VRF (with every
+        status); with `only_changed`, just the ports whose record changed."""
+        if self.emit is None:
+            return
+        records = {}
+        for pid, p in self._placed.items():
+            state = self.port_states.get(pid)
+            rec = port_record(p, state.status if state else "down")
+            if rec is not None:
+                records[pid] = rec
+        for pid, rec in sorted(records.items()):
+            if not only_changed or self._ports_sent.get(pid) != rec:
+                self.emit("port", **rec)
+        for pid, rec in sorted(self._ports_sent.items()):
+            if pid not in records:  # deleted or unplaced: down, so the page shows it gone
+                self.emit("port", **{**rec, "state": "down"})
+        self._ports_sent = records
+        if only_changed:
+            return
+        st = self.state()
+        local = self.local_routes()
+        for inst in sorted(st.vrfs):
+            count = len(local.get(inst, {}).keys() | st.remote.get(inst, {}).keys())
+            self.emit("counter", name="routes", object=inst, value=float(count))
 
     def local_routes(self) -> dict[str, dict[str, Nexthop]]:
         vnis = self.instance_vnis()
@@ -339,6 +423,15 @@ class Agent:
         return out
 
     def state(self) -> State:
+        """The agent's derived state; recomputed only when an input changed."""
+        key = self._inputs()
+        if self._state is not None and self._state[0] == key:
+            return self._state[1]
+        st = self._compute_state()
+        self._state = (key, st)
+        return st
+
+    def _compute_state(self) -> State:
         self._placed = ports = self.placed()
         insts = self.instances()
         # A port waiting for its instance keeps the label and vif it had.
@@ -404,6 +497,7 @@ class Agent:
                 self.pkt0.open()
             adopted = self.programmer.adopt()
             self._keep_port_ids()
+            self._gen += 1  # vifs and labels taken back from the datapath
             log.info("datapath connected", extra={"adopted_objects": adopted})
 
     def _keep_port_ids(self) -> None:
@@ -434,6 +528,10 @@ class Agent:
             tasks.append(asyncio.ensure_future(self.pkt0.run(stop)))
         if self.s.flow_file:
             tasks.append(asyncio.ensure_future(self._ager(stop)))
+            if self.export is not None:
+                with contextlib.suppress(OSError, FlowTableError):
+                    self.export_flows()  # flows there before us: counted from now
+                tasks.append(asyncio.ensure_future(self._flow_exporter(stop)))
         tasks.append(asyncio.ensure_future(self._watch_taps(stop)))
         if self.status is not None:
             tasks.append(asyncio.ensure_future(self.status.run(stop)))
@@ -477,6 +575,7 @@ class Agent:
         self.programmer.apply(want)
         self.nh_ids.keep_only(live_nh)
         self.port_states = self.states_of(st, want)
+        self.report_analytics(only_changed=True)
         if self.status is not None:
             self.status.set(self.port_states)
         for i, sess in enumerate(self.sessions):
@@ -544,6 +643,7 @@ class Agent:
                 **(prog.counters if prog else {}),
                 **(self.pkt0.counters if self.pkt0 else {}),
                 **self.flow_counters,
+                **(self.export.counters if self.export else {}),
                 **(self.status.counters if self.status else {}),
                 "datapath_last_error": prog.last_error if prog else "",
                 "status_last_error": self.status.last_error if self.status else "",
@@ -653,6 +753,19 @@ class Agent:
                     }
                 )
         return out
+
+    def routes_json(self, instance: str) -> bytes | None:
+        """`routes(instance)` as JSON text, kept until an input changes."""
+        key = self._inputs()
+        if self._routes_json[0] != key:
+            self._routes_json = (key, {})
+        cache = self._routes_json[1]
+        if instance not in cache:
+            got = self.routes(instance)
+            if got is None:
+                return None
+            cache[instance] = json.dumps(got).encode()
+        return cache[instance]
 
     def routes(self, instance: str) -> list[dict[str, Any]] | None:
         st = self.state()

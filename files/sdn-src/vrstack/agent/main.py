@@ -11,6 +11,7 @@ import ipaddress
 import json
 import re
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -27,7 +28,17 @@ from .program import Fabric
 _MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 
 
-def make_app(agent: Agent, analytics: report.Options | None = None) -> web.Application:
+@dataclass
+class FlowOptions:
+    """The agent's own keys of the `analytics` section (the rest is report.Options)."""
+
+    interval: float = 30.0  # seconds between flow records of a long-lived flow
+    max_records: int = 1000  # flow records per interval at most
+
+
+def make_app(
+    agent: Agent, analytics: report.Options | None = None, flow_opts: FlowOptions | None = None
+) -> web.Application:
     """Health, introspect and the port API (POST/DELETE /ports) on one local listener."""
     app = web.Application()
 
@@ -48,10 +59,10 @@ def make_app(agent: Agent, analytics: report.Options | None = None) -> web.Appli
 
     async def routes(r: web.Request) -> web.Response:
         inst = r.query.get("instance", "")
-        got = agent.routes(inst)
+        got = agent.routes_json(inst)
         if got is None:
             return web.json_response({"error": f"instance: no local VRF {inst!r}"}, status=404)
-        return web.json_response(got)
+        return web.Response(body=got, content_type="application/json")
 
     async def flows(r: web.Request) -> web.Response:
         args: dict[str, Any] = {}
@@ -101,9 +112,28 @@ def make_app(agent: Agent, analytics: report.Options | None = None) -> web.Appli
     app.router.add_get("/ports", list_ports)
     app.router.add_post("/ports", add_port)
     app.router.add_delete("/ports/{id}", delete_port)
+
+    async def snapshot() -> report.Snapshot:
+        snap = await agent_report.snapshot(agent)
+        agent.report_analytics()  # ports and route counts go with every status
+        return snap
+
+    reporter = report.add_reporting(app, analytics, "vrstack-agent", snapshot)
+    if reporter is not None:
+        opts = flow_opts or FlowOptions()
+        agent.attach_analytics(reporter.sender.emit, opts.interval, opts.max_records)
     add_background(app, "agent", agent.run)
-    report.add_reporting(app, analytics, "vrstack-agent", lambda: agent_report.snapshot(agent))
     return app
+
+
+def flow_options(settings: Settings) -> FlowOptions:
+    interval = settings.get_float("analytics.flow_interval", 30.0)
+    if not 1 <= interval <= 3600:
+        raise settings.error(
+            "analytics.flow_interval", f"must be 1 to 3600 seconds, got {interval}"
+        )
+    limit = settings.get_int("analytics.max_flow_records", 1000, low=1, high=100_000)
+    return FlowOptions(interval, limit)
 
 
 def _address(settings: Settings, field: str, value: str) -> str:
@@ -182,13 +212,14 @@ def main(argv: list[str] | None = None) -> int:
         agent_settings, host, port = load(settings)
         level = settings.get_choice("log.level", ("debug", "info", "warning", "error"), "info")
         analytics = report.options(settings)
+        flows = flow_options(settings)
         agent = Agent(agent_settings)
     except (ConfigError, PortError) as exc:
         print(f"vrstack-agent: config error: {exc}", file=sys.stderr)
         return 2
     setup_logging("vrstack-agent", level)
     try:
-        asyncio.run(serve(make_app(agent, analytics), host, port, "vrstack-agent"))
+        asyncio.run(serve(make_app(agent, analytics, flows), host, port, "vrstack-agent"))
     except OSError as exc:
         print(f"vrstack-agent: cannot start: {exc}", file=sys.stderr)
         return 1

@@ -80,6 +80,7 @@ class PortStore:
     def __init__(self, path: str = "") -> None:
         self.path = path
         self.ports: dict[str, Port] = {}
+        self.version = 0  # bumped on every change (the agent's state cache)
         if path and os.path.exists(path):
             try:
                 data = json.loads(Path(path).read_text())
@@ -89,11 +90,13 @@ class PortStore:
 
     def put(self, port: Port) -> None:
         self.ports[port.id] = port
+        self.version += 1
         self._save()
 
     def delete(self, port_id: str) -> bool:
         if self.ports.pop(port_id, None) is None:
             return False
+        self.version += 1
         self._save()
         return True
 

@@ -49,7 +49,10 @@ class ControlSession:
         self.retry = retry
         self.tls = tls
         self.server_name = server_name or host
-        self.state = "Idle"  # Idle, Connecting, Established
+        # Bumped on every change of what the agent derives from this session (its
+        # state, routes, config): the agent's cached state is valid while it is unchanged.
+        self.version = 0
+        self._state = "Idle"  # Idle, Connecting, Established
         self.flaps = 0
         self.established_at = 0.0
         self.last_error = ""
@@ -62,6 +65,15 @@ class ControlSession:
         self._pending: dict[str, asyncio.Future[None]] = {}
         self._ids = 0
         self._opened: asyncio.Future[None] | None = None
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    @state.setter
+    def state(self, value: str) -> None:
+        self._state = value
+        self.version += 1
 
     @property
     def up(self) -> bool:
@@ -98,12 +110,14 @@ class ControlSession:
 
     async def subscribe(self, instance: str) -> None:
         self.routes.setdefault(instance, {})
+        self.version += 1
         await self._iq(lambda i: xmpp.subscribe(i, instance))
 
     async def unsubscribe(self, instance: str) -> None:
         await self._iq(lambda i: xmpp.subscribe(i, instance, unsubscribe=True))
         self.routes.pop(instance, None)
         self.stale.pop(instance, None)
+        self.version += 1
 
     async def publish(self, instance: str, routes: dict[str, Nexthop]) -> None:
         await self._iq(lambda i: xmpp.publish(i, instance, routes))
@@ -115,6 +129,7 @@ class ControlSession:
         """The node has resent every subscribed instance: forget the old stream's routes."""
         if self.stale:
             self.stale = {}
+            self.version += 1
             self.on_change()
 
     # ---- the connection loop ---------------------------------------------------------
@@ -154,6 +169,7 @@ class ControlSession:
         for inst, table in self.routes.items():
             self.stale.setdefault(inst, {}).update(table)
         self.routes = {}
+        self.version += 1
         for fut in self._pending.values():
             if not fut.done():
                 fut.set_exception(ConnectionError("stream closed"))
@@ -280,4 +296,5 @@ class ControlSession:
                     table.pop(prefix, None)
                 # A pushed prefix is current: its stale copy (if any) is superseded.
                 self.stale.get(push.node, {}).pop(prefix, None)
+        self.version += 1
         self.on_change()
