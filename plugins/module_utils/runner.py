@@ -10,7 +10,7 @@ lives in module_utils and raises one error class, which this turns into fail_jso
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, NoReturn
+from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -23,7 +23,7 @@ def finish(
     *,
     fail_keys: Mapping[str, str] | None = None,
     read_only: bool = False,
-) -> NoReturn:
+) -> None:
     """Exit with `work()`'s result; on `errors`, fail with "LABEL: error".
 
     `fail_keys` maps result keys to attributes of the error copied into the failure

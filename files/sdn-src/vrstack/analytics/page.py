@@ -226,7 +226,7 @@ refresh();
 setInterval(refresh, REFRESH_MS);
 """.replace("__REFRESH__", str(REFRESH_SECONDS))
 
-# path -> (content type, body); served without a token (see server.public_page).
+# path -> (content type, body); served without a token (see server.make_app).
 FILES: dict[str, tuple[str, str]] = {
     "/ui": ("text/html", HTML),
     "/ui/page.css": ("text/css", CSS),

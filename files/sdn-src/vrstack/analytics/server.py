@@ -17,7 +17,7 @@ from aiohttp import web
 
 from ..config.auth import Authenticator
 from ..config.fields import FieldError
-from ..config.server import auth_middleware, errors_middleware
+from ..config.server import PUBLIC, auth_middleware, errors_middleware
 from ..service.daemon import add_background, add_health
 from . import overview, page, query
 from .alarms import AlarmBook, status_from_row
@@ -322,15 +322,6 @@ async def get_page(request: web.Request) -> web.Response:
     return page.response(request.path)
 
 
-@web.middleware
-async def public_page(request: web.Request, handler: Handler) -> web.StreamResponse:
-    # The page's files hold no data and must load before the operator has given a
-    # token; the page then sends the token with its data requests like any client.
-    if request.method in ("GET", "HEAD") and request.path in page.FILES:
-        return page.response(request.path)
-    return await handler(request)
-
-
 def writes_something(request: web.Request) -> bool:
     # Queries are POSTs but only read; ingest and forgetting a service write.
     return request.method == "DELETE" or request.path.startswith("/ingest/")
@@ -353,8 +344,9 @@ def make_app(store: AnalyticsStore, auth: Authenticator, options: Options) -> we
     app = web.Application(
         middlewares=[
             errors_middleware,
-            public_page,
-            auth_middleware(auth, writes_something),
+            # The page's files hold no data and must load before the operator has given
+            # a token; the page then sends the token with its data requests like any client.
+            auth_middleware(auth, writes_something, public={*PUBLIC, *page.FILES}),
             store_errors,
         ],
         client_max_size=options.limits.max_batch_bytes,

@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 import uuid as uuidlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
 from aiohttp import web
@@ -63,14 +63,17 @@ def changes_state(request: web.Request) -> bool:
 
 
 def auth_middleware(
-    auth: Authenticator, writes: Callable[[web.Request], bool] = changes_state
+    auth: Authenticator,
+    writes: Callable[[web.Request], bool] = changes_state,
+    public: Collection[str] = PUBLIC,
 ) -> Any:
-    """401 without a valid token (except on PUBLIC paths); 403 when a read-only caller
-    makes a request that `writes` says changes something. Shared by every API."""
+    """401 without a valid token (except on the `public` paths); 403 when a read-only
+    caller makes a request that `writes` says changes something. Shared by every API."""
+    open_paths = frozenset(public)
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in PUBLIC:
+        if request.path in open_paths:
             return await handler(request)
         identity = await auth.authenticate(request)
         if identity is None:
