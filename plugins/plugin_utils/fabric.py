@@ -26,7 +26,7 @@ ENCAPS = ("MPLSoUDP", "MPLSoGRE", "VXLAN")
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 RACK_RE = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
 
-TOP_KEYS = {"plugin", "cluster", "spine", "racks", "hosts", "vars"}
+TOP_KEYS = {"plugin", "cluster", "spine", "gateway", "racks", "hosts", "vars"}
 CLUSTER_KEYS = {
     "name",
     "asn",
@@ -40,6 +40,7 @@ CLUSTER_KEYS = {
     "os",
 }
 SPINE_KEYS = {"name", "asn", "link_pool"}
+GATEWAY_KEYS = {"name", "address", "asn", "peers", "route_target", "routed_networks"}
 RACK_KEYS = {"subnet", "gateway", "tor_asn", "reserved", "uplink"}
 HOST_KEYS = {"rack", "roles", "address", "loopback", "os"}
 
@@ -225,6 +226,54 @@ def _parse_spine(chk: _Checker, raw: Any) -> dict | None:
     }
 
 
+def _parse_gateway(chk: _Checker, raw: Any) -> dict | None:
+    """The edge router that exchanges L3VPN routes with the control nodes."""
+    if raw is None:
+        return None
+    data = _mapping(chk, "gateway", "gateway", raw)
+    _unknown_keys(chk, "gateway", data, GATEWAY_KEYS)
+    name = data.get("name")
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        chk.add("gateway", "name", f"{name!r} must match {NAME_RE.pattern}")
+    address = None
+    if data.get("address") is None:
+        chk.add("gateway", "address", "is required (the address the control nodes peer with)")
+    else:
+        address = _address(chk, "gateway", "address", data["address"])
+    peers = data.get("peers")
+    if peers is not None and (
+        not isinstance(peers, list) or not peers or not all(isinstance(p, str) for p in peers)
+    ):
+        chk.add("gateway", "peers", f"{peers!r} must be a non-empty list of control node names")
+        peers = None
+    route_target = data.get("route_target")
+    if route_target is None:
+        chk.add("gateway", "route_target", "is required (the number n of target:<cluster asn>:n)")
+    elif (
+        isinstance(route_target, bool)
+        or not isinstance(route_target, int)
+        or not 1 <= route_target <= 4294967295
+    ):
+        chk.add("gateway", "route_target", f"{route_target!r} must be an integer 1-4294967295")
+        route_target = None
+    nets = data.get("routed_networks", [])
+    if not isinstance(nets, list):
+        chk.add("gateway", "routed_networks", "must be a list of networks in CIDR form")
+        nets = []
+    return {
+        "name": name,
+        "address": address,
+        "asn": _asn(chk, "gateway", "asn", data.get("asn"), required=True),
+        "peers": peers,
+        "route_target": route_target,
+        "routed_networks": [
+            net
+            for i, value in enumerate(nets)
+            if (net := _network(chk, "gateway", f"routed_networks[{i}]", value)) is not None
+        ],
+    }
+
+
 def _parse_racks(chk: _Checker, raw: Any) -> dict[str, dict]:
     racks: dict[str, dict] = {}
     data = _mapping(chk, "racks", "racks", raw)
@@ -329,14 +378,26 @@ def _spine_links(chk: _Checker, spine: dict, racks: Iterable[str]) -> dict:
     return links
 
 
-def _assign_addresses(chk: _Checker, racks: dict, hosts: dict, vips: dict) -> None:
+def _assign_addresses(
+    chk: _Checker, racks: dict, hosts: dict, vips: dict
+) -> dict[netaddr.IPAddress, str]:
+    """Hand out fabric addresses; return every address in use and what holds it."""
     taken: dict[netaddr.IPAddress, str] = {}
     for rack_name, rack in racks.items():
         if rack["gateway"] is not None:
             taken[rack["gateway"]] = f"the gateway of rack '{rack_name}'"
+    # A VIP fronts the controllers' APIs and moves between controllers on one
+    # segment, so it belongs to the subnet of a rack that holds a controller.
+    ctl_racks = [h["rack"] for h in hosts.values() if "controller" in h["roles"]] or list(racks)
+    vip_nets = {n: racks[n]["subnet"] for n in dict.fromkeys(ctl_racks) if n in racks}
     for vip_name, ip in vips.items():
-        if not any(r["subnet"] is not None and ip in r["subnet"] for r in racks.values()):
-            chk.add("cluster", f"vips.{vip_name}", f"{ip} is not inside any rack subnet")
+        if not any(net is not None and _usable(net, ip) for net in vip_nets.values()):
+            chk.add(
+                "cluster",
+                f"vips.{vip_name}",
+                f"{ip} is not a usable address of a rack subnet with a controller "
+                f"({', '.join(f'{n}: {net}' for n, net in vip_nets.items())})",
+            )
         elif ip in taken:
             chk.add("cluster", f"vips.{vip_name}", f"{ip} is already {taken[ip]}")
         else:
@@ -372,19 +433,23 @@ def _assign_addresses(chk: _Checker, racks: dict, hosts: dict, vips: dict) -> No
                     "subnet",
                     f"{rack['subnet']} has no free address left for host '{name}'",
                 )
-                return
+                return taken
             taken[host["address"]] = f"the address of host '{name}'"
+    return taken
 
 
-def _assign_loopbacks(chk: _Checker, pool: netaddr.IPNetwork | None, hosts: dict) -> None:
-    taken: dict[netaddr.IPAddress, str] = {}
+def _assign_loopbacks(
+    chk: _Checker, pool: netaddr.IPNetwork | None, hosts: dict, taken: dict
+) -> None:
+    """Pinned loopbacks first (each unique, none a fabric address), then the pool.
+    Adds every loopback to `taken`."""
     for name, host in hosts.items():
         ip = host["loopback"]
         if ip is None:
             continue
         if ip in taken:
-            chk.add(f"host '{name}'", "loopback", f"{ip} is already the loopback of {taken[ip]}")
-        taken[ip] = f"host '{name}'"
+            chk.add(f"host '{name}'", "loopback", f"{ip} is already {taken[ip]}")
+        taken[ip] = f"the loopback of host '{name}'"
     if pool is None:
         if any(h["loopback"] is None for h in hosts.values()):
             chk.add("cluster", "loopback_pool", "is required unless every host pins 'loopback'")
@@ -396,70 +461,141 @@ def _assign_loopbacks(chk: _Checker, pool: netaddr.IPNetwork | None, hosts: dict
             if host["loopback"] is None:
                 chk.add("cluster", "loopback_pool", f"{pool} has no address left for host '{name}'")
                 return
+            taken[host["loopback"]] = f"the loopback of host '{name}'"
 
 
-def _reachable(racks: dict, spine: dict | None, a: str, b: str) -> bool:
-    """Racks route to each other through the spine when both are uplinked to it."""
-    return a == b or (spine is not None and racks[a]["uplink"] and racks[b]["uplink"])
+def _check_spine_routes(chk: _Checker, spine: dict | None, racks: dict) -> None:
+    """Racks reach each other only through the spine: with several racks, every
+    rack needs an uplink to it."""
+    if len(racks) < 2:
+        return
+    if spine is None:
+        chk.add(
+            "file",
+            "spine",
+            f"is required: {len(racks)} racks ({', '.join(racks)}) route to each other "
+            "only through a spine",
+        )
+        return
+    for name, rack in racks.items():
+        if not rack["uplink"]:
+            chk.add(
+                f"rack '{name}'",
+                "uplink",
+                f"is false: the rack has no route to spine '{spine['name']}' and so none to "
+                "the other racks; a site with several racks needs every rack uplinked",
+            )
 
 
-def _check_topology(
-    chk: _Checker, cluster: dict, spine: dict | None, racks: dict, hosts: dict
+def _check_asns(
+    chk: _Checker, cluster: dict, spine: dict | None, gateway: dict | None, racks: dict
 ) -> None:
-    controls = [n for n, h in hosts.items() if "control" in h["roles"]]
-    controllers = [n for n, h in hosts.items() if "controller" in h["roles"]]
-    if cluster["ha"]:
-        if len(controls) < 2:
-            chk.add(
-                "cluster",
-                "ha",
-                f"HA needs at least two hosts with role 'control'; "
-                f"found {len(controls)} ({', '.join(controls) or 'none'})",
-            )
-        elif len(racks) > 1 and len({hosts[n]["rack"] for n in controls}) < 2:
-            chk.add(
-                "cluster",
-                "ha",
-                f"HA needs control nodes in two racks; all of "
-                f"{', '.join(controls)} are in rack '{hosts[controls[0]]['rack']}'",
-            )
-    for name, host in hosts.items():
-        if "compute" not in host["roles"]:
+    """The cluster, the spine, the gateway and each ToR are separate BGP speakers
+    and need separate ASNs; the spine and gateway may share one only when they are
+    the same router (same name)."""
+    speakers: list[tuple[str, str, int | None, str, str | None]] = [
+        ("cluster", "asn", cluster["asn"], "the cluster (cluster.asn)", None)
+    ]
+    if spine is not None:
+        speakers.append(("spine", "asn", spine["asn"], f"spine '{spine['name']}'", spine["name"]))
+    if gateway is not None:
+        speakers.append(
+            ("gateway", "asn", gateway["asn"], f"gateway '{gateway['name']}'", gateway["name"])
+        )
+    for name, rack in racks.items():
+        speakers.append((f"rack '{name}'", "tor_asn", rack["tor_asn"], f"rack '{name}'", None))
+    owners: dict[int, tuple[str, str | None]] = {}
+    for where, field, asn, what, router in speakers:
+        if asn is None:
             continue
+        if asn not in owners:
+            owners[asn] = (what, router)
+            continue
+        other, other_router = owners[asn]
+        if router is None or router != other_router:
+            chk.add(where, field, f"{asn} is already the ASN of {other}; each needs its own")
+
+
+def _check_gateway(
+    chk: _Checker, gateway: dict | None, cluster: dict, hosts: dict, taken: dict
+) -> None:
+    if gateway is None:
+        return
+    ip = gateway["address"]
+    if ip is not None and ip in taken:
+        chk.add("gateway", "address", f"{ip} is already {taken[ip]}")
+    controls = [n for n, h in hosts.items() if "control" in h["roles"]]
+    if gateway["peers"] is None:
+        gateway["peers"] = controls
         if not controls:
+            chk.add("gateway", "peers", "no host has role 'control' to peer with the gateway")
+    for peer in gateway["peers"]:
+        if peer not in controls:
             chk.add(
-                f"host '{name}'",
-                "roles",
-                "a compute needs a control node; no host has role 'control'",
+                "gateway",
+                "peers",
+                f"{peer!r} is not a host with role 'control'; control nodes: "
+                f"{', '.join(controls) or 'none'}",
             )
-        for ctl in controllers:
-            if not _reachable(racks, spine, host["rack"], hosts[ctl]["rack"]):
+    rt = gateway["route_target"]
+    first, last = cluster["route_target_range"]
+    if rt is not None and first <= rt <= last:
+        chk.add(
+            "gateway",
+            "route_target",
+            f"{rt} is inside cluster.route_target_range [{first}, {last}], which networks "
+            "get their own route targets from; pick a number outside it",
+        )
+    elif rt is not None and (cluster["asn"] or 0) > 65535 and rt > 65535:
+        chk.add(
+            "gateway",
+            "route_target",
+            f"{rt} does not fit target:{cluster['asn']}:n (a 4-byte ASN leaves n 0-65535)",
+        )
+
+
+def _check_topology(chk: _Checker, cluster: dict, racks: dict, hosts: dict) -> None:
+    controls = [n for n, h in hosts.items() if "control" in h["roles"]]
+    if cluster["ha"] and len(controls) < 2:
+        chk.add(
+            "cluster",
+            "ha",
+            f"HA needs at least two hosts with role 'control'; "
+            f"found {len(controls)} ({', '.join(controls) or 'none'})",
+        )
+    control_racks = {hosts[n]["rack"] for n in controls}
+    if len(racks) > 1 and len(controls) > 1 and len(control_racks) < 2:
+        chk.add(
+            f"host '{controls[-1]}'",
+            "rack",
+            f"control nodes {', '.join(controls)} are all in rack '{control_racks.pop()}'; "
+            "put one in another rack so that losing a rack leaves every compute a control node",
+        )
+    if not controls:
+        for name, host in hosts.items():
+            if "compute" in host["roles"]:
                 chk.add(
                     f"host '{name}'",
-                    "rack",
-                    f"rack '{host['rack']}' has no route to controller '{ctl}' in rack "
-                    f"'{hosts[ctl]['rack']}'; add a spine or set uplink: true on both racks",
+                    "roles",
+                    "a compute needs a control node; no host has role 'control'",
                 )
-                break
 
 
-def _pair_control_nodes(racks: dict, spine: dict | None, hosts: dict) -> None:
+def _pair_control_nodes(hosts: dict) -> None:
     """Give each compute two control nodes, in different racks where possible.
     The primary is a control node of the compute's own rack when there is one;
-    primaries and sessions are spread evenly (fewest first, then by name)."""
+    primaries and sessions are spread evenly (fewest first, then by name).
+    Validation has made sure every rack reaches every other through the spine."""
     controls = [n for n, h in hosts.items() if "control" in h["roles"]]
     primary = dict.fromkeys(controls, 0)
     load = dict.fromkeys(controls, 0)
     for host in hosts.values():
         host["control_nodes"] = []
-        if "compute" not in host["roles"]:
+        if "compute" not in host["roles"] or not controls:
             continue
-        usable = [c for c in controls if _reachable(racks, spine, host["rack"], hosts[c]["rack"])]
-        if not usable:
-            continue
-        local = [c for c in usable if hosts[c]["rack"] == host["rack"]] or usable
+        local = [c for c in controls if hosts[c]["rack"] == host["rack"]] or controls
         first = min(local, key=lambda c: (primary[c], load[c], c))
-        others = [c for c in usable if c != first]
+        others = [c for c in controls if c != first]
         remote = [c for c in others if hosts[c]["rack"] != hosts[first]["rack"]] or others
         chosen = [first] + ([min(remote, key=lambda c: (load[c], c))] if remote else [])
         primary[first] += 1
@@ -492,6 +628,7 @@ def build_model(data: Any, source: str) -> dict[str, Any]:
 
     cluster = _parse_cluster(chk, data["cluster"])
     spine = _parse_spine(chk, data.get("spine"))
+    gateway = _parse_gateway(chk, data.get("gateway"))
     racks = _parse_racks(chk, data["racks"])
     hosts = _parse_hosts(chk, data["hosts"], racks, cluster["os"])
     chk.raise_if_any()
@@ -501,16 +638,25 @@ def build_model(data: Any, source: str) -> dict[str, Any]:
         nets.append(("cluster", "loopback_pool", cluster["loopback_pool"]))
     if spine is not None:
         nets.append(("spine", "link_pool", spine["link_pool"]))
+    if gateway is not None:
+        for i, net in enumerate(gateway["routed_networks"]):
+            nets.append(("gateway", f"routed_networks[{i}]", net))
     _check_overlaps(chk, nets)
+    _check_spine_routes(chk, spine, racks)
+    _check_asns(chk, cluster, spine, gateway, racks)
     chk.raise_if_any()
 
     links = _spine_links(chk, spine, [n for n, r in racks.items() if r["uplink"]]) if spine else {}
-    _assign_addresses(chk, racks, hosts, cluster["vips"])
-    _assign_loopbacks(chk, cluster["loopback_pool"], hosts)
-    _check_topology(chk, cluster, spine, racks, hosts)
+    taken = _assign_addresses(chk, racks, hosts, cluster["vips"])
+    _assign_loopbacks(chk, cluster["loopback_pool"], hosts, taken)
+    for link in links.values():
+        for ip in (link["spine_ip"], link.get("tor_ip") or link["host_ip"]):
+            taken.setdefault(netaddr.IPAddress(ip), "a spine link address")
+    _check_gateway(chk, gateway, cluster, hosts, taken)
+    _check_topology(chk, cluster, racks, hosts)
     chk.raise_if_any()
-    _pair_control_nodes(racks, spine, hosts)
-    return _to_plain(cluster, spine, links, racks, hosts)
+    _pair_control_nodes(hosts)
+    return _to_plain(cluster, spine, gateway, links, racks, hosts)
 
 
 def _endpoints(vips: dict, hosts: dict) -> dict[str, Any]:
@@ -536,7 +682,9 @@ def _endpoints(vips: dict, hosts: dict) -> dict[str, Any]:
     }
 
 
-def _to_plain(cluster: dict, spine: dict | None, links: dict, racks: dict, hosts: dict) -> dict:
+def _to_plain(
+    cluster: dict, spine: dict | None, gateway: dict | None, links: dict, racks: dict, hosts: dict
+) -> dict:
     return {
         "name": cluster["name"],
         "asn": cluster["asn"],
@@ -555,6 +703,16 @@ def _to_plain(cluster: dict, spine: dict | None, links: dict, racks: dict, hosts
             "asn": spine["asn"],
             "link_pool": str(spine["link_pool"]),
             "links": links,
+        },
+        "gateway": None
+        if gateway is None
+        else {
+            "name": gateway["name"],
+            "address": str(gateway["address"]),
+            "asn": gateway["asn"],
+            "peers": gateway["peers"],
+            "route_target": f"target:{cluster['asn']}:{gateway['route_target']}",
+            "routed_networks": [str(n) for n in gateway["routed_networks"]],
         },
         "racks": {
             name: {
@@ -606,7 +764,16 @@ def host_vars(model: Mapping[str, Any], name: str) -> dict[str, Any]:
         "vrstack_encap_priority": model["encap_priority"],
         "vrstack_vips": model["vips"],
         "vrstack_endpoints": model["endpoints"],
+        "vrstack_gateway_peers": _gateway_peers(model, name),
     }
+
+
+def _gateway_peers(model: Mapping[str, Any], name: str) -> list[dict[str, Any]]:
+    """The gateways a control node holds an L3VPN session with (empty for other hosts)."""
+    gw = model.get("gateway")
+    if not gw or name not in gw["peers"]:
+        return []
+    return [{k: gw[k] for k in ("name", "address", "asn", "route_target", "routed_networks")}]
 
 
 def groups(model: Mapping[str, Any]) -> dict[str, list[str]]:

@@ -24,7 +24,7 @@ root     sshd        912   5  tcp4   *:22                  *:*
 www      nginx      1001   6  tcp4   *:8085                *:*
 vrouter  vrouter-ag 1200   7  tcp4   10.20.1.12:8085       *:*
 root     syslogd     700   6  udp4   *:514                 *:*
-?        ?           ?     ?  tcp4   *:8086                *:*
+?        ?           ?     ?  tcp4   *:8081                *:*
 """
 
 
@@ -66,7 +66,7 @@ def test_freebsd_port_free_or_own_service_passes() -> None:
 
 
 def test_freebsd_unattributed_socket_counts_as_taken() -> None:
-    holders = _holders(_port(8086, ["sdn-analytics"]), {"system": "FreeBSD"}, SOCKSTAT)
+    holders = _holders(_port(8081, ["sdn-analytics"]), {"system": "FreeBSD"}, SOCKSTAT)
     assert len(holders) == 1
 
 

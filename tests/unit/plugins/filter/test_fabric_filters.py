@@ -21,7 +21,7 @@ DATA = {
     "racks": {
         "r1": {"subnet": "198.18.1.0/24", "gateway": "198.18.1.1"},
         "r2": {"subnet": "198.18.2.0/24", "gateway": "198.18.2.1"},
-        "r3": {"subnet": "198.18.3.0/24", "gateway": "198.18.3.1", "uplink": False},
+        "r3": {"subnet": "198.18.3.0/24", "gateway": "198.18.3.1"},
     },
     "hosts": {
         "c1": {"rack": "r1", "roles": ["controller", "control"]},
@@ -47,12 +47,15 @@ def test_role_hosts() -> None:
     assert fabric_role_hosts(MODEL, "database") == []
 
 
-def test_rack_routes_go_via_own_gateway_to_uplinked_racks_only() -> None:
+def test_rack_routes_go_via_own_gateway_to_the_other_racks() -> None:
+    # The model refuses a multi-rack site with a rack that is not uplinked, so every
+    # other rack is routed through the spine.
     assert fabric_rack_routes(MODEL, "n1") == [
         {"dest": "198.18.1.0/24", "via": "198.18.2.1"},
+        {"dest": "198.18.3.0/24", "via": "198.18.2.1"},
         {"dest": "198.18.255.0/24", "via": "198.18.2.1"},
     ]
-    assert fabric_rack_routes(MODEL, "a3") == [{"dest": "198.18.255.0/24", "via": "198.18.3.1"}]
+    assert fabric_rack_routes(MODEL, "a3")[-1] == {"dest": "198.18.255.0/24", "via": "198.18.3.1"}
 
 
 def test_control_addresses_primary_first() -> None:

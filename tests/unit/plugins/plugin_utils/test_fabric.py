@@ -193,6 +193,73 @@ def test_endpoints_use_the_vip_when_a_role_has_several_hosts() -> None:
     assert grp["os_freebsd14"] == []
 
 
+GATEWAY = {
+    "name": "edge1",
+    "address": "198.19.0.1",
+    "asn": 64700,
+    "route_target": 9000,
+    "routed_networks": ["198.18.128.0/24"],
+}
+
+
+def _with_gateway(**fields: Any) -> Callable[[dict], None]:
+    def change(d: dict) -> None:
+        d["gateway"] = {**GATEWAY, **fields}
+
+    return change
+
+
+def test_gateway_peers_with_every_control_node_by_default() -> None:
+    model = model_of(_with_gateway())
+    assert model["gateway"] == {
+        "name": "edge1",
+        "address": "198.19.0.1",
+        "asn": 64700,
+        "peers": ["ctl1", "ctl2"],
+        "route_target": "target:64512:9000",
+        "routed_networks": ["198.18.128.0/24"],
+    }
+    peer = host_vars(model, "ctl2")["vrstack_gateway_peers"]
+    assert peer == [
+        {
+            "name": "edge1",
+            "address": "198.19.0.1",
+            "asn": 64700,
+            "route_target": "target:64512:9000",
+            "routed_networks": ["198.18.128.0/24"],
+        }
+    ]
+    assert host_vars(model, "cmp1")["vrstack_gateway_peers"] == []
+
+
+def test_gateway_peers_can_be_chosen() -> None:
+    model = model_of(_with_gateway(peers=["ctl2"]))
+    assert model["gateway"]["peers"] == ["ctl2"]
+    assert host_vars(model, "ctl1")["vrstack_gateway_peers"] == []
+    assert len(host_vars(model, "ctl2")["vrstack_gateway_peers"]) == 1
+
+
+def test_no_gateway_section_means_no_gateway() -> None:
+    model = model_of()
+    assert model["gateway"] is None
+    assert host_vars(model, "ctl1")["vrstack_gateway_peers"] == []
+
+
+def test_spine_that_is_also_the_gateway_shares_its_asn() -> None:
+    model = model_of(_with_gateway(name="spine", asn=64600))
+    assert model["gateway"]["asn"] == model["spine"]["asn"] == 64600
+
+
+def test_control_nodes_in_one_rack_are_fine_with_a_single_rack() -> None:
+    def change(d: dict) -> None:
+        del d["racks"]["rack2"]
+        d["hosts"] = {n: {**h, "rack": "rack1"} for n, h in d["hosts"].items()}
+        d["hosts"]["cmp2"].pop("address")
+
+    model = model_of(change)
+    assert model["hosts"]["cmp1"]["control_nodes"] == ["ctl1", "ctl2"]
+
+
 def test_freebsd_host() -> None:
     def change(d: dict) -> None:
         d["hosts"]["cmp3"]["os"] = "freebsd14"
@@ -321,22 +388,153 @@ ERRORS: list[tuple[str, Callable[[dict], None], str]] = [
         "'control'; found 1 (ctl1)",
     ),
     (
-        "HA control nodes all in one rack",
+        "both control nodes in one rack (HA)",
         _set("hosts.ctl2.rack", "rack1"),
-        "site/fabric.yml: cluster, field 'ha': HA needs control nodes in two racks; all of "
-        "ctl1, ctl2 are in rack 'rack1'",
+        "site/fabric.yml: host 'ctl2', field 'rack': control nodes ctl1, ctl2 are all in rack "
+        "'rack1'; put one in another rack so that losing a rack leaves every compute a "
+        "control node",
     ),
     (
-        "compute in a rack with no route to the controllers (no spine)",
+        "both control nodes in one rack (no HA)",
+        lambda d: (_set("hosts.ctl2.rack", "rack1")(d), _set("cluster.ha", False)(d)),
+        "site/fabric.yml: host 'ctl2', field 'rack': control nodes ctl1, ctl2 are all in rack "
+        "'rack1'; put one in another rack so that losing a rack leaves every compute a "
+        "control node",
+    ),
+    (
+        "several racks without a spine",
         _set("spine", _DELETE),
-        "site/fabric.yml: host 'cmp2', field 'rack': rack 'rack2' has no route to controller "
-        "'ctl1' in rack 'rack1'; add a spine or set uplink: true on both racks",
+        "site/fabric.yml: file, field 'spine': is required: 2 racks (rack1, rack2) route to "
+        "each other only through a spine",
     ),
     (
-        "compute in a rack with no uplink",
+        "rack without an uplink to the spine",
         _set("racks.rack2.uplink", False),
-        "site/fabric.yml: host 'cmp2', field 'rack': rack 'rack2' has no route to controller "
-        "'ctl1' in rack 'rack1'; add a spine or set uplink: true on both racks",
+        "site/fabric.yml: rack 'rack2', field 'uplink': is false: the rack has no route to "
+        "spine 'spine' and so none to the other racks; a site with several racks needs every "
+        "rack uplinked",
+    ),
+    (
+        "two racks with one ToR ASN",
+        _set("racks.rack2.tor_asn", 64601),
+        "site/fabric.yml: rack 'rack2', field 'tor_asn': 64601 is already the ASN of "
+        "rack 'rack1'; each needs its own",
+    ),
+    (
+        "spine with the cluster's ASN",
+        _set("spine.asn", 64512),
+        "site/fabric.yml: spine, field 'asn': 64512 is already the ASN of the cluster "
+        "(cluster.asn); each needs its own",
+    ),
+    (
+        "rack with the cluster's ASN",
+        _set("racks.rack1.tor_asn", 64512),
+        "site/fabric.yml: rack 'rack1', field 'tor_asn': 64512 is already the ASN of the "
+        "cluster (cluster.asn); each needs its own",
+    ),
+    (
+        "gateway with a rack's ASN",
+        _with_gateway(asn=64602),
+        "site/fabric.yml: rack 'rack2', field 'tor_asn': 64602 is already the ASN of "
+        "gateway 'edge1'; each needs its own",
+    ),
+    (
+        "gateway with the cluster's ASN",
+        _with_gateway(asn=64512),
+        "site/fabric.yml: gateway, field 'asn': 64512 is already the ASN of the cluster "
+        "(cluster.asn); each needs its own",
+    ),
+    (
+        "gateway with the spine's ASN under another name",
+        _with_gateway(asn=64600),
+        "site/fabric.yml: gateway, field 'asn': 64600 is already the ASN of spine 'spine'; "
+        "each needs its own",
+    ),
+    (
+        "two hosts pinned to one loopback",
+        lambda d: (
+            d["hosts"]["cmp1"].__setitem__("loopback", "198.18.255.9"),
+            d["hosts"]["cmp3"].__setitem__("loopback", "198.18.255.9"),
+        ),
+        "site/fabric.yml: host 'cmp3', field 'loopback': 198.18.255.9 is already the loopback "
+        "of host 'cmp1'",
+    ),
+    (
+        "loopback equal to a host's fabric address",
+        _set("hosts.cmp1.loopback", "198.18.2.40"),
+        "site/fabric.yml: host 'cmp1', field 'loopback': 198.18.2.40 is already the address "
+        "of host 'cmp2'",
+    ),
+    (
+        "loopback equal to the VIP",
+        _set("hosts.cmp1.loopback", "198.18.1.10"),
+        "site/fabric.yml: host 'cmp1', field 'loopback': 198.18.1.10 is already VIP 'internal'",
+    ),
+    (
+        "VIP in a rack without a controller",
+        _set("cluster.vips.internal", "198.18.2.10"),
+        "site/fabric.yml: cluster, field 'vips.internal': 198.18.2.10 is not a usable address "
+        "of a rack subnet with a controller (rack1: 198.18.1.0/24)",
+    ),
+    (
+        "VIP equal to a rack's broadcast address",
+        _set("cluster.vips.internal", "198.18.1.255"),
+        "site/fabric.yml: cluster, field 'vips.internal': 198.18.1.255 is not a usable address "
+        "of a rack subnet with a controller (rack1: 198.18.1.0/24)",
+    ),
+    (
+        "VIP equal to a rack gateway",
+        _set("cluster.vips.internal", "198.18.1.1"),
+        "site/fabric.yml: cluster, field 'vips.internal': 198.18.1.1 is already the gateway "
+        "of rack 'rack1'",
+    ),
+    (
+        "gateway address equal to a host's",
+        _with_gateway(address="198.18.1.16"),
+        "site/fabric.yml: gateway, field 'address': 198.18.1.16 is already the address of "
+        "host 'ctl1'",
+    ),
+    (
+        "gateway address equal to a spine link's",
+        _with_gateway(address="198.18.0.1"),
+        "site/fabric.yml: gateway, field 'address': 198.18.0.1 is already a spine link address",
+    ),
+    (
+        "gateway peering with a compute",
+        _with_gateway(peers=["ctl1", "cmp1"]),
+        "site/fabric.yml: gateway, field 'peers': 'cmp1' is not a host with role 'control'; "
+        "control nodes: ctl1, ctl2",
+    ),
+    (
+        "gateway route target inside the networks' range",
+        _with_gateway(route_target=8000001),
+        "site/fabric.yml: gateway, field 'route_target': 8000001 is inside "
+        "cluster.route_target_range [8000000, 8999999], which networks get their own route "
+        "targets from; pick a number outside it",
+    ),
+    (
+        "gateway route target too large for a 4-byte cluster ASN",
+        lambda d: (_set("cluster.asn", 4200000000)(d), _with_gateway(route_target=70000)(d)),
+        "site/fabric.yml: gateway, field 'route_target': 70000 does not fit "
+        "target:4200000000:n (a 4-byte ASN leaves n 0-65535)",
+    ),
+    (
+        "gateway without a route target",
+        lambda d: (_with_gateway()(d), d["gateway"].pop("route_target")),
+        "site/fabric.yml: gateway, field 'route_target': is required (the number n of "
+        "target:<cluster asn>:n)",
+    ),
+    (
+        "routed network overlapping a rack",
+        _with_gateway(routed_networks=["198.18.1.128/25"]),
+        "site/fabric.yml: gateway, field 'routed_networks[0]': 198.18.1.128/25 overlaps "
+        "rack 'rack1' subnet 198.18.1.0/24",
+    ),
+    (
+        "misspelt gateway field",
+        _with_gateway(peer=["ctl1"]),
+        "site/fabric.yml: gateway, field 'peer': unknown field; expected one of: address, asn, "
+        "name, peers, route_target, routed_networks",
     ),
     (
         "unsupported OS on a host",
@@ -387,8 +585,8 @@ ERRORS: list[tuple[str, Callable[[dict], None], str]] = [
     (
         "VIP outside every rack",
         _set("cluster.vips.internal", "198.18.7.10"),
-        "site/fabric.yml: cluster, field 'vips.internal': 198.18.7.10 is not inside any rack "
-        "subnet",
+        "site/fabric.yml: cluster, field 'vips.internal': 198.18.7.10 is not a usable address "
+        "of a rack subnet with a controller (rack1: 198.18.1.0/24)",
     ),
     (
         "subnet too small for its hosts",
