@@ -30,9 +30,9 @@ from ..datapath.client import NETLINK, DatapathClient, DatapathError, connect
 from ..datapath.codec import Obj, Op
 from ..datapath.flowtable import FlowTable, FlowTableError
 from ..service import tls
-from . import taps
+from . import secgroups, taps
 from .export import Emit, FlowExport, port_record
-from .flows import FORWARD, decide
+from .flows import FORWARD, decide, network_acl
 from .packets import Lease, Trapped
 from .pkt0 import Pkt0, lease_for
 from .ports import Port, PortStore, read_dir
@@ -96,9 +96,10 @@ class Agent:
         # every request, and with 100k routes computing it takes about a second.
         self._gen = 0  # bumped by mark_dirty
         self._state: tuple[tuple[int, ...], State] | None = None
-        # Per instance, the serialised route list (10k routes: ~0.3 s to build and
-        # dump), valid for the same inputs as the state.
-        self._routes_json: tuple[tuple[int, ...], dict[str, bytes]] = ((), {})
+        # Per instance, its merged control-node routes and its serialised route list
+        # (10k routes: ~0.3 s to build and dump), kept while they stay the same.
+        self._remote: dict[str, tuple[tuple[int, ...], dict[str, tuple[Nexthop, ...]]]] = {}
+        self._routes_json: dict[str, tuple[Any, bytes]] = {}
         self.syncs = 0
         self.started_at = time.time()
         # Per session: what we published there, instance -> prefix -> nexthop.
@@ -222,19 +223,39 @@ class Agent:
         return changed
 
     def remote_routes(self) -> dict[str, dict[str, tuple[Nexthop, ...]]]:
-        """Union of every session's routes (stale ones too), one nexthop per compute."""
-        merged: dict[str, dict[str, dict[str, Nexthop]]] = {}
+        """Union of every session's routes (stale ones too), one nexthop per compute;
+        only instances with a route. Read-only: each instance's table is kept."""
+        insts: set[str] = set()
+        for sess in self.sessions:
+            insts.update(sess.routes, sess.stale)
+        for gone in self._remote.keys() - insts:
+            del self._remote[gone]
+        out = {}
+        for inst in sorted(insts):
+            routes = self._remote_of(inst)
+            if routes:
+                out[inst] = routes
+        return out
+
+    def _remote_key(self, inst: str) -> tuple[int, ...]:
+        return tuple(s.instance_versions.get(inst, 0) for s in self.sessions)
+
+    def _remote_of(self, inst: str) -> dict[str, tuple[Nexthop, ...]]:
+        """One instance's merged routes, merged again only when a session changed them."""
+        key = self._remote_key(inst)
+        kept = self._remote.get(inst)
+        if kept is not None and kept[0] == key:
+            return kept[1]
+        merged: dict[str, dict[str, Nexthop]] = {}
         for sess in self.sessions:
             for table in (sess.stale, sess.routes):
-                for inst, routes in table.items():
-                    for prefix, hops in routes.items():
-                        slot = merged.setdefault(inst, {}).setdefault(prefix, {})
-                        for h in hops:
-                            slot.setdefault(h.address, h)
-        return {
-            inst: {p: tuple(sorted(h.values())) for p, h in routes.items()}
-            for inst, routes in merged.items()
-        }
+                for prefix, hops in table.get(inst, {}).items():
+                    slot = merged.setdefault(prefix, {})
+                    for h in hops:
+                        slot.setdefault(h.address, h)
+        routes = {p: tuple(sorted(h.values())) for p, h in merged.items()}
+        self._remote[inst] = (key, routes)
+        return routes
 
     def port_of_vif(self, vif: int) -> Port | None:
         for pid, idx in self.vifs.ids.items():
@@ -252,7 +273,7 @@ class Agent:
         for p in self._placed.values():
             if p.instance == port.instance and ip in p.ips:
                 return True
-        remote = self.remote_routes().get(port.instance, {})
+        remote = self._remote_of(port.instance)
         return any(addr in ipaddress.ip_network(prefix) for prefix in remote)
 
     # ---- flows -------------------------------------------------------------------------
@@ -283,14 +304,14 @@ class Agent:
         )
         port = self.port_of_vif(t.vif) or self._port_with_ip(dip) or self._port_with_ip(sip)
         net = self._network_of(port) if port else None
-        entries: list[dict[str, Any]] = []
-        if net is not None:
-            for key, obj in self.config().items():
-                if key.startswith("access-control-list/") and obj["parent_uuid"] == net["uuid"]:
-                    entries = obj.get("entries", [])
+        config = self.config()
+        entries = network_acl(config, net["uuid"]) if net is not None else []
         subnets = [sub["cidr"] for sub in (net or {}).get("subnets", [])]
         action, why = decide(entries, subnets, sip, dip, proto, sport, dport)
         dst_port = self._port_with_ip(dip)
+        if action == FORWARD:  # the policy allows it: then both ends' security groups
+            sender = self.port_of_vif(t.vif)
+            action, why = secgroups.decide(config, sender, dst_port, sip, dip, proto, dport)
         rvrf = self.vrfs.ids.get(dst_port.instance, t.vrf) if dst_port else t.vrf
         # The reverse flow first: a reply sent the moment the held packet is released
         # then finds its flow instead of trapping as a new one. If it finds no room, the
@@ -755,17 +776,19 @@ class Agent:
         return out
 
     def routes_json(self, instance: str) -> bytes | None:
-        """`routes(instance)` as JSON text, kept until an input changes."""
-        key = self._inputs()
-        if self._routes_json[0] != key:
-            self._routes_json = (key, {})
-        cache = self._routes_json[1]
-        if instance not in cache:
+        """`routes(instance)` as JSON text, kept while the instance's routes (local and
+        from the control nodes) stay the same."""
+        if instance not in self.state().vrfs:
+            self._routes_json.pop(instance, None)
+            return None
+        local = self.local_routes().get(instance, {})
+        key = (self._remote_key(instance), sorted(local.items()))
+        kept = self._routes_json.get(instance)
+        if kept is None or kept[0] != key:
             got = self.routes(instance)
-            if got is None:
-                return None
-            cache[instance] = json.dumps(got).encode()
-        return cache[instance]
+            assert got is not None
+            kept = self._routes_json[instance] = (key, json.dumps(got).encode())
+        return kept[1]
 
     def routes(self, instance: str) -> list[dict[str, Any]] | None:
         st = self.state()

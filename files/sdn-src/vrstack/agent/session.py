@@ -52,6 +52,9 @@ class ControlSession:
         # Bumped on every change of what the agent derives from this session (its
         # state, routes, config): the agent's cached state is valid while it is unchanged.
         self.version = 0
+        # The same per routing instance, for its routes only (the agent keeps each
+        # instance's merged routes while none of its sessions' versions moved).
+        self.instance_versions: dict[str, int] = {}
         self._state = "Idle"  # Idle, Connecting, Established
         self.flaps = 0
         self.established_at = 0.0
@@ -73,6 +76,12 @@ class ControlSession:
     @state.setter
     def state(self, value: str) -> None:
         self._state = value
+        self.version += 1
+
+    def _touch(self, *instances: str) -> None:
+        """These instances' routes changed (and so did the session)."""
+        for inst in instances:
+            self.instance_versions[inst] = self.instance_versions.get(inst, 0) + 1
         self.version += 1
 
     @property
@@ -117,7 +126,7 @@ class ControlSession:
         await self._iq(lambda i: xmpp.subscribe(i, instance, unsubscribe=True))
         self.routes.pop(instance, None)
         self.stale.pop(instance, None)
-        self.version += 1
+        self._touch(instance)
 
     async def publish(self, instance: str, routes: dict[str, Nexthop]) -> None:
         await self._iq(lambda i: xmpp.publish(i, instance, routes))
@@ -128,8 +137,8 @@ class ControlSession:
     def end_resync(self) -> None:
         """The node has resent every subscribed instance: forget the old stream's routes."""
         if self.stale:
+            self._touch(*self.stale)
             self.stale = {}
-            self.version += 1
             self.on_change()
 
     # ---- the connection loop ---------------------------------------------------------
@@ -168,8 +177,8 @@ class ControlSession:
         # Keep forwarding on what we had: the routes become stale, not withdrawn.
         for inst, table in self.routes.items():
             self.stale.setdefault(inst, {}).update(table)
+        self._touch(*self.routes)
         self.routes = {}
-        self.version += 1
         for fut in self._pending.values():
             if not fut.done():
                 fut.set_exception(ConnectionError("stream closed"))
@@ -296,5 +305,6 @@ class ControlSession:
                     table.pop(prefix, None)
                 # A pushed prefix is current: its stale copy (if any) is superseded.
                 self.stale.get(push.node, {}).pop(prefix, None)
+            self._touch(push.node)
         self.version += 1
         self.on_change()
