@@ -125,6 +125,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 try:
     import openstack
+    from keystoneauth1 import exceptions as ks_exceptions
     from openstack import exceptions as os_exceptions
 except ImportError:
     SDK_ERROR: str | None = traceback.format_exc()
@@ -208,10 +209,16 @@ def password_works(conn: Any, module: AnsibleModule, domain_id: str) -> bool:
             project_domain_id=domain_id,
             region_name=p["region"],
             verify=conn.config.config.get("verify", True),
+            # Only these credentials: not merged with clouds.yaml's or OS_* settings.
+            load_yaml_config=False,
+            load_envvars=False,
         )
         check.authorize()
-    except os_exceptions.HttpException:
-        return False
+    except os_exceptions.SDKException as e:
+        # The SDK wraps keystoneauth's 401 without a status code of its own.
+        if isinstance(e.__context__, ks_exceptions.Unauthorized):
+            return False
+        raise
     return True
 
 
