@@ -108,13 +108,33 @@ def wait_ping(a: argparse.Namespace) -> dict[str, Any]:
     return {"ok": False, "seconds": round(time.monotonic() - start, 2), "tries": tries}
 
 
+# Runs inside the namespace: one GET on its own connection, with the source port and
+# what eth0 counted meanwhile (frames with their Ethernet header, as the datapath counts
+# a flow's bytes), so the analytics check can compare the flow's record with it.
+HTTP_CODE = """
+import http.client, json, sys, time, urllib.parse
+def counters():
+    d = "/sys/class/net/eth0/statistics/"
+    return {k: int(open(d + k).read()) for k in ("tx_bytes", "tx_packets", "rx_bytes", "rx_packets")}
+url = urllib.parse.urlsplit(sys.argv[1])
+before = counters()
+conn = http.client.HTTPConnection(url.hostname, url.port or 80, timeout=30)
+conn.connect()
+sport = conn.sock.getsockname()[1]
+conn.request("GET", url.path or "/")
+body = conn.getresponse().read().decode()
+conn.close()
+time.sleep(1)  # the closing segments
+after = counters()
+print(json.dumps({"body": body, "sport": sport, **{k: after[k] - before[k] for k in after}}))
+"""
+
+
 def http(a: argparse.Namespace) -> dict[str, Any]:
-    code = (
-        "import sys, urllib.request\n"
-        "print(urllib.request.urlopen(sys.argv[1], timeout=30).read().decode(), end='')\n"
-    )
-    out = sh("ip", "netns", "exec", a.name, sys.executable, "-c", code, a.url, check=False)
-    return {"ok": out.returncode == 0, "body": out.stdout, "error": out.stderr[-300:]}
+    out = sh("ip", "netns", "exec", a.name, sys.executable, "-c", HTTP_CODE, a.url, check=False)
+    if out.returncode != 0:
+        return {"ok": False, "body": "", "error": out.stderr[-300:]}
+    return {"ok": True, **json.loads(out.stdout), "error": ""}
 
 
 def overlay_kind(frame: bytes, peer: bytes) -> str | None:
