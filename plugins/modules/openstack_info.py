@@ -27,17 +27,11 @@ options:
     elements: str
     required: true
     choices: [compute_services, hypervisors, images, resource_providers, networks]
+extends_documentation_fragment:
+  - vrstack.cloud.read_only
 attributes:
-  check_mode:
-    support: full
-    description: Reads only.
-  diff_mode:
-    support: none
-    description: Reads only; nothing to compare.
   platform:
     description: A controller with the OpenStack venv.
-    support: full
-    platforms: posix
 author:
   - vrstack developers (@vrstack)
 requirements:

@@ -16,8 +16,10 @@ from ansible_collections.vrstack.cloud.plugins.module_utils import analytics_api
 
 SDN_SRC = Path(__file__).resolve().parents[4] / "files" / "sdn-src"
 sys.path.insert(0, str(SDN_SRC))
+from vrstack_apis import collector as running_collector  # noqa: E402
+
 from vrstack.analytics.sender import Sender  # noqa: E402
-from vrstack.config.testing import ADMIN_TOKEN, READER_TOKEN, Daemon, free_port  # noqa: E402
+from vrstack.config.testing import ADMIN_TOKEN, READER_TOKEN, free_port  # noqa: E402
 
 NOW = time.time()
 
@@ -40,33 +42,24 @@ def flow(i: int, src: str, dport: int, nbytes: int) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    work = tmp_path_factory.mktemp("collector")
-    cfg = {
-        "listen": {"host": "127.0.0.1", "port": 0},
-        "store": {"path": str(work / "analytics.db")},
-        "auth": {"backend": "static", "admin_token": ADMIN_TOKEN, "reader_token": READER_TOKEN},
-    }
-    d = Daemon("vrstack.analytics.main", cfg, work, "collector")
-    d.start()
-
-    async def send() -> None:
-        sender = Sender(d.url, "lab-cmp1", ADMIN_TOKEN, flush_interval=0.05)
-        for i in range(25):
-            sender.emit("flow", **flow(i, "198.18.10.3", 80, 100 * (i + 1)))
-        for i in range(5):
-            sender.emit("flow", **flow(i, "198.18.10.5", 443, 7))
-        stop = asyncio.Event()
-        task = asyncio.ensure_future(sender.run(stop))
-        assert await sender.flushed(15)
-        stop.set()
-        await task
-        assert sender.stats["sent"] == 30
-
-    asyncio.run(send())
-    try:
+    with running_collector(tmp_path_factory.mktemp("collector")) as d:
+        asyncio.run(send(d.url))
         yield d.url
-    finally:
-        assert d.terminate() == 0
+
+
+async def send(url: str) -> None:
+    """25 flows from 198.18.10.3 to port 80 and 5 from 198.18.10.5 to 443, through the sender."""
+    sender = Sender(url, "lab-cmp1", ADMIN_TOKEN, flush_interval=0.05)
+    for i in range(25):
+        sender.emit("flow", **flow(i, "198.18.10.3", 80, 100 * (i + 1)))
+    for i in range(5):
+        sender.emit("flow", **flow(i, "198.18.10.5", 443, 7))
+    stop = asyncio.Event()
+    task = asyncio.ensure_future(sender.run(stop))
+    assert await sender.flushed(15)
+    stop.set()
+    await task
+    assert sender.stats["sent"] == 30
 
 
 def query(url: str, pages: int = 1, token: str = READER_TOKEN, **params: Any) -> dict[str, Any]:
@@ -100,30 +93,18 @@ def test_where_and_paging_follow_the_cursor(collector: str) -> None:
         {"field": "dst_port", "value": 80},
         {"field": "src_ip", "op": "in", "value": "198.18.10.0/24"},
     ]
-    one = query(
-        collector, table="flows", select=["src_port"], where=where, sort=["src_port"], limit=10
-    )
+
+    def src_ports(pages: int) -> dict[str, Any]:
+        """Ports of the flows to port 80, ten a page, up to `pages` pages."""
+        q = {"table": "flows", "select": ["src_port"], "where": where, "sort": ["src_port"]}
+        return query(collector, pages=pages, limit=10, **q)
+
+    one = src_ports(1)
     assert one["count"] == 10 and one["next"] and one["pages"] == 1
-    every = query(
-        collector,
-        pages=5,
-        table="flows",
-        select=["src_port"],
-        where=where,
-        sort=["src_port"],
-        limit=10,
-    )
+    every = src_ports(5)
     assert [r["src_port"] for r in every["items"]] == [40000 + i for i in range(25)]
     assert (every["pages"], every["next"]) == (3, None)
-    capped = query(
-        collector,
-        pages=2,
-        table="flows",
-        select=["src_port"],
-        where=where,
-        sort=["src_port"],
-        limit=10,
-    )
+    capped = src_ports(2)
     assert capped["count"] == 20 and capped["next"]  # more left: the cursor says so
 
 

@@ -27,6 +27,7 @@ MODULES = sorted(
 # The modules that say "reads only" through the vrstack.cloud.read_only fragment.
 READ_ONLY = {
     "analytics_query": "Any host that reaches the analytics API.",
+    "openstack_info": "A controller with the OpenStack venv.",
     "sdn_status": "Debian (systemd) and FreeBSD (rc.d) nodes with the vrstack package.",
     "vrouter_agent_info": "A compute running C(vrstack-agent).",
 }

@@ -17,7 +17,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[4]
 SDN_SRC = ROOT / "files" / "sdn-src"
 sys.path.insert(0, str(SDN_SRC))
-from vrstack.config.testing import ADMIN_TOKEN, READER_TOKEN, Daemon, free_port  # noqa: E402
+import vrstack_apis as apis  # noqa: E402
+
+from vrstack.config.testing import ADMIN_TOKEN, READER_TOKEN, free_port  # noqa: E402
 
 
 def run(
@@ -42,35 +44,16 @@ def run(
     return proc.returncode, result
 
 
-def daemon(module: str, work: Path, extra: dict[str, Any]) -> Daemon:
-    config = {
-        "listen": {"host": "127.0.0.1", "port": 0},
-        "auth": {"backend": "static", "admin_token": ADMIN_TOKEN, "reader_token": READER_TOKEN},
-        **extra,
-    }
-    return Daemon(module, config, work, module.split(".")[1])
-
-
 @pytest.fixture(scope="module")
 def config_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    work = tmp_path_factory.mktemp("api")
-    d = daemon("vrstack.config.main", work, {"store": {"path": str(work / "config.db")}})
-    d.start()
-    try:
+    with apis.config_api(tmp_path_factory.mktemp("api")) as d:
         yield d.url
-    finally:
-        assert d.terminate() == 0
 
 
 @pytest.fixture(scope="module")
 def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    work = tmp_path_factory.mktemp("collector")
-    d = daemon("vrstack.analytics.main", work, {"store": {"path": str(work / "a.db")}})
-    d.start()
-    try:
+    with apis.collector(tmp_path_factory.mktemp("collector")) as d:
         yield d.url
-    finally:
-        assert d.terminate() == 0
 
 
 def test_analytics_query(tmp_path: Path, collector: str) -> None:

@@ -13,23 +13,15 @@ from ansible_collections.vrstack.cloud.plugins.module_utils import sdn_api
 
 SDN_SRC = Path(__file__).resolve().parents[4] / "files" / "sdn-src"
 sys.path.insert(0, str(SDN_SRC))
-from vrstack.config.testing import ADMIN_TOKEN, READER_TOKEN, Daemon  # noqa: E402
+from vrstack_apis import config_api  # noqa: E402
+
+from vrstack.config.testing import ADMIN_TOKEN, READER_TOKEN  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def api_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    work = tmp_path_factory.mktemp("api")
-    config = {
-        "listen": {"host": "127.0.0.1", "port": 0},
-        "store": {"backend": "sqlite", "path": str(work / "config.db")},
-        "auth": {"backend": "static", "admin_token": ADMIN_TOKEN, "reader_token": READER_TOKEN},
-    }
-    daemon = Daemon("vrstack.config.main", config, work, "api")
-    daemon.start()
-    try:
+    with config_api(tmp_path_factory.mktemp("api")) as daemon:
         yield daemon.url
-    finally:
-        assert daemon.terminate() == 0
 
 
 def api(url: str, token: str = ADMIN_TOKEN) -> sdn_api.Api:

@@ -21,7 +21,9 @@ from ansible_collections.vrstack.cloud.plugins.module_utils import sdn_status
 
 SDN_SRC = Path(__file__).resolve().parents[4] / "files" / "sdn-src"
 sys.path.insert(0, str(SDN_SRC))
-from vrstack.config.testing import ADMIN_TOKEN, READER_TOKEN, Daemon, free_port  # noqa: E402
+from vrstack_apis import config_api  # noqa: E402
+
+from vrstack.config.testing import Daemon, free_port  # noqa: E402
 from vrstack.status import cli, node  # noqa: E402
 
 
@@ -51,19 +53,8 @@ def write(path: Path, body: dict[str, Any]) -> str:
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, str]]:
     """A real vrstack-api on a known port, and its config file."""
-    work = tmp_path_factory.mktemp("api")
-    port = free_port()
-    config = {
-        "listen": {"host": "127.0.0.1", "port": port},
-        "store": {"backend": "sqlite", "path": str(work / "config.db")},
-        "auth": {"backend": "static", "admin_token": ADMIN_TOKEN, "reader_token": READER_TOKEN},
-    }
-    daemon = Daemon("vrstack.config.main", config, work, "api")
-    daemon.start()
-    try:
+    with config_api(tmp_path_factory.mktemp("api"), free_port()) as daemon:
         yield daemon, str(daemon.config_path)
-    finally:
-        assert daemon.terminate() == 0
 
 
 @pytest.fixture(scope="module")
