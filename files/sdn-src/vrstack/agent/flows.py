@@ -3,6 +3,7 @@
 ACL entries come from the schema transformer (`access-control-list`, one per network,
 ordered, one direction each). The first entry that matches decides pass or deny; with
 no match, traffic inside the network's own subnets passes and anything else is denied.
+Security groups are checked after this, by `secgroups.py`, on the ports' own ACLs.
 """
 
 from __future__ import annotations
@@ -17,6 +18,25 @@ FORWARD, DROP = 1, 2
 
 # Every new flow walks the ACL: parse each prefix once, not once per flow.
 _net = functools.lru_cache(maxsize=4096)(ipaddress.ip_network)
+
+
+def protocol_matches(want: str, proto: int) -> bool:
+    """An ACL entry's protocol (a name or a number, as the config stores it) vs a flow's."""
+    if want == "any":
+        return True
+    return (int(want) if want.isdigit() else PROTOCOLS.get(want)) == proto
+
+
+def network_acl(config: dict[str, dict[str, Any]], network: str) -> list[dict[str, Any]]:
+    """The entries of the network's own ACL (not its ports' security-group ACLs)."""
+    for key, obj in config.items():
+        if (
+            key.startswith("access-control-list/")
+            and obj["parent_uuid"] == network
+            and "virtual_machine_interface" not in obj
+        ):
+            return list(obj.get("entries", []))
+    return []
 
 
 def _in(addr: ipaddress.IPv4Address | ipaddress.IPv6Address, cidrs: list[str]) -> bool:
@@ -35,8 +55,7 @@ def decide(
     """The flow action and why (the entry that matched, or the default)."""
     s, d = ipaddress.ip_address(sip), ipaddress.ip_address(dip)
     for i, e in enumerate(entries):
-        want = e.get("protocol", "any")
-        if want != "any" and PROTOCOLS.get(want) != proto:
+        if not protocol_matches(e.get("protocol", "any"), proto):
             continue
         if not _in(s, e.get("source") or []) or not _in(d, e.get("destination") or []):
             continue

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .fields import (
@@ -261,6 +261,78 @@ NETWORK_POLICY = Resource(
     },
 )
 
+# ---- security-group -----------------------------------------------------------------
+
+UUID_PATTERN = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+# A protocol by name, or an IP protocol number (Neutron allows any).
+PROTOCOL = Str(
+    doc="any, tcp, udp, icmp, icmp6, or an IP protocol number 0-255",
+    max_len=5,
+    pattern=r"any|tcp|udp|icmp|icmp6|[0-9]{1,3}",
+    default="any",
+)
+PROTOCOL_NUMBERS = {"tcp": 6, "udp": 17, "icmp": 1, "icmp6": 58}
+SG_RULE = Obj(
+    fields={
+        "rule_id": Str(doc="The rule's id where it came from (Neutron's)", max_len=36),
+        "direction": Enum(values=("ingress", "egress"), required=True),
+        "ethertype": Enum(values=("IPv4", "IPv6"), default="IPv4"),
+        "protocol": PROTOCOL,
+        "port_range": Range(
+            doc="Destination ports (tcp and udp only)", high=65535, default=lambda: [0, 65535]
+        ),
+        "remote_prefix": CIDR(doc="The other end's prefix; absent with no remote_group: any"),
+        # No integrity (a plain uuid): a group names itself (Neutron's default group), and
+        # a group that is gone matches no address, as Neutron drops such rules with it.
+        "remote_group": Str(
+            doc="UUID of a security-group: the addresses of its ports", pattern=UUID_PATTERN
+        ),
+    }
+)
+
+
+def _check_sg_rules(obj: dict[str, Any]) -> None:
+    for i, rule in enumerate(obj.get("rules", [])):
+        path = f"rules[{i}]"
+        proto = rule["protocol"]
+        if proto.isdigit():
+            number = int(proto)
+            if number > 255:
+                raise FieldError(path + ".protocol", "IP protocol numbers are 0 to 255")
+            # One spelling per protocol, so equal rules compare equal.
+            names = {n: p for p, n in PROTOCOL_NUMBERS.items()}
+            rule["protocol"] = proto = names.get(number, str(number))
+        if proto not in ("tcp", "udp") and rule["port_range"] != [0, 65535]:
+            raise FieldError(path + ".port_range", "ports need protocol tcp or udp")
+        v6 = rule["ethertype"] == "IPv6"
+        if (proto == "icmp" and v6) or (proto == "icmp6" and not v6):
+            raise FieldError(path + ".protocol", f"{proto} does not go with {rule['ethertype']}")
+        if "remote_prefix" in rule:
+            if "remote_group" in rule:
+                raise FieldError(path, "give either remote_prefix or remote_group, not both")
+            if (_net(rule["remote_prefix"]).version == 6) != v6:
+                raise FieldError(path + ".remote_prefix", f"is not an {rule['ethertype']} prefix")
+
+
+SECURITY_GROUP = Resource(
+    "security-group",
+    "Stateful allow rules for the ports that name the group; the vrouter agent enforces "
+    "them per port (egress where a flow leaves, ingress where it arrives).",
+    {
+        "description": Str(max_len=1024, default=""),
+        "rules": ListOf(item=SG_RULE, max_items=1024, default=list),
+    },
+    parent="project",
+    checks=(_check_sg_rules,),
+    example={
+        "name": "web",
+        "rules": [
+            {"direction": "ingress", "protocol": "tcp", "port_range": [80, 80]},
+            {"direction": "egress"},
+        ],
+    },
+)
+
 # ---- virtual-machine-interface (port) -------------------------------------------------
 
 FIXED_IP = Obj(
@@ -281,6 +353,14 @@ VIRTUAL_MACHINE_INTERFACE = Resource(
         "device_owner": Str(max_len=255, default=""),
         "device_id": Str(max_len=255, default=""),
         "virtual_router": Ref(target="virtual-router", doc="The compute the port is bound to"),
+        "security_groups": ListOf(
+            doc="With port security on: only what these groups allow passes; none: no "
+            "group filters the port",
+            item=Ref(target="security-group"),
+            max_items=64,
+            unique=True,
+            default=list,
+        ),
     },
     parent="project",
     example={"name": "vm1-eth0", "device_owner": "compute:nova", "device_id": "vm1"},
@@ -407,12 +487,22 @@ ROUTING_INSTANCE = Resource(
 
 ACL_ENTRY = Obj(
     fields={
-        "policy": Str(required=True, max_len=36, doc="UUID of the policy the entry came from"),
-        "rule": Int(required=True, doc="Index of the rule in that policy"),
+        "policy": Str(
+            required=True,
+            max_len=36,
+            doc="UUID of the policy (or security group) the entry came from",
+        ),
+        "rule": Int(required=True, doc="Index of the rule in it"),
         "action": Enum(values=("pass", "deny"), required=True),
-        "protocol": Enum(values=("any", "tcp", "udp", "icmp", "icmp6"), required=True),
-        "source": ListOf(item=CIDR(), max_items=64, doc="Prefixes; empty means any"),
-        "destination": ListOf(item=CIDR(), max_items=64, doc="Prefixes; empty means any"),
+        "protocol": replace(PROTOCOL, required=True),
+        "direction": Enum(
+            doc="A port's ACL only: ingress (flows to the port) or egress (from it)",
+            values=("ingress", "egress"),
+        ),
+        "ethertype": Enum(values=("IPv4", "IPv6"), doc="A port's ACL only"),
+        # A remote group expands to its ports' addresses: room for large groups.
+        "source": ListOf(item=CIDR(), max_items=16384, doc="Prefixes; empty means any"),
+        "destination": ListOf(item=CIDR(), max_items=16384, doc="Prefixes; empty means any"),
         "source_network": Str(max_len=36, doc="UUID, when the rule named a network"),
         "destination_network": Str(max_len=36, doc="UUID, when the rule named a network"),
         "source_ports": Range(high=65535, required=True),
@@ -422,8 +512,15 @@ ACL_ENTRY = Obj(
 
 ACCESS_CONTROL_LIST = Resource(
     "access-control-list",
-    "Derived: a network's policies flattened into ordered one-direction entries.",
-    {"entries": ListOf(item=ACL_ENTRY, max_items=65536, default=list)},
+    "Derived: a network's policies flattened into ordered one-direction entries; or, "
+    "with `virtual_machine_interface`, one port's security groups (entries that allow).",
+    {
+        "entries": ListOf(item=ACL_ENTRY, max_items=65536, default=list),
+        # A plain uuid, not a reference: a derived object must not block the port's delete.
+        "virtual_machine_interface": Str(
+            doc="The port whose security groups these are", pattern=UUID_PATTERN
+        ),
+    },
     parent="virtual-network",
     derived=True,
     example={"name": "blue"},
@@ -436,6 +533,7 @@ RESOURCES: dict[str, Resource] = {
         PROJECT,
         VIRTUAL_NETWORK,
         NETWORK_POLICY,
+        SECURITY_GROUP,
         VIRTUAL_MACHINE_INTERFACE,
         INSTANCE_IP,
         FLOATING_IP,

@@ -92,6 +92,108 @@ def is_service_port(port: JSON) -> bool:
     return str(port.get("device_owner") or "").startswith(SERVICE_OWNER_PREFIX)
 
 
+# ---- security groups ----------------------------------------------------------------
+
+# Neutron's protocol names (neutron_lib.constants.IP_PROTOCOL_MAP) -> numbers; the
+# config API stores tcp, udp, icmp and icmp6 by name and any other protocol by number.
+PROTOCOL_NUMBERS = {
+    "ah": 51, "dccp": 33, "egp": 8, "esp": 50, "gre": 47, "hopopt": 0, "icmp": 1, "igmp": 2,
+    "ip": 0, "ipip": 4, "ipv6-encap": 41, "ipv6-frag": 44, "ipv6-icmp": 58, "icmpv6": 58,
+    "ipv6-nonxt": 59, "ipv6-opts": 60, "ipv6-route": 43, "ospf": 89, "pgm": 113, "rsvp": 46,
+    "sctp": 132, "tcp": 6, "udp": 17, "udplite": 136, "vrrp": 112,
+}  # fmt: skip
+_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp6"}
+# Ports with port security on and no group: Neutron lets nothing through, which the
+# config API expresses as one group without rules (a port with no group is unfiltered).
+NO_RULE_NAME = "no-rule"
+
+
+def _protocol(rule: JSON) -> str:
+    """The config API's protocol for a Neutron rule (raises Unsupported)."""
+    proto = rule.get("protocol")
+    if proto in (None, "", "any"):
+        return "any"
+    text = str(proto).lower()
+    number = int(text) if text.isdigit() else PROTOCOL_NUMBERS.get(text)
+    if number is None or not 0 <= number <= 255:
+        raise Unsupported(f"security group rule protocol {proto!r}: not an IP protocol")
+    if number == 1 and rule.get("ethertype") == "IPv6":
+        number = 58  # Neutron accepts icmp with IPv6 and means ICMPv6
+    return _NAMES.get(number, str(number))
+
+
+def check_sg_rule(rule: JSON) -> None:
+    """Refuse a rule the agent cannot enforce (Neutron's precommit calls this)."""
+    if rule.get("remote_address_group_id"):
+        raise Unsupported("security group rule remote_address_group_id: not supported by vrstack")
+    proto = _protocol(rule)
+    ports = (rule.get("port_range_min"), rule.get("port_range_max"))
+    if ports != (None, None) and proto not in ("tcp", "udp"):
+        raise Unsupported(
+            f"security group rule port_range_min/port_range_max with protocol {proto}: "
+            "vrstack matches ports for tcp and udp only (not ICMP type or code)"
+        )
+
+
+def check_security_group(group: JSON) -> None:
+    if group.get("stateful") is False:
+        raise Unsupported("security group stateful=false: vrstack's groups are always stateful")
+    for rule in group.get("security_group_rules") or []:
+        check_sg_rule(rule)
+
+
+def sg_rule_entry(rule: JSON) -> JSON:
+    entry: JSON = {
+        "rule_id": rule["id"],
+        "direction": rule["direction"],
+        "ethertype": rule.get("ethertype") or "IPv4",
+        "protocol": _protocol(rule),
+        "port_range": [0, 65535],
+    }
+    low, high = rule.get("port_range_min"), rule.get("port_range_max")
+    if low is not None or high is not None:
+        low = 0 if low is None else int(low)
+        entry["port_range"] = [low, low if high is None else int(high)]
+    if rule.get("remote_ip_prefix"):
+        entry["remote_prefix"] = str(ipaddress.ip_network(rule["remote_ip_prefix"], strict=False))
+    elif rule.get("remote_group_id"):
+        entry["remote_group"] = rule["remote_group_id"]
+    return entry
+
+
+def security_group_body(group: JSON) -> JSON:
+    rules = sorted(group.get("security_group_rules") or [], key=lambda r: r["id"])
+    return {
+        "uuid": group["id"],
+        "name": group["id"],
+        "parent_uuid": project_uuid(group["project_id"]),
+        "description": str(group.get("name") or "")[:1024],
+        "rules": [sg_rule_entry(r) for r in rules],
+    }
+
+
+def no_rule_uuid(project_id: str) -> str:
+    return str(uuid.uuid5(_NS, f"no-rule:{project_id}"))
+
+
+def no_rule_body(project_id: str) -> JSON:
+    return {
+        "uuid": no_rule_uuid(project_id),
+        "name": NO_RULE_NAME,
+        "parent_uuid": project_uuid(project_id),
+        "description": "ports with port security on and no security group: nothing passes",
+        "rules": [],
+    }
+
+
+def port_groups(port: JSON) -> list[str]:
+    """The groups the config API gets for a port: none with port security off (or no
+    security-group extension), the no-rule group for port security on without groups."""
+    if not port.get("port_security_enabled", True) or "security_groups" not in port:
+        return []
+    return sorted(port["security_groups"] or []) or [no_rule_uuid(port["project_id"])]
+
+
 def port_body(port: JSON, virtual_router: str | None) -> JSON:
     """A virtual-machine-interface; `virtual_router` is the bound compute's, if any."""
     body: JSON = {
@@ -105,6 +207,7 @@ def port_body(port: JSON, virtual_router: str | None) -> JSON:
         "port_security_enabled": bool(port.get("port_security_enabled", True)),
         "device_owner": str(port.get("device_owner") or "")[:255],
         "device_id": str(port.get("device_id") or "")[:255],
+        "security_groups": port_groups(port),
     }
     if virtual_router:
         body["virtual_router"] = virtual_router

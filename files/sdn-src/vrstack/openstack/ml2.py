@@ -10,6 +10,13 @@ port stays DOWN behind a provisioning block until that host's agent reports it `
 Nova `network-vif-plugged`. `resync()` brings the config API back in line with Neutron,
 skipping what it already wrote at the same `revision_number`.
 
+Security groups and their rules do not pass through mechanism drivers: the driver
+subscribes to Neutron's callbacks. PRECOMMIT refuses what the agent cannot enforce
+(Neutron answers 409 with our reason and writes nothing); AFTER_CREATE/UPDATE/DELETE
+write the whole group (its rules re-read from Neutron) or delete it. Those writes come
+after Neutron's commit, so a failure is logged and the next resync repairs it; a port
+write first makes sure its groups are in the config API.
+
 Both loops (the port-state watch and the periodic resync) run once per deployment, in
 the worker `get_workers()` returns, which Neutron starts in `neutron-periodic-workers`.
 
@@ -32,7 +39,7 @@ from neutron_lib import context as n_context
 from neutron_lib import exceptions as n_exc
 from neutron_lib import worker
 from neutron_lib.api.definitions import portbindings
-from neutron_lib.callbacks import resources
+from neutron_lib.callbacks import events, registry, resources
 from neutron_lib.plugins import directory
 from neutron_lib.plugins.ml2 import api
 from oslo_config import cfg
@@ -100,10 +107,15 @@ def _checked(what: str, call: Callable[[], Any]) -> Any:
 
 
 class Backend:
-    """The config API writes, shared by the driver's hooks and the resync."""
+    """The config API writes, shared by the driver's hooks and the resync.
+    `group_source(id)` reads a security group from Neutron, for a port's groups that the
+    config API does not have yet."""
 
-    def __init__(self, client: SyncConfigClient) -> None:
+    def __init__(
+        self, client: SyncConfigClient, group_source: Callable[[str], JSON] | None = None
+    ) -> None:
         self.api = client
+        self.group_source = group_source
         self._projects: set[str] = set()
 
     def ensure_project(self, project_id: str) -> str:
@@ -152,14 +164,44 @@ class Backend:
         self.ensure_project(port["project_id"])
         host = port.get(portbindings.HOST_ID) or ""
         vr = self.virtual_router(host) if port.get(portbindings.VIF_TYPE) == VIF_TYPE else None
-        return self.put("virtual-machine-interface", mapping.port_body(port, vr))
+        body = mapping.port_body(port, vr)
+        for group in body["security_groups"]:
+            self.ensure_group(group, port["project_id"])
+        return self.put("virtual-machine-interface", body)
+
+    def put_security_group(self, group: JSON) -> str:
+        self.ensure_project(group["project_id"])
+        return self.put("security-group", mapping.security_group_body(group))
+
+    def ensure_group(self, group_id: str, project_id: str) -> None:
+        """Write a group a port names when the config API does not have it yet."""
+        if self.api.get("security-group", group_id) is not None:
+            return
+        if group_id == mapping.no_rule_uuid(project_id):
+            self.put("security-group", mapping.no_rule_body(project_id))
+        elif self.group_source is not None:
+            self.put_security_group(self.group_source(group_id))
 
 
 class VrstackMechanismDriver(api.MechanismDriver):  # type: ignore[misc]
     def initialize(self) -> None:
         conf = cfg.CONF[GROUP]
-        self.backend = Backend(SyncConfigClient(conf.api_url, conf.api_token, conf.timeout))
+        self.backend = Backend(
+            SyncConfigClient(conf.api_url, conf.api_token, conf.timeout), self._neutron_group
+        )
         self.synced: dict[str, Any] = {}  # neutron id -> what resync last wrote it from
+        sg, rule = resources.SECURITY_GROUP, resources.SECURITY_GROUP_RULE
+        for callback, resource, event in (
+            (self._group_precommit, sg, events.PRECOMMIT_CREATE),
+            (self._group_precommit, sg, events.PRECOMMIT_UPDATE),
+            (self._group_written, sg, events.AFTER_CREATE),
+            (self._group_written, sg, events.AFTER_UPDATE),
+            (self._group_deleted, sg, events.AFTER_DELETE),
+            (self._rule_precommit, rule, events.PRECOMMIT_CREATE),
+            (self._rule_written, rule, events.AFTER_CREATE),
+            (self._rule_written, rule, events.AFTER_DELETE),
+        ):
+            registry.subscribe(callback, resource, event)
 
     def get_workers(self) -> list[worker.BaseWorker]:
         return [VrstackWorker(self)]
@@ -275,6 +317,54 @@ class VrstackMechanismDriver(api.MechanismDriver):  # type: ignore[misc]
             context.set_binding(segment[api.ID], VIF_TYPE, {portbindings.CAP_PORT_FILTER: False})
             return
 
+    # ---- security groups (Neutron callbacks) ---------------------------------------
+
+    @staticmethod
+    def _neutron_group(group_id: str) -> JSON:
+        ctx = n_context.get_admin_context()
+        group: JSON = directory.get_plugin().get_security_group(ctx, group_id)
+        return group
+
+    def _group_precommit(self, resource: str, event: str, trigger: Any, payload: Any) -> None:
+        group = payload.desired_state or payload.latest_state
+        try:
+            mapping.check_security_group(group)
+        except mapping.Unsupported as exc:
+            raise n_exc.InvalidInput(error_message=f"vrstack: {exc}") from None
+
+    def _rule_precommit(self, resource: str, event: str, trigger: Any, payload: Any) -> None:
+        try:
+            mapping.check_sg_rule(payload.latest_state)
+        except mapping.Unsupported as exc:
+            raise n_exc.InvalidInput(error_message=f"vrstack: {exc}") from None
+
+    def _write_group(self, group_id: str) -> None:
+        try:
+            group = self._neutron_group(group_id)
+        except n_exc.NotFound:
+            return  # gone meanwhile: its delete takes it out of the config API
+        try:
+            self.backend.put_security_group(group)
+        except (ApiError, mapping.Unsupported) as exc:
+            # After Neutron's commit: nothing to undo; the resync writes it later.
+            LOG.error("vrstack: security group %s not written: %s", group_id, exc)
+
+    def _group_written(self, resource: str, event: str, trigger: Any, payload: Any) -> None:
+        self._write_group(payload.resource_id)
+
+    def _rule_written(self, resource: str, event: str, trigger: Any, payload: Any) -> None:
+        if event == events.AFTER_DELETE:
+            group_id = payload.metadata["security_group_id"]
+        else:
+            group_id = payload.latest_state["security_group_id"]
+        self._write_group(group_id)
+
+    def _group_deleted(self, resource: str, event: str, trigger: Any, payload: Any) -> None:
+        try:
+            self.backend.api.delete("security-group", payload.resource_id)
+        except ApiError as exc:
+            LOG.error("vrstack: security group %s not deleted: %s", payload.resource_id, exc)
+
     # ---- port states (the agents' reports) -------------------------------------------
 
     def port_state(self, state: JSON) -> None:
@@ -374,6 +464,7 @@ def resync(backend: Backend, plugin: Any, ctx: Any, synced: dict[str, Any]) -> d
     networks = plugin.get_networks(ctx)
     subnets = plugin.get_subnets(ctx)
     ports = [p for p in plugin.get_ports(ctx) if not mapping.is_service_port(p)]
+    groups = plugin.get_security_groups(ctx)
     by_net: dict[str, list[JSON]] = {}
     for s in subnets:
         by_net.setdefault(s["network_id"], []).append(s)
@@ -388,20 +479,35 @@ def resync(backend: Backend, plugin: Any, ctx: Any, synced: dict[str, Any]) -> d
             continue
         counts[backend.put_network(net, own)] += 1
         synced[net["id"]] = key
+    for group in groups:
+        key = (
+            group.get("revision_number"),
+            tuple(sorted(r["id"] for r in group.get("security_group_rules") or [])),
+        )
+        if synced.get(group["id"]) == key and _revisioned(group):
+            counts["skipped"] += 1
+            continue
+        try:
+            counts[backend.put_security_group(group)] += 1
+        except mapping.Unsupported as exc:  # made before this driver: cannot be held
+            LOG.error("vrstack: security group %s skipped: %s", group["id"], exc)
+            continue
+        synced[group["id"]] = key
     for port in ports:
         if synced.get(port["id"]) == port.get("revision_number") and _revisioned(port):
             counts["skipped"] += 1
             continue
         counts[backend.put_port(port)] += 1
         synced[port["id"]] = port.get("revision_number")
-    keep = {n["id"] for n in networks} | {p["id"] for p in ports}
+    keep = {n["id"] for n in networks} | {p["id"] for p in ports} | {g["id"] for g in groups}
+    keep |= {mapping.no_rule_uuid(p["project_id"]) for p in ports}
     # Only inside the projects this driver made: objects elsewhere are someone else's.
     projects = {
         o["uuid"]
         for o in backend.api.list_all("project")
         if o.get("description") == mapping.PROJECT_DESCRIPTION
     }
-    for rtype in ("virtual-machine-interface", "virtual-network"):
+    for rtype in ("virtual-machine-interface", "security-group", "virtual-network"):
         for project in sorted(projects):
             for obj in backend.api.list_all(rtype, parent_uuid=project):
                 if obj["uuid"] not in keep and backend.api.delete(rtype, obj["uuid"]):

@@ -23,10 +23,17 @@ import aiohttp
 from ..config.client import ApiError, ConfigClient, Mirror
 from ..config.model import RESOURCES
 from .compiler import NotReady, compile_config
+from .secgroups import compile_port_acls
 
 log = logging.getLogger(__name__)
 JSON = dict[str, Any]
-INPUTS = ("global-config", "virtual-network", "network-policy")
+INPUTS = (
+    "global-config",
+    "virtual-network",
+    "network-policy",
+    "security-group",
+    "virtual-machine-interface",
+)
 OUTPUTS = ("routing-instance", "access-control-list")
 HEALTH = "service-health"
 
@@ -69,8 +76,16 @@ class SchemaTransformer:
             log.warning("cannot compile yet", extra={"reason": str(exc)})
             await self.report("degraded", f"cannot compile: {exc}")
             return 0
+        # A network's own ACL, and its ports' security-group ACLs (keyed by port).
+        acls = objs["access-control-list"].values()
         existing: dict[str, dict[str, JSON]] = {
-            t: {o["parent_uuid"]: o for o in objs[t].values()} for t in OUTPUTS
+            "routing-instance": {o["parent_uuid"]: o for o in objs["routing-instance"].values()},
+            "access-control-list": {
+                o["parent_uuid"]: o for o in acls if "virtual_machine_interface" not in o
+            },
+        }
+        port_acls = {
+            o["virtual_machine_interface"]: o for o in acls if "virtual_machine_interface" in o
         }
         writes = 0
         for uid, d in sorted(desired.items()):
@@ -78,33 +93,46 @@ class SchemaTransformer:
                 ("routing-instance", d.routing_instance),
                 ("access-control-list", d.acl),
             ):
-                have = existing[rtype].get(uid)
-                if have is None:
-                    obj = await self.client.create(
-                        rtype, {"name": d.name, "parent_uuid": uid, **want}
-                    )
-                elif _fields(rtype, have) != want:
-                    obj = await self.client.update(rtype, have["uuid"], want, have["version"])
-                else:
-                    continue
-                # Keep the mirror ahead of the watch so the next compile sees the write.
-                self.mirror.objects[rtype][obj["uuid"]] = obj
+                writes += await self._write(rtype, d.name, uid, existing[rtype].get(uid), want)
+        wanted = compile_port_acls(objs["virtual-machine-interface"], objs["security-group"])
+        for port, p in sorted(wanted.items()):
+            writes += await self._write(
+                "access-control-list", p.name, p.network, port_acls.get(port), p.acl
+            )
+        for port, have in sorted(port_acls.items()):
+            if port not in wanted:
+                try:
+                    await self.client.delete("access-control-list", have["uuid"], have["version"])
+                except ApiError as exc:
+                    if exc.status != 404:  # gone with its network: nothing left to do
+                        raise
+                self.mirror.objects["access-control-list"].pop(have["uuid"], None)
                 writes += 1
-                log.info(
-                    "derived object written",
-                    extra={
-                        "type": rtype,
-                        "network": uid,
-                        "uuid": obj["uuid"],
-                        "version": obj["version"],
-                    },
-                )
+                log.info("port ACL deleted", extra={"port": port, "uuid": have["uuid"]})
         self.writes += writes
         self.reconciles += 1
         self.last_error = None
         self.last_ok = time.time()
         await self.report("up", "")
         return writes
+
+    async def _write(
+        self, rtype: str, name: str, parent: str, have: JSON | None, want: JSON
+    ) -> int:
+        """Create or update one derived object to `want`; 1 if it was written."""
+        if have is None:
+            obj = await self.client.create(rtype, {"name": name, "parent_uuid": parent, **want})
+        elif _fields(rtype, have) != want:
+            obj = await self.client.update(rtype, have["uuid"], want, have["version"])
+        else:
+            return 0
+        # Keep the mirror ahead of the watch so the next compile sees the write.
+        self.mirror.objects[rtype][obj["uuid"]] = obj
+        log.info(
+            "derived object written",
+            extra={"type": rtype, "parent": parent, "uuid": obj["uuid"], "version": obj["version"]},
+        )
+        return 1
 
     async def report(self, status: str, detail: str) -> None:
         """Write this service's health object when its status or detail changed."""
