@@ -16,6 +16,11 @@ description:
   - Sets host vars prefixed C(vrstack_) (fabric address, gateway, loopback, ASNs, the two
     control nodes of each compute, route-target, MPLS-label and VNI ranges) and
     C(vrstack_fabric), the whole computed model, which the C(vrstack.cloud.fabric_*) filters use.
+  - An optional C(gateway) section describes the edge router the control nodes peer with
+    (address, ASN, peers, route target, routed networks); its peers get it in
+    C(vrstack_gateway_peers).
+  - Multi-rack rules (every rack uplinked to a spine, control nodes in more than one rack,
+    distinct ASNs, unique loopbacks, VIPs on a controller rack) are checked with the rest.
   - A file that fails validation stops the run with every problem listed, each naming the
     file, the rack or host, and the field.
   - The file is read as plain YAML; it holds no secrets and does not support vault.
@@ -44,6 +49,7 @@ cluster:
   loopback_pool: 198.18.255.0/24
   vips: {internal: 198.18.1.10}
 spine: {name: spine, asn: 64600, link_pool: 198.18.0.0/24}
+gateway: {name: edge1, address: 198.18.254.1, asn: 64700, peers: [ctl1, ctl2], route_target: 9000}
 racks:
   rack1: {subnet: 198.18.1.0/24, gateway: 198.18.1.1, tor_asn: 64601, reserved: 15}
   rack2: {subnet: 198.18.2.0/24, gateway: 198.18.2.1, tor_asn: 64602, reserved: 15}
