@@ -63,14 +63,24 @@ def domain() -> dict[str, str]:
     CONF.set_override("instances_path", "/var/db/nova/instances")
     CONF.set_override("server_listen", "198.18.1.21", group="vnc")
 
-    flavor = objects.Flavor(name="m1.tiny", memory_mb=256, vcpus=1, root_gb=1, extra_specs={})
+    # A bandwidth limit and an MTU, which Nova puts on the interface and bhyve has not.
+    flavor = objects.Flavor(
+        name="m1.tiny",
+        memory_mb=256,
+        vcpus=1,
+        root_gb=1,
+        extra_specs={"quota:vif_inbound_average": "10240"},
+    )
     instance = objects.Instance(id=42, uuid=SERVER, flavor=flavor, display_name="probe")
     image_meta = objects.ImageMeta.from_dict({"disk_format": "raw", "properties": {}})
     subnet = network_model.Subnet(
         cidr="198.19.10.0/24", ips=[network_model.FixedIP(address="198.19.10.3")]
     )
     network = network_model.Network(
-        id="8d3c1f0a-6e2b-4a7d-9c51-2f8e0b4d6a19", bridge=None, subnets=[subnet], meta={}
+        id="8d3c1f0a-6e2b-4a7d-9c51-2f8e0b4d6a19",
+        bridge=None,
+        subnets=[subnet],
+        meta={"mtu": 1450},
     )
     # A port Neutron bound with our ML2 driver (vif_type vrouter).
     vif = network_model.VIF(

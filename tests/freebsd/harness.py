@@ -77,6 +77,8 @@ FREEBSD_SEED = {
     "etc/hosts": "::1\t\t\tlocalhost localhost.my.domain\n127.0.0.1\t\tlocalhost localhost.my.domain\n",
     # The kernel source the vrouter KLD is built against.
     "usr/src/sys/conf/kmod.mk": "",
+    # Base system programs roles look for before they use them.
+    "usr/bin/openssl": "",
 }
 FREEBSD_DIRS = [
     "root",

@@ -150,6 +150,8 @@ def test_nova_alone_writes_an_interface_bhyve_refuses(built: dict[str, Any]) -> 
     (and, since 12.0, user) interfaces with a virtio or e1000 model."""
     root = ET.fromstring(built["nova_interface"])
     assert root.get("type") == "ethernet" and root.find("model") is None
+    # The flavor's bandwidth limit and the network's MTU, which the driver drops.
+    assert root.find("bandwidth") is not None and root.find("mtu") is not None
     wrapped = f'<domain type="bhyve"><devices>{built["nova_interface"]}</devices></domain>'
     assert "devices/interface[type=ethernet]" in unsupported(wrapped)
 

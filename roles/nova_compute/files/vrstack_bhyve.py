@@ -76,8 +76,12 @@ def interface(nova_conf: Any, bridge: str) -> Any:
     nova_conf.source_dev = bridge
     # Nova leaves the model to the hypervisor outside kvm/qemu; bhyve wants one.
     nova_conf.model = nova_conf.model if nova_conf.model in ("virtio", "e1000") else "virtio"
-    # bhyve has no vhost driver, queue sizes, bandwidth limits or MTU setting.
+    # bhyve has no vhost driver, packed queues, queue sizes, nwfilter, VLAN tags,
+    # bandwidth limits or MTU setting.
     nova_conf.driver_name = None
+    nova_conf.driver_packed = False
+    nova_conf.filtername = None
+    nova_conf.vlan = None
     nova_conf.vhost_queues = None
     nova_conf.vhost_rx_queue_size = None
     nova_conf.vhost_tx_queue_size = None
