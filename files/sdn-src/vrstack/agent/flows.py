@@ -16,8 +16,9 @@ PROTOCOLS = {"tcp": 6, "udp": 17, "icmp": 1, "icmp6": 58}
 FORWARD, DROP = 1, 2
 
 
-# Every new flow walks the ACL: parse each prefix once, not once per flow.
-_net = functools.lru_cache(maxsize=4096)(ipaddress.ip_network)
+# Every new flow walks the ACLs: parse each prefix once, not once per flow (room for
+# the member addresses of large security groups).
+network = functools.lru_cache(maxsize=65536)(ipaddress.ip_network)
 
 
 def protocol_matches(want: str, proto: int) -> bool:
@@ -40,7 +41,7 @@ def network_acl(config: dict[str, dict[str, Any]], network: str) -> list[dict[st
 
 
 def _in(addr: ipaddress.IPv4Address | ipaddress.IPv6Address, cidrs: list[str]) -> bool:
-    return not cidrs or any(addr in _net(c) for c in cidrs)
+    return not cidrs or any(addr in network(c) for c in cidrs)
 
 
 def decide(
@@ -67,5 +68,5 @@ def decide(
             if not lo <= dport <= hi:
                 continue
         return (FORWARD if e["action"] == "pass" else DROP), f"acl entry {i}"
-    inside = any(s in _net(c) for c in subnets) and any(d in _net(c) for c in subnets)
+    inside = any(s in network(c) for c in subnets) and any(d in network(c) for c in subnets)
     return (FORWARD, "same network") if inside else (DROP, "no matching rule")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any, Protocol
 
-from .flows import DROP, FORWARD, protocol_matches
+from .flows import DROP, FORWARD, network, protocol_matches
 
 JSON = dict[str, Any]
 
@@ -50,13 +50,14 @@ def allowed_by(
     `remote` is the other end: the destination for egress, the source for ingress."""
     addr = ipaddress.ip_address(remote)
     ethertype = "IPv6" if addr.version == 6 else "IPv4"
+    host = f"{addr}/{addr.max_prefixlen}"  # remote groups are lists of these
     for i, e in enumerate(entries):
         if e.get("direction") != direction or e.get("ethertype", "IPv4") != ethertype:
             continue
         if not protocol_matches(e.get("protocol", "any"), proto):
             continue
         prefixes = e.get("destination" if direction == "egress" else "source") or []
-        if prefixes and not any(addr in ipaddress.ip_network(p) for p in prefixes):
+        if prefixes and host not in prefixes and not any(addr in network(p) for p in prefixes):
             continue
         if proto in (6, 17):
             lo, hi = e.get("destination_ports", [0, 65535])

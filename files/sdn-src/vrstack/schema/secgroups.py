@@ -56,7 +56,7 @@ def _remote(rule: JSON, addresses: dict[str, list[str]]) -> list[str] | None:
         return []
     version = 6 if rule["ethertype"] == "IPv6" else 4
     found = [a for a in addresses.get(rule["remote_group"], []) if _version(a) == version]
-    return sorted(set(found), key=found.index) or None
+    return list(dict.fromkeys(found)) or None  # each address once, in port order
 
 
 def _version(prefix: str) -> int:
