@@ -193,3 +193,43 @@ def test_a_group_allowing_http_from_one_prefix(lab: ComputeLab, vm_namespaces: l
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_a_default_group_lets_its_members_in_and_no_one_else(
+    lab: ComputeLab, vm_namespaces: list[str]
+) -> None:
+    """Neutron's default group: egress anywhere, ingress from the group's own members.
+    a and b are members, c has no group: a and b ping each other, c cannot reach them,
+    they can reach c (egress open; c unfiltered)."""
+    project = lab.create("project", {"name": "sgdefault"})
+    group = lab.create("security-group", {"name": "default", "parent_uuid": project["uuid"]})
+    rules = [{"direction": "egress"}, {"direction": "ingress", "remote_group": group["uuid"]}]
+    lab.api("PUT", f"/security-groups/{group['uuid']}", {"rules": rules, "description": "default"})
+    net = lab.create(
+        "virtual-network",
+        {"name": "green", "parent_uuid": project["uuid"], "subnets": [{"cidr": "198.18.71.0/24"}]},
+    )
+    vmis = {
+        n: lab.create(
+            "virtual-machine-interface",
+            {
+                "name": f"vm{n}-eth0",
+                "parent_uuid": project["uuid"],
+                "virtual_network": net["uuid"],
+                "virtual_router": lab.router["uuid"],
+                "fixed_ips": [{"ip_address": ip}],
+                "security_groups": [group["uuid"]] if n in "ab" else [],
+            },
+        )
+        for n, ip in ADDRESSES.items()
+    }
+
+    def members_known() -> bool:
+        acl = port_acl(lab, vmis["a"]["uuid"])
+        return bool(acl) and any(len(e["source"]) == 2 for e in acl["entries"])
+
+    wait_for(members_known, 15, "a's ACL listing both members")
+    a, b, c = (add_vm(lab, vm_namespaces, n, vmis[n]) for n in "abc")
+    assert pings(a, ADDRESSES["b"]) and pings(b, ADDRESSES["a"]), "members reach each other"
+    assert not pings(c, ADDRESSES["a"]), "a non-member does not get in"
+    assert pings(a, ADDRESSES["c"]), "egress is open and c is not filtered"

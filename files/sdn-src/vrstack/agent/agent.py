@@ -309,20 +309,25 @@ class Agent:
         subnets = [sub["cidr"] for sub in (net or {}).get("subnets", [])]
         action, why = decide(entries, subnets, sip, dip, proto, sport, dport)
         dst_port = self._port_with_ip(dip)
+        sg_drop = False
         if action == FORWARD:  # the policy allows it: then both ends' security groups
             sender = self.port_of_vif(t.vif)
             action, why = secgroups.decide(config, sender, dst_port, sip, dip, proto, dport)
+            sg_drop = action != FORWARD
         rvrf = self.vrfs.ids.get(dst_port.instance, t.vrf) if dst_port else t.vrf
         # The reverse flow first: a reply sent the moment the held packet is released
         # then finds its flow instead of trapping as a new one. If it finds no room, the
         # flow still gets its action (a reply then traps as a flow of its own).
+        # Groups are one-way: a flow they drop gets no reverse entry, so the other
+        # direction is decided when it starts (its reverse then takes this entry over).
         rindex: int | None = None
         try:
-            rindex = self.client.call(
-                Op.ADD, Obj.FLOW, FL_VRF=rvrf, FL_SIP=f["FL_DIP"], FL_DIP=f["FL_SIP"],
-                FL_PROTO=proto, FL_SPORT=dport, FL_DPORT=sport, FL_ACTION=action,
-                FL_RINDEX=t.flow,
-            ).attrs.get("FL_INDEX")  # fmt: skip
+            if not sg_drop:
+                rindex = self.client.call(
+                    Op.ADD, Obj.FLOW, FL_VRF=rvrf, FL_SIP=f["FL_DIP"], FL_DIP=f["FL_SIP"],
+                    FL_PROTO=proto, FL_SPORT=dport, FL_DPORT=sport, FL_ACTION=action,
+                    FL_RINDEX=t.flow,
+                ).attrs.get("FL_INDEX")  # fmt: skip
         except (DatapathError, OSError) as exc:
             self.flow_counters["flow_errors"] += 1
             log.warning("reverse flow install failed", extra={"error": str(exc)})
