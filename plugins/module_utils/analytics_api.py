@@ -9,9 +9,10 @@ pages. The HTTP part is one `post` callable, testable against a real collector.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
+
+from ansible_collections.vrstack.cloud.plugins.module_utils import api_client
 
 # (path, JSON body) -> (status, parsed body)
 Post = Callable[[str, Any], tuple[int, Any]]
@@ -20,50 +21,29 @@ Post = Callable[[str, Any], tuple[int, Any]]
 QUERY_KEYS = ("table", "select", "where", "since", "until", "group_by", "sort", "limit")
 
 
-class QueryError(Exception):
-    """The API refused the query or cannot be reached; `field` names the bad part."""
-
-    def __init__(self, message: str, status: int = 0, field_name: str = "") -> None:
-        super().__init__(message)
-        self.status = status
-        self.field_name = field_name
+class QueryError(api_client.Failure):
+    """The API refused the query or cannot be reached."""
 
 
 def open_url_poster(
     base_url: str, token: str, timeout: float = 30.0, validate_certs: bool = True
 ) -> Post:
-    """A `post` over Ansible's open_url (proxies, certificates) for the module."""
-    from urllib.error import HTTPError, URLError
-
-    from ansible.module_utils.urls import open_url  # only where Ansible is present
+    """A `post` over the modules' HTTP client (module_utils/api_client.py)."""
+    headers = {"X-Auth-Token": token} if token else {}
 
     def post(path: str, body: Any) -> tuple[int, Any]:
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if token:
-            headers["X-Auth-Token"] = token
+        url = base_url.rstrip("/") + path
         try:
-            resp = open_url(
-                base_url.rstrip("/") + path,
-                data=json.dumps(body),
-                method="POST",
-                headers=headers,
-                timeout=timeout,
-                validate_certs=validate_certs,
+            status, _hdrs, raw = api_client.request(
+                url, "POST", body, headers, timeout, validate_certs
             )
-            status, raw = resp.status, resp.read()
-        except HTTPError as exc:
-            status, raw = exc.code, exc.read()
-        except (URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
+        except api_client.Unreachable as exc:
             raise QueryError(
-                f"cannot reach the analytics API at {base_url}: {reason} "
+                f"cannot reach the analytics API at {base_url}: {exc} "
                 "(is vrstack-collector running on the analytics node? see "
                 "`systemctl status vrstack-collector`)"
             ) from None
-        try:
-            return status, json.loads(raw) if raw else None
-        except ValueError:
-            return status, raw.decode("utf-8", "replace")
+        return status, api_client.parsed(raw)
 
     return post
 

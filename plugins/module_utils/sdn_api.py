@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
+from ansible_collections.vrstack.cloud.plugins.module_utils import api_client
+
 # (method, path with query, JSON body or None, extra headers) -> (status, headers, body)
 Send = Callable[[str, str, Any, dict], tuple[int, dict, Any]]
 
@@ -28,50 +30,25 @@ _TYPE = re.compile(r"^[a-z][a-z-]*[a-z]$")
 RETRIES = 3
 
 
-class ApiError(Exception):
+class ApiError(api_client.Failure):
     """A request the API refused, or an API that cannot be reached."""
-
-    def __init__(self, message: str, status: int = 0, field_name: str = "") -> None:
-        super().__init__(message)
-        self.status = status
-        self.field_name = field_name
 
 
 def open_url_sender(
     base_url: str, token: str, timeout: float = 10.0, validate_certs: bool = True
 ) -> Send:
-    """A `send` over Ansible's open_url (proxies, certificates) for the module."""
-    from urllib.error import HTTPError, URLError
-
-    from ansible.module_utils.urls import open_url  # only where Ansible is present
+    """A `send` over the modules' HTTP client (module_utils/api_client.py)."""
 
     def send(method: str, path: str, body: Any, headers: dict) -> tuple[int, dict, Any]:
-        hdrs = {"X-Auth-Token": token, "Accept": "application/json", **headers}
-        data = None
-        if body is not None:
-            data = json.dumps(body)
-            hdrs["Content-Type"] = "application/json"
         url = base_url.rstrip("/") + path
+        hdrs = {"X-Auth-Token": token, **headers}
         try:
-            resp = open_url(
-                url,
-                data=data,
-                method=method,
-                headers=hdrs,
-                timeout=timeout,
-                validate_certs=validate_certs,
+            status, rhdrs, raw = api_client.request(
+                url, method, body, hdrs, timeout, validate_certs
             )
-            status, rhdrs, raw = resp.status, dict(resp.headers), resp.read()
-        except HTTPError as exc:
-            status, rhdrs, raw = exc.code, dict(exc.headers or {}), exc.read()
-        except (URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise ApiError(f"cannot reach the config API at {base_url}: {reason}") from None
-        try:
-            parsed = json.loads(raw) if raw else None
-        except ValueError:
-            parsed = raw.decode("utf-8", "replace")
-        return status, rhdrs, parsed
+        except api_client.Unreachable as exc:
+            raise ApiError(f"cannot reach the config API at {base_url}: {exc}") from None
+        return status, rhdrs, api_client.parsed(raw)
 
     return send
 

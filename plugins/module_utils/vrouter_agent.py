@@ -12,11 +12,12 @@ against a real agent and timed by bench/agent_info.py.
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
+
+from ansible_collections.vrstack.cloud.plugins.module_utils import api_client
 
 # path with query -> parsed JSON; raises AgentError
 Get = Callable[[str], Any]
@@ -25,36 +26,28 @@ SUBSETS = ("sessions", "config", "interfaces", "vrfs", "routes", "flows", "datap
 DEFAULT_SUBSETS = ("sessions", "config", "interfaces", "vrfs", "datapath")
 
 
-class AgentError(Exception):
+class AgentError(api_client.Failure):
     """The agent cannot be reached or refused a request."""
-
-    def __init__(self, message: str, status: int = 0) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 def open_url_getter(base_url: str, timeout: float = 10.0) -> Get:
-    """A `get` over Ansible's open_url (the module, the benchmark)."""
-    from urllib.error import HTTPError, URLError
-
-    from ansible.module_utils.urls import open_url  # only where Ansible is present
+    """A `get` over the modules' HTTP client (module_utils/api_client.py): the module, the benchmark."""
 
     def get(path: str) -> Any:
         url = base_url.rstrip("/") + path
         try:
-            raw = open_url(url, method="GET", timeout=timeout, validate_certs=False).read()
-        except HTTPError as exc:
-            body = exc.read().decode("utf-8", "replace")
-            with contextlib.suppress(ValueError, AttributeError):
-                body = json.loads(body).get("error", body)
-            raise AgentError(f"GET {path}: {exc.code}: {body}", exc.code) from None
-        except (URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
+            status, _hdrs, raw = api_client.request(url, timeout=timeout, validate_certs=False)
+        except api_client.Unreachable as exc:
             raise AgentError(
-                f"cannot reach the vrouter agent at {base_url}: {reason} "
+                f"cannot reach the vrouter agent at {base_url}: {exc} "
                 "(is vrstack-agent running? see `systemctl status vrstack-agent` and "
                 "`journalctl -u vrstack-agent`)"
             ) from None
+        if not 200 <= status < 300:
+            text = raw.decode("utf-8", "replace")
+            body = api_client.parsed(raw)
+            error = body.get("error", text) if isinstance(body, dict) else text
+            raise AgentError(f"GET {path}: {status}: {error}", status)
         try:
             return json.loads(raw)
         except ValueError:

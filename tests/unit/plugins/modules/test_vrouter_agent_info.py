@@ -214,6 +214,11 @@ async def test_reads_sessions_interfaces_routes_flows_and_datapath(
             await read(url, subsets=["flows"], flow_vrf="nope")
         with pytest.raises(vrouter_agent.AgentError, match=r"gather: unknown subset 'bogus'"):
             await read(url, subsets=["bogus"])
+        # An HTTP error names the path and the status.
+        get = vrouter_agent.open_url_getter(url, timeout=5)
+        with pytest.raises(vrouter_agent.AgentError, match=r"^GET /introspect/nope: 404: ") as err:
+            await asyncio.to_thread(get, "/introspect/nope")
+        assert err.value.status == 404
 
         proc.terminate()
         assert await asyncio.wait_for(proc.wait(), 15) == 0
