@@ -38,6 +38,7 @@ def request(
 ) -> tuple[int, dict[str, str], bytes]:
     """Status, headers and raw body of one request; `body` is sent as JSON."""
     from urllib.error import HTTPError, URLError
+    from urllib.request import Request, urlopen
 
     from ansible.module_utils.urls import open_url  # only where Ansible is present
 
@@ -47,14 +48,20 @@ def request(
         data = json.dumps(body)
         hdrs["Content-Type"] = "application/json"
     try:
-        resp = open_url(
-            url,
-            data=data,
-            method=method,
-            headers=hdrs,
-            timeout=timeout,
-            validate_certs=validate_certs,
-        )
+        if url.startswith("http://"):
+            # open_url builds a TLS context for every request, even without TLS: ~0.1 s
+            # each on a loaded host, which an agent read of 14 pages pays 14 times.
+            req = Request(url, data=data.encode() if data else None, method=method, headers=hdrs)
+            resp = urlopen(req, timeout=timeout)
+        else:
+            resp = open_url(
+                url,
+                data=data,
+                method=method,
+                headers=hdrs,
+                timeout=timeout,
+                validate_certs=validate_certs,
+            )
         return resp.status, dict(resp.headers), resp.read()
     except HTTPError as exc:
         return exc.code, dict(exc.headers or {}), exc.read()
