@@ -121,7 +121,7 @@ before = counters()
 conn = http.client.HTTPConnection(url.hostname, url.port or 80, timeout=30)
 conn.connect()
 sport = conn.sock.getsockname()[1]
-conn.request("GET", url.path or "/")
+conn.request("GET", (url.path or "/") + ("?" + url.query if url.query else ""))
 body = conn.getresponse().read().decode()
 conn.close()
 time.sleep(1)  # the closing segments
