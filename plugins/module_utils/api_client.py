@@ -37,8 +37,9 @@ def request(
     validate_certs: bool = True,
 ) -> tuple[int, dict[str, str], bytes]:
     """Status, headers and raw body of one request; `body` is sent as JSON."""
+    from http.client import HTTPConnection, HTTPException
     from urllib.error import HTTPError, URLError
-    from urllib.request import Request, urlopen
+    from urllib.parse import urlsplit
 
     from ansible.module_utils.urls import open_url  # only where Ansible is present
 
@@ -51,17 +52,26 @@ def request(
         if url.startswith("http://"):
             # open_url builds a TLS context for every request, even without TLS: ~0.1 s
             # each on a loaded host, which an agent read of 14 pages pays 14 times.
-            req = Request(url, data=data.encode() if data else None, method=method, headers=hdrs)
-            resp = urlopen(req, timeout=timeout)
-        else:
-            resp = open_url(
-                url,
-                data=data,
-                method=method,
-                headers=hdrs,
-                timeout=timeout,
-                validate_certs=validate_certs,
-            )
+            # Plain HTTP goes to a fabric address, never through a proxy.
+            parts = urlsplit(url)
+            conn = HTTPConnection(parts.hostname or "", parts.port or 80, timeout=timeout)
+            try:
+                path = (parts.path or "/") + ("?" + parts.query if parts.query else "")
+                conn.request(method, path, body=data.encode() if data else None, headers=hdrs)
+                answer = conn.getresponse()
+                return answer.status, dict(answer.getheaders()), answer.read()
+            except HTTPException as exc:
+                raise Unreachable(f"{type(exc).__name__}: {exc}") from None
+            finally:
+                conn.close()
+        resp = open_url(
+            url,
+            data=data,
+            method=method,
+            headers=hdrs,
+            timeout=timeout,
+            validate_certs=validate_certs,
+        )
         return resp.status, dict(resp.headers), resp.read()
     except HTTPError as exc:
         return exc.code, dict(exc.headers or {}), exc.read()
