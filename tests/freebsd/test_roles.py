@@ -30,14 +30,18 @@ PACKAGE_RCVARS = {"mysql-server": "mysql_enable"}
 
 
 def masked(text: str, run: harness.Run) -> str:
-    """Secrets (random per run), the run's directories and the version of the vrstack
-    wheel (a digest of files/sdn-src) replaced by stable names."""
+    """Secrets (random per run), certificates and keys, the run's directories and the
+    version of the vrstack wheel (a digest of files/sdn-src) replaced by stable names."""
     for name, value in sorted(run.secrets().items()):
         text = text.replace(str(value), f"<secret:{name}>")
     text = text.replace(str(run.workdir / "root"), "<root>")
     text = text.replace(str(run.workdir / "collections"), "<collections>")
     # The interpreter the harness forces (ansible_python_interpreter) and the checkout.
     text = text.replace(sys.executable, "<python>").replace(str(harness.REPO), "<repo>")
+    # Certificates and keys are made per run by the deployment CA (roles/pki).
+    text = re.sub(
+        r"-----BEGIN ([A-Z ]+)-----.*?-----END \1-----", r"<\1 made by this run>", text, flags=re.S
+    )
     return re.sub(
         r"\bvrstack-\d[\w.+]*?(?=-py3-none-any\.whl|\.dist-info)", "vrstack-<version>", text
     )

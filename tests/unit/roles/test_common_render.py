@@ -143,7 +143,8 @@ def test_freebsd_compute_values() -> None:
         "net.inet6.ip6.forwarding": 1,
     }
     assert r.var("__common_sysctl_file") == "/etc/sysctl.conf"
-    assert r.var("__common_loader_conf") == {"vmm_load": "YES", "nmdm_load": "YES"}
+    # vmm and nmdm are the libvirt role's (loaded now and at boot), not loader.conf's.
+    assert r.var("__common_loader_conf") == {}
     # ntpd is in the base system: no time package, unlike chrony on Debian.
     assert r.var("__common_packages") == ["ca_root_nss"]
     assert r.var("__common_time_sync") is True
