@@ -61,6 +61,10 @@ def up(a: argparse.Namespace) -> dict[str, Any]:
     if sh("ip", "link", "show", tap, check=False).returncode != 0:
         sh("ip", "link", "add", tap, "type", "veth", "peer", "name", "eth0", "netns", a.name)
     ns = ("ip", "-n", a.name)
+    # IPv4 only: no IPv6 neighbour or multicast-listener frames beside the test's own
+    # (the analytics check accounts for every frame the probe sends).
+    sh("ip", "netns", "exec", a.name, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1")
+    sh("ip", "netns", "exec", a.name, "sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1")
     sh(*ns, "link", "set", "eth0", "address", a.mac)
     sh(*ns, "addr", "replace", a.ip, "dev", "eth0")
     sh(*ns, "link", "set", "eth0", "up")
