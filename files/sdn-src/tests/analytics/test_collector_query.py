@@ -8,12 +8,12 @@ import ipaddress
 import json
 from collections import defaultdict
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
 from collectorkit import NOW, Client, flow, running_collector
+from conftest import StoreFactory
 
 from vrstack.analytics.query import parse
 
@@ -35,8 +35,9 @@ def dataset() -> list[dict[str, Any]]:
 
 
 @pytest_asyncio.fixture
-async def client(tmp_path: Path) -> AsyncIterator[Client]:
-    async with running_collector(tmp_path / "q.db") as run, Client(run.url) as c:
+async def client(make_store: StoreFactory) -> AsyncIterator[Client]:
+    """A collector with the data set, on each store (SQLite, MariaDB): same answers."""
+    async with running_collector(make_store()) as run, Client(run.url) as c:
         data = dataset()
         for start in range(0, N, 100):
             assert (await c.ingest("compute1", data[start : start + 100]))[0] == 200

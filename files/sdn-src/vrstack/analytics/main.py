@@ -7,16 +7,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import sys
+from pathlib import Path
 
 from ..config import auth
+from ..service import tls
 from ..service.daemon import serve
 from ..service.jsonlog import setup_logging
 from ..service.settings import ConfigError, Settings
 from .overview import fabric_from_settings
 from .records import KINDS
 from .server import Limits, Options, make_app
-from .store import Retention, StoreError
+from .store import AnalyticsStore, Retention, StoreError
 from .store_sqlite import SQLiteStore
 
 # Kept unless the config says otherwise: a day of flows, a week of the rest.
@@ -27,6 +30,70 @@ DEFAULT_RETENTION = {
     "ports": Retention(86_400, 1_000_000),
     "counters": Retention(7 * 86_400, 10_000_000),
 }
+
+
+SQLITE_KEYS = ("backend", "path", "synchronous", "query_timeout")
+MARIADB_KEYS = (
+    *("backend", "host", "port", "socket", "database", "user", "password", "password_file"),
+    *("tls", "connect_timeout", "query_timeout"),
+)
+_DB_NAME = re.compile(r"[A-Za-z0-9_]{1,64}")
+
+
+def store_from_settings(s: Settings) -> AnalyticsStore:
+    """`store.backend`: sqlite (default, one analytics node) or mariadb (a database
+    several collectors share; needs the `vrstack[mariadb]` extra, PyMySQL)."""
+    backend = s.get_choice("store.backend", ("sqlite", "mariadb"), "sqlite")
+    known = SQLITE_KEYS if backend == "sqlite" else MARIADB_KEYS
+    section = s.data.get("store")
+    for key in section if isinstance(section, dict) else ():
+        if key not in known:
+            raise s.error(f"store.{key}", f"is not a setting of the {backend} store")
+    query_timeout = s.get_float("store.query_timeout", 10.0)
+    if not 0.1 <= query_timeout <= 3600:
+        raise s.error("store.query_timeout", "must be between 0.1 and 3600 seconds")
+    if backend == "sqlite":
+        return SQLiteStore(
+            s.get_str("store.path"),
+            s.get_choice("store.synchronous", ("full", "normal"), "full").upper(),
+            query_timeout,
+        )
+    host, sock = s.get_str("store.host", ""), s.get_str("store.socket", "")
+    if bool(host) == bool(sock):
+        raise s.error("store.host", "give the server's host (and port) or a socket, not both")
+    database = s.get_str("store.database")
+    if not _DB_NAME.fullmatch(database):
+        raise s.error("store.database", "must be 1-64 letters, digits or _")
+    if s.get_str("store.password", "") and s.get_str("store.password_file", ""):
+        raise s.error("store.password_file", "give store.password or store.password_file")
+    password = s.get_str("store.password", "")
+    if s.get_str("store.password_file", ""):
+        path = s.get_str("store.password_file")
+        try:
+            password = Path(path).read_text().rstrip("\n")
+        except OSError as exc:
+            raise s.error("store.password_file", f"cannot read {path}: {exc.strerror}") from None
+    files = tls.client_files(s, "store.tls")
+    timeout = s.get_float("store.connect_timeout", 10.0)
+    if not 0.1 <= timeout <= 600:
+        raise s.error("store.connect_timeout", "must be between 0.1 and 600 seconds")
+    server_kw = {
+        "database": database,
+        "user": s.get_str("store.user"),
+        "password": password,
+        "host": host,
+        "port": s.get_int("store.port", 3306, low=1, high=65535),
+        "socket": sock,
+        "tls": tls.client_context(files) if files else None,
+        "connect_timeout": timeout,
+    }
+    try:  # an optional extra: only a shared store needs it
+        from .store_mariadb import MariaDBStore, Server
+    except ImportError as exc:
+        raise s.error(
+            "store.backend", f"mariadb needs PyMySQL: install vrstack[mariadb] ({exc})"
+        ) from None
+    return MariaDBStore(Server(**server_kw), query_timeout)
 
 
 def options_from_settings(s: Settings) -> Options:
@@ -93,11 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.load(args.config)
         setup_logging("vrstack-collector", settings.get_str("log.level", "info"))
-        store = SQLiteStore(
-            settings.get_str("store.path"),
-            settings.get_choice("store.synchronous", ("full", "normal"), "full").upper(),
-            settings.get_float("store.query_timeout", 10.0),
-        )
+        store = store_from_settings(settings)
         authenticator = auth.from_settings(settings)
         options = options_from_settings(settings)
         host = settings.get_str("listen.host", "127.0.0.1")

@@ -1,0 +1,231 @@
+"""The MariaDB store beyond what every store does (test_collector_query/_store run on
+both): several collectors on one database, kill -9 after an ack, resends stored once,
+retention in one collector only, the SQL dialect, and the config's store settings."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from collectorkit import Client, flow, running_collector
+from mariadbkit import MariaDB, store
+
+from vrstack.analytics.query import parse
+from vrstack.analytics.records import check_record
+from vrstack.analytics.sender import Sender
+from vrstack.analytics.store import Retention
+from vrstack.analytics.store_mariadb import Server, dialect
+from vrstack.config.testing import ADMIN_TOKEN, READER_TOKEN, SRC, Daemon
+
+MODULE = "vrstack.analytics.main"
+
+
+def test_dialect_adapts_only_what_differs() -> None:
+    body = {
+        "table": "flows",
+        "select": ["bucket(end,60)", "avg(bytes)", "sum(bytes)"],
+        "where": [{"field": "vrf", "value": "100% ?"}],
+        "since": 1.8e9,
+        "group_by": ["bucket(end,60)"],
+    }
+    sql, params = parse(body, 1.9e9).sql(7, by_time=False)
+    out = dialect(sql)
+    assert "?" not in out and out.count("%s") == sql.count("?")  # placeholders only
+    assert params[0] == "100% ?"  # the value stays a parameter, never SQL text
+    assert "rowid" not in out and '"seq"' not in out and "seq <= %s" in out
+    assert "+" not in out  # SQLite's index hints
+    assert 'CAST(FLOOR("end" / 60) AS SIGNED)' in out  # floor, as SQLite's CAST truncates
+    assert 'AVG(CAST("bytes" AS DOUBLE))' in out and 'SUM("bytes")' in out
+    assert dialect("SELECT 'a%b' FROM t") == "SELECT 'a%%b' FROM t"
+
+
+def rows(n: int, start: int = 0) -> list[tuple[Any, ...]]:
+    return [check_record(flow(i), "r")[1] for i in range(start, start + n)]
+
+
+@pytest.mark.asyncio
+async def test_two_collectors_share_one_database(mariadb: MariaDB) -> None:
+    """Two analytics nodes: each ingests its own sources, both answer for all of them."""
+    server = mariadb.new_database()
+    async with (
+        running_collector(store(server)) as a,
+        running_collector(store(server)) as b,
+        Client(a.url) as ca,
+        Client(b.url) as cb,
+    ):
+        # At the same time, several batches each: every record once, none lost.
+        async def send(c: Client, source: str, base: int) -> None:
+            for k in range(5):
+                batch = [flow(base + k * 40 + i) for i in range(40)]
+                assert await c.ingest(source, batch) == (200, {"accepted": 40, "duplicates": 0})
+
+        await asyncio.gather(send(ca, "compute1", 0), send(cb, "compute2", 1000))
+        for c in (ca, cb):
+            by_source = await c.query(
+                table="flows", select=["source", "count()", "sum(bytes)"], group_by=["source"]
+            )
+            assert by_source["items"] == [
+                {"source": "compute1", "count()": 200, "sum(bytes)": sum(range(1000, 1200))},
+                {"source": "compute2", "count()": 200, "sum(bytes)": sum(range(2000, 2200))},
+            ]
+            listed = await c.query_all(table="flows", select=["source", "id"], limit=33)
+            assert len({(i["source"], i["id"]) for i in listed}) == len(listed) == 400
+        # A batch resent to the other node (its answer was lost) is stored once.
+        resent = [flow(i) for i in range(40)]
+        assert await cb.ingest("compute1", resent) == (200, {"accepted": 0, "duplicates": 40})
+        assert (await ca.query(table="flows", select=["count()"]))["items"] == [{"count()": 400}]
+        assert (await a.collector.store.counts())["flows"] == 400
+        assert (await b.collector.store.counts())["flows"] == 400
+
+
+@pytest.mark.asyncio
+async def test_a_resent_batch_is_stored_once(mariadb: MariaDB) -> None:
+    s = store(mariadb.new_database())
+    await s.start()
+    try:
+        assert await s.commit("c1", {"flows": rows(50)}) == (50, 0)
+        assert await s.commit("c1", {"flows": rows(50)}) == (0, 50)
+        assert await s.commit("c1", {"flows": rows(50, 25)}) == (25, 25)  # half new
+        assert await s.commit("c2", {"flows": rows(10)}) == (10, 0)  # ids are per source
+        total = await s.select(parse({"table": "flows", "select": ["count()"]}, 0))
+        assert total["items"] == [{"count()": 85}]
+        assert (await s.counts())["flows"] == 85
+    finally:
+        await s.close()
+
+
+@pytest.mark.asyncio
+async def test_retention_runs_in_one_collector_only(mariadb: MariaDB) -> None:
+    server = mariadb.new_database()
+    first, second = store(server), store(server)
+    await first.start()
+    await second.start()
+    try:
+        assert await first.commit("c1", {"flows": rows(30)}) == (30, 0)
+        policy = {"flows": Retention(max_rows=10)}
+        assert await first.prune(policy, 0, 5) == {"flows": 5}  # it takes the lock
+        assert await second.prune(policy, 0, 5) == {"flows": 0}  # the other one waits
+        assert await first.prune(policy, 0, 100) == {"flows": 15}
+        await first.close()  # its lock goes with its connection
+        await second.commit("c1", {"flows": rows(5, 100)})
+        assert await second.prune(policy, 0, 100) == {"flows": 5}
+        assert (await second.counts())["flows"] == 10
+    finally:
+        await first.close()
+        await second.close()
+
+
+def daemon_config(server: Server, password_file: Path) -> dict[str, Any]:
+    return {
+        "listen": {"host": "127.0.0.1", "port": 0},
+        "store": {
+            "backend": "mariadb",
+            "host": server.host,
+            "port": server.port,
+            "database": server.database,
+            "user": server.user,
+            "password_file": str(password_file),
+        },
+        "auth": {"backend": "static", "admin_token": ADMIN_TOKEN, "reader_token": READER_TOKEN},
+    }
+
+
+@pytest.mark.asyncio
+async def test_kill9_after_ack_loses_nothing(mariadb: MariaDB, tmp_path: Path) -> None:
+    """vrstack-collector on MariaDB as a process: everything acknowledged before kill -9
+    is there after a restart, and the resends are counted as duplicates."""
+    server = mariadb.new_database()
+    secret = tmp_path / "db-password"
+    secret.write_text(server.password + "\n")
+    d = Daemon(MODULE, daemon_config(server, secret), tmp_path, "collector")
+    try:
+        d.start()
+    except BaseException:
+        d.kill()
+        raise
+    sender = Sender(
+        d.url, "compute1", ADMIN_TOKEN, batch_size=200, flush_interval=0.01, backoff_min=0.05
+    )
+    stop = asyncio.Event()
+    task = asyncio.ensure_future(sender.run(stop))
+    try:
+        for i in range(3000):
+            sender.emit("flow", **{k: v for k, v in flow(i).items() if k not in ("kind", "id")})
+            if i % 100 == 0:
+                await asyncio.sleep(0.005)
+        for _ in range(1000):  # until some, not all, are acknowledged
+            if sender.stats["sent"] >= 600:
+                break
+            await asyncio.sleep(0.01)
+        d.kill()
+        acked = sender.stats["sent"]
+        assert 600 <= acked < 3000, acked
+        d.start()
+        async with Client(d.url) as c:
+            stored = (await c.query(table="flows", select=["count()"]))["items"][0]["count()"]
+            assert acked <= stored <= 3000
+            sender.url = d.url + "/ingest/compute1"
+            assert await sender.flushed(30)
+            assert (await c.query(table="flows", select=["count()"]))["items"] == [
+                {"count()": 3000}
+            ]
+            assert sender.stats["sent"] + sender.stats["duplicates"] == 3000
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        d.kill()
+
+
+def run_main(tmp_path: Path, text: str) -> subprocess.CompletedProcess[str]:
+    path = tmp_path / "collector.yaml"
+    path.write_text(text + f"auth: {{admin_token: {ADMIN_TOKEN}}}\n")
+    return subprocess.run(
+        [sys.executable, "-m", MODULE, "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PYTHONPATH": str(SRC)},
+    )
+
+
+DB = "backend: mariadb, database: analytics, user: collector"
+
+
+@pytest.mark.parametrize(
+    ("store_yaml", "field"),
+    [
+        ("{backend: mysql, path: x.db}", "store.backend"),
+        ("{backend: mariadb, host: 127.0.0.1, user: u, password: p}", "store.database"),
+        ("{backend: mariadb, host: 127.0.0.1, database: a-b, user: u}", "store.database"),
+        ("{backend: mariadb, host: 127.0.0.1, database: a, password: p}", "store.user"),
+        (f"{{{DB}}}", "store.host"),
+        (f"{{{DB}, host: h, socket: /run/mysqld/mysqld.sock}}", "store.host"),
+        (f"{{{DB}, host: h, port: 0}}", "store.port"),
+        (f"{{{DB}, host: h, password: p, password_file: /x}}", "store.password_file"),
+        (f"{{{DB}, host: h, password_file: /no/such/file}}", "store.password_file"),
+        (f"{{{DB}, host: h, path: x.db}}", "store.path"),
+        (f"{{{DB}, host: h, tls: {{ca: /no/such/ca.pem}}}}", "store.tls.ca"),
+        (f"{{{DB}, host: h, query_timeout: 0}}", "store.query_timeout"),
+        ("{path: x.db, database: analytics}", "store.database"),
+    ],
+)
+def test_bad_store_settings_name_the_field(tmp_path: Path, store_yaml: str, field: str) -> None:
+    result = run_main(tmp_path, f"store: {store_yaml}\n")
+    assert result.returncode == 2, result.stderr
+    assert f"collector.yaml: {field}:" in result.stderr, result.stderr
+
+
+def test_a_server_it_cannot_use_exits_1(mariadb: MariaDB, tmp_path: Path) -> None:
+    server = mariadb.new_database()
+    wrong = (
+        f"store: {{backend: mariadb, host: 127.0.0.1, port: {server.port}, "
+        f"database: {server.database}, user: {server.user}, password: wrong}}\n"
+    )
+    result = run_main(tmp_path, wrong)
+    assert result.returncode == 1, result.stderr
+    assert f"127.0.0.1:{server.port}/{server.database}" in result.stderr
+    assert "Access denied" in result.stderr, result.stderr
