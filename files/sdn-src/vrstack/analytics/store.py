@@ -1,6 +1,6 @@
-"""What the collector needs from its storage. `store_sqlite.SQLiteStore` is the one built;
-a shared SQL server (MariaDB, PostgreSQL) for several analytics nodes would implement the
-same methods (see docs/sdn-analytics.md)."""
+"""What the collector needs from its storage: `store_sqlite.SQLiteStore` (one analytics
+node) and `store_mariadb.MariaDBStore` (one database several collectors share) implement
+it (see docs/sdn-analytics.md)."""
 
 from __future__ import annotations
 
