@@ -69,8 +69,33 @@ class MariaDB:
             timeout=120,
         )
 
+    def _certificates(self) -> None:
+        """A CA and a certificate for 127.0.0.1 (the server's TLS), and another CA."""
+        r = self.root
+
+        def openssl(*args: str) -> None:
+            subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+        for ca in ("ca", "other-ca"):
+            openssl(
+                *("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"),
+                *("-subj", f"/CN=vrstack test {ca}", "-keyout", f"{r}/{ca}.key"),
+                *("-out", f"{r}/{ca}.pem"),
+            )
+        (r / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+        openssl(
+            *("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1"),
+            *("-keyout", f"{r}/server.key", "-out", f"{r}/server.csr"),
+        )
+        openssl(
+            *("x509", "-req", "-in", f"{r}/server.csr", "-CA", f"{r}/ca.pem"),
+            *("-CAkey", f"{r}/ca.key", "-CAcreateserial", "-days", "2"),
+            *("-extfile", f"{r}/san.ext", "-out", f"{r}/server.pem"),
+        )
+
     def start(self, timeout: float = 60.0) -> None:
         self._install()
+        self._certificates()
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [
@@ -84,6 +109,9 @@ class MariaDB:
                     "--user=root",
                     "--innodb-buffer-pool-size=64M",
                     "--skip-name-resolve",
+                    f"--ssl-ca={self.root / 'ca.pem'}",
+                    f"--ssl-cert={self.root / 'server.pem'}",
+                    f"--ssl-key={self.root / 'server.key'}",
                 ],
                 stdout=log,
                 stderr=log,
@@ -117,15 +145,17 @@ class MariaDB:
         finally:
             db.close()
 
-    def new_database(self) -> Server:
-        """A fresh database and the collector's login to it (over TCP on loopback)."""
+    def new_database(self, user: str = USER, require_tls: bool = False) -> Server:
+        """A fresh database and a login to it over TCP on loopback (`require_tls`: a
+        user the server refuses without TLS)."""
         name = f"analytics{next(self._names)}"
+        require = " REQUIRE SSL" if require_tls else ""
         self.root_sql(
             f"CREATE DATABASE {name}",
-            f"CREATE USER IF NOT EXISTS '{USER}'@'127.0.0.1' IDENTIFIED BY '{PASSWORD}'",
-            f"GRANT ALL ON {name}.* TO '{USER}'@'127.0.0.1'",
+            f"CREATE USER IF NOT EXISTS '{user}'@'127.0.0.1' IDENTIFIED BY '{PASSWORD}'{require}",
+            f"GRANT ALL ON {name}.* TO '{user}'@'127.0.0.1'",
         )
-        return Server(database=name, user=USER, password=PASSWORD, host="127.0.0.1", port=self.port)
+        return Server(database=name, user=user, password=PASSWORD, host="127.0.0.1", port=self.port)
 
 
 def store(server: Server, query_timeout: float = 10.0) -> MariaDBStore:

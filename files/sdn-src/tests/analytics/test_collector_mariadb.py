@@ -1,6 +1,6 @@
 """The MariaDB store beyond what every store does (test_collector_query/_store run on
 both): several collectors on one database, kill -9 after an ack, resends stored once,
-retention in one collector only, the SQL dialect, and the config's store settings."""
+retention in one collector only, the SQL dialect, the config's store settings, TLS."""
 
 from __future__ import annotations
 
@@ -14,12 +14,14 @@ import pytest
 from collectorkit import Client, flow, running_collector
 from mariadbkit import MariaDB, store
 
+from vrstack.analytics.main import store_from_settings
 from vrstack.analytics.query import parse
 from vrstack.analytics.records import check_record
 from vrstack.analytics.sender import Sender
-from vrstack.analytics.store import Retention
+from vrstack.analytics.store import Retention, StoreError
 from vrstack.analytics.store_mariadb import Server, dialect
 from vrstack.config.testing import ADMIN_TOKEN, READER_TOKEN, SRC, Daemon
+from vrstack.service.settings import Settings
 
 MODULE = "vrstack.analytics.main"
 
@@ -91,6 +93,7 @@ async def test_a_resent_batch_is_stored_once(mariadb: MariaDB) -> None:
         assert await s.commit("c1", {"flows": rows(50)}) == (0, 50)
         assert await s.commit("c1", {"flows": rows(50, 25)}) == (25, 25)  # half new
         assert await s.commit("c2", {"flows": rows(10)}) == (10, 0)  # ids are per source
+        assert await s.commit("c2", {}) == (0, 0)  # an empty batch
         total = await s.select(parse({"table": "flows", "select": ["count()"]}, 0))
         assert total["items"] == [{"count()": 85}]
         assert (await s.counts())["flows"] == 85
@@ -229,3 +232,36 @@ def test_a_server_it_cannot_use_exits_1(mariadb: MariaDB, tmp_path: Path) -> Non
     assert result.returncode == 1, result.stderr
     assert f"127.0.0.1:{server.port}/{server.database}" in result.stderr
     assert "Access denied" in result.stderr, result.stderr
+
+
+def tls_settings(tmp_path: Path, server: Server, **tls: str) -> Settings:
+    store_section: dict[str, Any] = {
+        "backend": "mariadb",
+        "host": server.host,
+        "port": server.port,
+        "database": server.database,
+        "user": server.user,
+        "password": server.password,
+    }
+    if tls:
+        store_section["tls"] = tls
+    return Settings(str(tmp_path / "collector.yaml"), {"store": store_section})
+
+
+@pytest.mark.asyncio
+async def test_tls_to_the_server(mariadb: MariaDB, tmp_path: Path) -> None:
+    """`store.tls.ca`: a user the server only admits over TLS gets in, and the server's
+    certificate is checked: with another CA the store does not start. (Without
+    `store.tls`, PyMySQL 1.2 uses TLS when the server offers it, unverified.)"""
+    server = mariadb.new_database(user="tlsuser", require_tls=True)
+    s = store_from_settings(tls_settings(tmp_path, server, ca=str(mariadb.root / "ca.pem")))
+    await s.start()
+    try:
+        assert await s.commit("c1", {"flows": rows(3)}) == (3, 0)
+    finally:
+        await s.close()
+    other = tls_settings(tmp_path, server, ca=str(mariadb.root / "other-ca.pem"))
+    stranger = store_from_settings(other)
+    with pytest.raises(StoreError, match=r"CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
+        await stranger.start()
+    await stranger.close()

@@ -246,6 +246,8 @@ class MariaDBStore(AnalyticsStore):
 
     def _commit(self, cur: Any, source: str, rows: Rows) -> tuple[int, int]:
         tables = sorted(rows)  # the same lock order in every collector: no deadlocks
+        if not tables:  # an empty batch
+            return 0, 0
         marks = ", ".join("%s" for _ in tables)
         cur.execute(f"SELECT tbl FROM row_counts WHERE tbl IN ({marks}) FOR UPDATE", tables)
         total = inserted = 0
