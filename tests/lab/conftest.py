@@ -46,7 +46,8 @@ def member(admin: Cli, admin_env: dict[str, str]) -> Iterator[Cli]:
     cli = Cli(admin.client, env)
     for server in cli.ok("server", "list"):
         cli.run("server", "delete", "--wait", server["ID"], timeout=SERVER_TIMEOUT)
-    for kind in ("port", "router", "network", "security group"):
+    # (No routers: the cloud has no L3 service plugin yet, and Neutron answers 404.)
+    for kind in ("port", "network", "security group"):
         for obj in cli.ok(*kind.split(), "list"):
             if kind == "security group" and obj["Name"] == "default":
                 continue

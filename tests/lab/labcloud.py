@@ -63,8 +63,8 @@ def config_api_object(rtype: str, uuid: str) -> dict[str, Any] | None:
     secrets_file = yaml.safe_load((STATE / "secrets.yml").read_text())
     token = secrets_file["sdn_api_reader_token"]
     api = openrc_env(STATE / "openrc")["OS_AUTH_URL"].rsplit(":", 1)[0] + ":8082"
-    req = urllib.request.Request(f"{api}/{rtype}/{uuid}")
-    req.add_header("Authorization", f"Bearer {token}")
+    req = urllib.request.Request(f"{api}/{rtype}s/{uuid}")  # collections are plural
+    req.add_header("X-Auth-Token", token)
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return json.loads(resp.read())

@@ -27,7 +27,11 @@ def venv_python() -> str:
 
 def run_module(args: dict[str, Any], *, check: bool = False) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
-    env |= openrc_env(STATE / "openrc") | {"ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json"}
+    # Ad-hoc `ansible` loads a stdout callback only when told to.
+    env |= openrc_env(STATE / "openrc") | {
+        "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json",
+        "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
+    }
     cmd = [
         "ansible",
         "localhost",
