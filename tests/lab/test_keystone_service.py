@@ -25,7 +25,10 @@ def venv_python() -> str:
     return f"{venv}/bin/python"
 
 
-def run_module(args: dict[str, Any], *, check: bool = False) -> dict[str, Any]:
+def ansible_module(
+    args: dict[str, Any], *, check: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """The module run once by ad-hoc `ansible` on the deploy host, its result as JSON."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
     # Ad-hoc `ansible` loads a stdout callback only when told to.
     env |= openrc_env(STATE / "openrc") | {
@@ -33,25 +36,19 @@ def run_module(args: dict[str, Any], *, check: bool = False) -> dict[str, Any]:
         "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
     }
     cmd = [
-        "ansible",
-        "localhost",
-        "-i",
-        "localhost,",
-        "-c",
-        "local",
-        "-m",
-        "vrstack.cloud.keystone_service",
-        "-a",
-        json.dumps({"cloud": "envvars", **args}),
-        "-e",
-        f"ansible_python_interpreter={venv_python()}",
-        "--diff",
-    ]
+        "ansible", "localhost", "-i", "localhost,", "-c", "local",
+        "-m", "vrstack.cloud.keystone_service", "-a", json.dumps({"cloud": "envvars", **args}),
+        "-e", f"ansible_python_interpreter={venv_python()}", "--diff",
+    ]  # fmt: skip
     if check:
         cmd.append("--check")
-    out = subprocess.run(
+    return subprocess.run(
         cmd, env=env, text=True, capture_output=True, timeout=180, check=False, cwd=REPO
     )
+
+
+def run_module(args: dict[str, Any], *, check: bool = False) -> dict[str, Any]:
+    out = ansible_module(args, check=check)
     assert out.stdout, out.stderr
     result = json.loads(out.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
     assert out.returncode == 0, result.get("msg", out.stderr)
@@ -117,36 +114,11 @@ def test_registers_once_then_reports_no_change(
 
 
 def test_refuses_an_unknown_interface(service: str) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")} | openrc_env(
-        STATE / "openrc"
-    )
-    out = subprocess.run(
-        [
-            "ansible",
-            "localhost",
-            "-i",
-            "localhost,",
-            "-c",
-            "local",
-            "-m",
-            "vrstack.cloud.keystone_service",
-            "-a",
-            json.dumps(
-                {
-                    "cloud": "envvars",
-                    "service": {"name": service, "type": "x"},
-                    "endpoints": {"outside": "http://198.19.99.1:1"},
-                }
-            ),
-            "-e",
-            f"ansible_python_interpreter={venv_python()}",
-        ],
-        env=env,
-        text=True,
-        capture_output=True,
-        timeout=180,
-        check=False,
-        cwd=REPO,
+    out = ansible_module(
+        {
+            "service": {"name": service, "type": "x"},
+            "endpoints": {"outside": "http://198.19.99.1:1"},
+        }
     )
     assert out.returncode != 0
     assert "endpoints: outside is not one of public, internal, admin" in out.stdout
