@@ -1,26 +1,30 @@
 """The MariaDB store beyond what every store does (test_collector_query/_store run on
-both): several collectors on one database, kill -9 after an ack, resends stored once,
-retention in one collector only, the SQL dialect, the config's store settings, TLS."""
+both): several collectors on one database (records, statuses, alarms and the page's
+overview shared), kill -9 after an ack, resends stored once, retention in one collector
+only, the SQL dialect, the config's store settings, TLS."""
 
 from __future__ import annotations
 
 import asyncio
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from collectorkit import Client, flow, running_collector
+from collectorkit import Client, flow, running_collector, status
 from mariadbkit import MariaDB, store
 
 from vrstack.analytics.main import store_from_settings
+from vrstack.analytics.overview import Fabric, Node
 from vrstack.analytics.query import parse
 from vrstack.analytics.records import check_record
 from vrstack.analytics.sender import Sender
+from vrstack.analytics.server import Options
 from vrstack.analytics.store import Retention, StoreError
 from vrstack.analytics.store_mariadb import Server, dialect
-from vrstack.config.testing import ADMIN_TOKEN, READER_TOKEN, SRC, Daemon
+from vrstack.config.testing import ADMIN_TOKEN, READER_TOKEN, SRC, Daemon, wait_until
 from vrstack.service.settings import Settings
 
 MODULE = "vrstack.analytics.main"
@@ -82,6 +86,95 @@ async def test_two_collectors_share_one_database(mariadb: MariaDB) -> None:
         assert (await ca.query(table="flows", select=["count()"]))["items"] == [{"count()": 400}]
         assert (await a.collector.store.counts())["flows"] == 400
         assert (await b.collector.store.counts())["flows"] == 400
+
+
+FABRIC = Fabric(
+    "lab",
+    (
+        Node("ctl1", "rack1", "198.18.1.16", ("controller", "control", "analytics"), ()),
+        Node("cmp1", "rack1", "198.18.1.17", ("compute",), ("ctl1",)),
+    ),
+)
+
+
+@pytest.mark.asyncio
+async def test_two_collectors_share_status_and_alarms(mariadb: MariaDB) -> None:
+    """What one collector received or raised, the other answers at once: /status,
+    /alarms and /overview come from the store, not from what each process saw."""
+    server = mariadb.new_database()
+    options = Options(missed_intervals=2, alarm_interval=0.05, fabric=FABRIC)
+    async with (
+        running_collector(store(server), options) as a,
+        running_collector(store(server), options) as b,
+        Client(a.url) as ca,
+        Client(b.url) as cb,
+    ):
+
+        async def both(path: str) -> list[Any]:
+            answers = [await c.call("GET", path) for c in (ca, cb)]
+            assert [code for code, _ in answers] == [200, 200]
+            assert answers[0][1]["items"] == answers[1][1]["items"], path
+            return answers[1][1]["items"]  # type: ignore[no-any-return]
+
+        # An agent's status sent to A only: B lists it too, with no alarm.
+        assert (await ca.ingest("cmp1", [status("s1")]))[0] == 200
+        listed = await both("/status")
+        assert [(s["source"], s["state"], s["late"]) for s in listed] == [("cmp1", "up", False)]
+        assert await both("/alarms") == []
+        # The agent loses its control nodes (through A): B shows the same alarm.
+        lost = status(
+            "s2",
+            connections=[
+                {"type": "control", "name": "198.18.1.16", "state": "down"},
+                {"type": "control", "name": "198.18.2.16", "state": "connecting"},
+            ],
+        )
+        assert (await ca.ingest("cmp1", [lost]))[0] == 200
+        alarms = await both("/alarms")
+        assert [(x["id"], x["since"]) for x in alarms] == [
+            ("control-lost:cmp1:vrstack-agent", lost["ts"])
+        ]
+        # B's overview (the operator's page) draws the node with A's report and alarm.
+        code, view = await cb.call("GET", "/overview")
+        assert code == 200
+        node = next(n for r in view["racks"] for n in r["nodes"] if n["name"] == "cmp1")
+        assert node["alarms"] == 1 and [x["id"] for x in view["alarms"]] == [alarms[0]["id"]]
+        assert {(s["control"], s["state"]) for s in view["sessions"]} >= {("ctl1", "down")}
+        # A service reported down through A, then up through B: cleared on both.
+        down = status("d1", service="vrstack-api", state="down", connections=[])
+        assert (await ca.ingest("ctl1", [down]))[0] == 200
+        assert {x["id"] for x in await both("/alarms")} == {
+            "control-lost:cmp1:vrstack-agent",
+            "service-down:ctl1:vrstack-api",
+        }
+        assert (await cb.ingest("ctl1", [status("d2", service="vrstack-api", connections=[])]))[
+            0
+        ] == 200
+        assert (await ca.ingest("cmp1", [status("s3")]))[0] == 200
+        assert await both("/alarms") == []
+
+        # A service reporting every 0.2 s to B stops: both find it late with one alarm
+        # (timed from when it reached B), whichever collector's tick raised it.
+        quick = status("q1", service="vrstack-control", interval=0.2, connections=[])
+        assert (await cb.ingest("ctl1", [quick]))[0] == 200
+        sent = time.time()
+
+        async def late() -> list[Any]:
+            items = await both("/alarms")
+            return [x for x in items if x["type"] == "service-down"]
+
+        (alarm,) = await wait_until(late, timeout=10)
+        assert time.time() - sent >= 0.3 and alarm["source"] == "ctl1"
+        assert alarm["since"] <= sent + 0.4  # arrival + 2 intervals, by B's clock
+        lateness = {(s["service"], s["late"]) for s in await both("/status")}
+        assert ("vrstack-control", True) in lateness
+        # It reports again, to A: cleared on both.
+        again = status("q2", service="vrstack-control", interval=60, connections=[])
+        assert (await ca.ingest("ctl1", [again]))[0] == 200
+        assert await both("/alarms") == []
+        # Forgotten through A: gone from B.
+        assert (await ca.call("DELETE", "/status/ctl1/vrstack-control"))[0] == 204
+        assert [s["service"] for s in await both("/status")] == ["vrstack-agent", "vrstack-api"]
 
 
 @pytest.mark.asyncio

@@ -69,10 +69,15 @@ class AlarmBook:
         self.latest: dict[tuple[str, str], tuple[Status, float]] = {}
         self.active: dict[str, Alarm] = {}
 
-    def load(self, statuses: Iterable[Status], alarms: Iterable[Alarm], now: float) -> None:
-        """After a restart: services get `missed` intervals from now before they are late."""
-        for s in statuses:
-            self.latest[(s.source, s.service)] = (s, now)
+    def load(
+        self, statuses: Iterable[Status], alarms: Iterable[Alarm], restarted: float | None
+    ) -> None:
+        """Take the store's statuses and alarms. After a restart of the only collector
+        (`restarted` = now), services get `missed` intervals from then before they are
+        late; with a shared store (None) they keep the arrival time the store has."""
+        self.latest = {
+            (s.source, s.service): (s, s.seen if restarted is None else restarted) for s in statuses
+        }
         self.active = {a.key: a for a in alarms}
 
     def report(self, status: Status, now: float) -> None:

@@ -98,8 +98,22 @@ class Collector:
             )
         return b
 
+    async def load(self, starting: bool = False) -> None:
+        """The book from the store: when starting, and before every use with a shared
+        store (another collector may have received a status or raised an alarm).
+        Call with `alarm_lock` held."""
+        if starting or self.store.shared:
+            statuses, alarms = await self.store.statuses(), await self.store.alarms()
+            self.book.load(statuses, alarms, None if self.store.shared else time.time())
+
+    async def synced(self) -> AlarmBook:
+        async with self.alarm_lock:
+            await self.load()
+        return self.book
+
     async def refresh_alarms(self, only: set[tuple[str, str]] | None = None) -> None:
         async with self.alarm_lock:
+            await self.load()
             raised, cleared = self.book.evaluate(time.time(), only)
             for a in raised:
                 log.warning("alarm raised", extra={"event": "alarm_raised", **a.as_json()})
@@ -258,16 +272,16 @@ async def run_query(request: web.Request) -> web.Response:
     return web.json_response(page)
 
 
-def status_items(c: Collector, now: float) -> list[dict[str, Any]]:
+def status_items(book: AlarmBook, now: float) -> list[dict[str, Any]]:
     items = []
-    for s, seen in sorted(c.book.latest.values(), key=lambda x: (x[0].source, x[0].service)):
+    for s, seen in sorted(book.latest.values(), key=lambda x: (x[0].source, x[0].service)):
         items.append(
             {
                 "source": s.source,
                 "service": s.service,
                 "ts": s.ts,
                 "state": s.state,
-                "late": now > seen + c.book.missed * s.interval,
+                "late": now > seen + book.missed * s.interval,
                 "interval": s.interval,
                 "connections": s.connections,
                 "datapath": s.datapath,
@@ -278,7 +292,8 @@ def status_items(c: Collector, now: float) -> list[dict[str, Any]]:
 
 
 async def list_status(request: web.Request) -> web.Response:
-    return web.json_response({"items": status_items(request.app[COLLECTOR], time.time())})
+    book = await request.app[COLLECTOR].synced()
+    return web.json_response({"items": status_items(book, time.time())})
 
 
 async def forget_status(request: web.Request) -> web.Response:
@@ -292,13 +307,14 @@ async def forget_status(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-def alarm_items(c: Collector) -> list[dict[str, Any]]:
-    alarms = sorted(c.book.active.values(), key=lambda a: (a.since, a.key))
+def alarm_items(book: AlarmBook) -> list[dict[str, Any]]:
+    alarms = sorted(book.active.values(), key=lambda a: (a.since, a.key))
     return [a.as_json() for a in alarms]
 
 
 async def list_alarms(request: web.Request) -> web.Response:
-    return web.json_response({"items": alarm_items(request.app[COLLECTOR])})
+    book = await request.app[COLLECTOR].synced()
+    return web.json_response({"items": alarm_items(book)})
 
 
 async def get_overview(request: web.Request) -> web.Response:
@@ -312,8 +328,14 @@ async def get_overview(request: web.Request) -> web.Response:
             raise FieldError("overview", str(exc), 503) from None
         return answer["items"]  # type: ignore[no-any-return]
 
+    book = await c.synced()
     data = await overview.build(
-        c.options.fabric, status_items(c, now), alarm_items(c), select, c.options.page_window, now
+        c.options.fabric,
+        status_items(book, now),
+        alarm_items(book),
+        select,
+        c.options.page_window,
+        now,
     )
     return web.json_response(data)
 
@@ -382,7 +404,8 @@ def make_app(store: AnalyticsStore, auth: Authenticator, options: Options) -> we
     # and the background tasks below need the store open; they stop before it closes.
     async def store_ctx(_app: web.Application) -> Any:
         await store.start()
-        collector.book.load(await store.statuses(), await store.alarms(), time.time())
+        async with collector.alarm_lock:
+            await collector.load(starting=True)
         yield
         await store.close()
         await auth.close()  # e.g. Keystone's HTTP connections

@@ -39,6 +39,9 @@ class Status:
     connections: list[dict[str, str]]
     datapath: str
     detail: str
+    # When it arrived, by the receiving collector's clock: kept by shared stores, whose
+    # collectors must agree on lateness; 0 where the store does not keep it.
+    seen: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,10 @@ Rows = dict[str, list[tuple[Any, ...]]]  # table -> rows in column order, withou
 
 
 class AnalyticsStore(abc.ABC):
+    # Several collectors write to it: their statuses and alarms are read back from the
+    # store, not kept per process (a store only one collector uses keeps them in memory).
+    shared: bool = False
+
     @abc.abstractmethod
     async def start(self) -> None: ...
 

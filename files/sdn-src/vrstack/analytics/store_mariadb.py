@@ -19,6 +19,7 @@ import contextlib
 import json
 import re
 import ssl
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -68,7 +69,10 @@ SCHEMA = [
     source VARCHAR(128) {COLLATE} NOT NULL, service VARCHAR(64) {COLLATE} NOT NULL,
     ts DOUBLE NOT NULL, state VARCHAR(32) {COLLATE} NOT NULL, "interval" DOUBLE NOT NULL,
     connections MEDIUMTEXT {COLLATE} NOT NULL, datapath VARCHAR(32) {COLLATE} NOT NULL,
-    detail VARCHAR(1024) {COLLATE} NOT NULL, PRIMARY KEY (source, service)) ENGINE=InnoDB""",
+    detail VARCHAR(1024) {COLLATE} NOT NULL, seen DOUBLE NOT NULL DEFAULT 0,
+    PRIMARY KEY (source, service)) ENGINE=InnoDB""",
+    # Tables made before status_current kept when each status arrived.
+    "ALTER TABLE status_current ADD COLUMN IF NOT EXISTS seen DOUBLE NOT NULL DEFAULT 0",
     f"""CREATE TABLE IF NOT EXISTS alarms (
     "key" VARCHAR(255) {COLLATE} NOT NULL PRIMARY KEY, type VARCHAR(32) {COLLATE} NOT NULL,
     source VARCHAR(128) {COLLATE} NOT NULL, service VARCHAR(64) {COLLATE} NOT NULL,
@@ -78,15 +82,16 @@ SCHEMA = [
     n BIGINT NOT NULL) ENGINE=InnoDB""",
 ]
 
-# The newest status per (source, service); ts is assigned last because MariaDB evaluates
-# the assignments in order and later ones would see the new ts.
+# The newest status per (source, service) and when it arrived; ts is assigned last
+# because MariaDB evaluates the assignments in order and later ones would see the new ts.
 _KEEP = "VALUES(ts) >= ts"
 UPSERT_STATUS = (
     'INSERT INTO status_current (source, ts, service, state, "interval", connections, '
-    "datapath, detail) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON DUPLICATE KEY UPDATE "
+    "datapath, detail, seen) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+    "ON DUPLICATE KEY UPDATE "
     + ", ".join(
         f"{c} = IF({_KEEP}, VALUES({c}), {c})"
-        for c in ("state", '"interval"', "connections", "datapath", "detail", "ts")
+        for c in ("state", '"interval"', "connections", "datapath", "detail", "seen", "ts")
     )
 )
 
@@ -135,6 +140,8 @@ class Server:
 
 
 class MariaDBStore(AnalyticsStore):
+    shared = True
+
     def __init__(self, server: Server, query_timeout: float = 10.0) -> None:
         self.server = server
         self.query_timeout = query_timeout
@@ -259,7 +266,8 @@ class MariaDBStore(AnalyticsStore):
             inserted += added
             total += len(trows)
             if table == "status":
-                cur.executemany(UPSERT_STATUS, [(source, *r[1:]) for r in trows])
+                seen = time.time()  # this collector's clock, as alarms.conditions times it
+                cur.executemany(UPSERT_STATUS, [(source, *r[1:], seen) for r in trows])
         return inserted, total - inserted
 
     async def prune(self, policy: dict[str, Retention], now: float, batch: int) -> dict[str, int]:
@@ -313,8 +321,9 @@ class MariaDBStore(AnalyticsStore):
             if cleared:
                 cur.executemany('DELETE FROM alarms WHERE "key"=%s', [(a.key,) for a in cleared])
             if raised:
+                # Another collector may have raised it first: its `since` and reason stay.
                 cur.executemany(
-                    "REPLACE INTO alarms VALUES (%s, %s, %s, %s, %s, %s)",
+                    "INSERT IGNORE INTO alarms VALUES (%s, %s, %s, %s, %s, %s)",
                     [(a.key, a.type, a.source, a.service, a.since, a.reason) for a in raised],
                 )
 
@@ -350,12 +359,12 @@ class MariaDBStore(AnalyticsStore):
     async def statuses(self) -> list[Status]:
         def read(cur: Any) -> list[Status]:
             cur.execute(
-                'SELECT source, service, ts, state, "interval", connections, datapath, detail '
-                "FROM status_current ORDER BY source, service"
+                'SELECT source, service, ts, state, "interval", connections, datapath, detail, '
+                "seen FROM status_current ORDER BY source, service"
             )
             return [
-                Status(s, v, t, st, i, json.loads(c), d, x)
-                for s, v, t, st, i, c, d, x in cur.fetchall()
+                Status(s, v, t, st, i, json.loads(c), d, x, seen)
+                for s, v, t, st, i, c, d, x, seen in cur.fetchall()
             ]
 
         return await self._run(self._rpool, self._in_tx, True, read)
