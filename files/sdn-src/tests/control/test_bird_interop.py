@@ -4,6 +4,8 @@ The test makes a namespace and a veth pair on a /29 from 198.19.0.0/16, runs `bi
 inside with a static VPN route carrying our network's route target, and peers a control
 node with it. BIRD must receive our VM route (RD, route target, label, AS path) and
 our agent must receive BIRD's route in the network's instance; withdrawals go both ways.
+With a TCP MD5 password (BIRD's `password`), the same password establishes and another
+one gives no session.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ class BirdLab:
     def sh(self, *cmd: str) -> None:
         subprocess.run(cmd, check=True, capture_output=True, timeout=30)
 
-    def up(self, route_target: str) -> None:
+    def up(self, route_target: str, password: str = "") -> None:
         self.sh("ip", "netns", "add", self.ns)
         self.sh(
             "ip", "link", "add", self.veth + "a", "type", "veth", "peer", "name", self.veth + "b"
@@ -56,6 +58,7 @@ class BirdLab:
         self.sh(*inns, "ip", "link", "set", self.veth + "b", "up")
         self.sh(*inns, "ip", "link", "set", "lo", "up")
         _, asn, num = route_target.split(":")
+        password_line = f'\n  password "{password}";' if password else ""
         conf = self.workdir / "bird.conf"
         conf.write_text(
             f"""
@@ -72,7 +75,7 @@ protocol bgp vrstack {{
   local {self.bird} as {BIRD_AS};
   neighbor {self.ours} as 64512;
   passive on;
-  hold time 30;
+  hold time 30;{password_line}
   vpn4 mpls {{ table vpntab4; igp table master4; import all; export all; }};
 }}
 """
@@ -178,3 +181,40 @@ async def test_l3vpn_routes_both_ways_with_bird(cluster: Cluster, bird_lab: Bird
     await asyncio.to_thread(bird_lab.birdc, "disable", "gwvpn")
     await agent.wait_for(lambda s: "198.18.200.0/24" not in s.routes[inst], timeout=20)
     await agent.close()
+
+
+async def bird_protocol(lab: BirdLab) -> str:
+    return await asyncio.to_thread(lab.birdc, "show", "protocols", "vrstack")
+
+
+@pytest.mark.parametrize("ours", ["gw-md5-password-0001", "not-birds-password"])
+async def test_md5_password_with_bird(cluster: Cluster, bird_lab: BirdLab, ours: str) -> None:
+    c = cluster.client
+    project = await c.create("project", {"name": "demo"})
+    ri = await cluster.instance_of(await cluster.network(project, "blue", "198.18.10.0/24"))
+    await asyncio.to_thread(bird_lab.up, ri["route_target"], "gw-md5-password-0001")
+    await c.create(
+        "bgp-router",
+        {"name": "gw1", "address": bird_lab.bird, "asn": BIRD_AS, "role": "gateway"},
+    )
+    node = await cluster.start_node(
+        "ctl-a", bird_lab.ours, bgp_peer_passwords={bird_lab.bird: ours}
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        peers = node.introspect()["bgp_peers"]
+        if peers and peers[0]["state"] == "Established":
+            break
+        await asyncio.sleep(0.2)
+    peers = node.introspect()["bgp_peers"]
+    assert peers[0]["auth"] == "md5"
+    if ours == "gw-md5-password-0001":
+        assert peers[0]["state"] == "Established", peers
+        assert "Established" in await bird_protocol(bird_lab)
+        return
+    # Another password: no session on either side after many attempts, nothing crashed.
+    assert peers[0]["state"] != "Established" and peers[0]["flaps"] == 0, peers
+    assert "TCP MD5" in peers[0]["last_error"], peers
+    assert "Established" not in await bird_protocol(bird_lab)
+    assert bird_lab.proc is not None and bird_lab.proc.poll() is None
+    assert node.health()["bgp"] == "running"  # the speaker itself is up

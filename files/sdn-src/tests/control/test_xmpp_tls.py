@@ -1,13 +1,12 @@
 """XMPP over TLS between real agent sessions and a control node: routes flow over a
 verified (and, when configured, mutual) TLS stream; a certificate from another CA, no
 certificate, a wrong server name and a plain-TCP agent are refused, and the control node
-logs each refusal with the peer's address and the reason. Certificates are made here."""
+logs each refusal with the peer's address and the reason (another CA, none, expired,
+self-signed). Certificates come from pkikit's throwaway CA."""
 
 from __future__ import annotations
 
 import asyncio
-import datetime
-import ipaddress
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -18,10 +17,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from controlkit import Cluster, instance_name
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from pkikit import CA, Issued
 
 from vrstack.agent import main as agent_main
 from vrstack.agent.session import ControlSession
@@ -36,68 +32,6 @@ INSTANCE = "default-domain:demo:blue:blue"
 ROUTE = {"198.18.10.3/32": Nexthop("198.18.2.11", 17, 0, ("MPLSoUDP",))}
 
 
-# ---- a throwaway PKI ------------------------------------------------------------------
-
-
-@dataclass
-class Issued:
-    cert: Path
-    key: Path
-
-
-class CA:
-    """A CA that writes PEM files into `directory` and issues leaf certificates."""
-
-    def __init__(self, directory: Path, name: str) -> None:
-        self.dir = directory
-        self.name = name
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        self.cert = (
-            self._builder(subject, subject, self.key.public_key())
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .sign(self.key, hashes.SHA256())
-        )
-        self.path = directory / f"{name}.pem"
-        self.path.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
-
-    @staticmethod
-    def _builder(subject: x509.Name, issuer: x509.Name, public: Any) -> x509.CertificateBuilder:
-        now = datetime.datetime.now(datetime.UTC)
-        return (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(issuer)
-            .public_key(public)
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-        )
-
-    def issue(self, name: str, ips: tuple[str, ...] = (), server: bool = False) -> Issued:
-        key = ec.generate_private_key(ec.SECP256R1())
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        sans: list[x509.GeneralName] = [x509.DNSName(name)]
-        sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
-        usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
-        cert = (
-            self._builder(subject, self.cert.subject, key.public_key())
-            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-            .sign(self.key, hashes.SHA256())
-        )
-        issued = Issued(self.dir / f"{name}.crt", self.dir / f"{name}.key")
-        issued.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        issued.key.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-        return issued
-
-
 @dataclass
 class Pki:
     ca: CA
@@ -106,6 +40,8 @@ class Pki:
     compute1: Issued
     compute2: Issued
     rogue: Issued  # compute3, signed by `other`
+    expired: Issued  # compute5, from `ca` but expired yesterday
+    self_signed: Issued  # compute6, signed by its own key
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +55,8 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
         compute1=ca.issue("compute1"),
         compute2=ca.issue("compute2"),
         rogue=other.issue("compute3"),
+        expired=ca.issue("compute5", expired=True),
+        self_signed=ca.issue("compute6", self_signed=True),
     )
 
 
@@ -245,6 +183,33 @@ async def test_certificate_from_another_ca_is_refused_and_logged(
     await until(lambda: good.session.up)
     assert rogue.session.flaps == 0 and not rogue.session.up
     assert "refuse this agent's certificate" in bare.session.last_error
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("which", "words"),
+    [("expired", "certificate has expired"), ("self_signed", "self-signed certificate")],
+)
+async def test_expired_or_self_signed_agent_is_refused_and_logged(
+    pki: Pki,
+    mutual: ControlNode,
+    agents: Callable[..., Running],
+    caplog: pytest.LogCaptureFixture,
+    which: str,
+    words: str,
+) -> None:
+    caplog.set_level(logging.INFO)
+    issued: Issued = getattr(pki, which)
+    name = "compute5" if which == "expired" else "compute6"
+    run = agents(name, mutual.xmpp_port, agent_files(pki, issued))
+    await until(lambda: refusals(caplog) and run.session.last_error)
+    record = refusals(caplog)[0]
+    assert record.levelno == logging.WARNING
+    assert str(getattr(record, "addr", "")).startswith("127.0.0.1:"), record.__dict__
+    reason = str(getattr(record, "reason", ""))
+    assert reason.startswith("certificate not accepted") and words in reason, reason
+    assert name not in mutual.agents and not run.session.up
+    assert mutual.introspect()["agents_refused"] >= 1
 
 
 @pytest.mark.asyncio

@@ -17,10 +17,11 @@ from typing import Any
 from aiohttp import web
 
 from ..service import tls
-from ..service.daemon import add_background, add_health, serve
+from ..service.daemon import add_background, add_health
 from ..service.jsonlog import setup_logging
 from ..service.settings import ConfigError, Settings
 from ..status import agent_report, report
+from . import introspect
 from .agent import Agent, AgentSettings
 from .ports import Port, PortError
 from .program import Fabric
@@ -144,7 +145,8 @@ def _address(settings: Settings, field: str, value: str) -> str:
 
 
 def load(settings: Settings) -> tuple[AgentSettings, str, int]:
-    """Agent settings and the HTTP listen address, every field checked."""
+    """Agent settings and the HTTP listen address, every field checked (the listener's
+    TLS files too: `introspect.listener` reads them)."""
     controls = []
     items = settings.get_list("controls")
     if not 1 <= len(items) <= 2:
@@ -198,9 +200,8 @@ def load(settings: Settings) -> tuple[AgentSettings, str, int]:
             raise settings.error("config_api.url", "must be an http:// or https:// URL")
         if not agent.config_api_token:
             raise settings.error("config_api.token", "is required with config_api.url")
-    host = settings.get_str("listen.host", "127.0.0.1")
-    port = settings.get_int("listen.port", 8085, low=0, high=65535)
-    return agent, host, port
+    where = introspect.listener(settings)
+    return agent, where.host, where.port
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -209,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = Settings.load(args.config)
-        agent_settings, host, port = load(settings)
+        agent_settings = load(settings)[0]
+        where = introspect.listener(settings)
         level = settings.get_choice("log.level", ("debug", "info", "warning", "error"), "info")
         analytics = report.options(settings)
         flows = flow_options(settings)
@@ -219,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     setup_logging("vrstack-agent", level)
     try:
-        asyncio.run(serve(make_app(agent, analytics, flows), host, port, "vrstack-agent"))
+        asyncio.run(introspect.serve(make_app(agent, analytics, flows), where, "vrstack-agent"))
     except OSError as exc:
         print(f"vrstack-agent: cannot start: {exc}", file=sys.stderr)
         return 1

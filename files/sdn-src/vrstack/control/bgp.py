@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from . import bgp_codec as bc
+from . import tcp_md5
 
 log = logging.getLogger(__name__)
 MAX_NLRI_PER_UPDATE = 200  # 16 bytes each: well under the 4096-byte message limit
@@ -41,6 +43,8 @@ class PeerConfig:
     asn: int
     hold_time: int
     role: str  # "control-node" or "gateway"
+    # TCP MD5 (RFC 2385) password for this peer; "" for none. Kept out of repr and logs.
+    password: str = field(default="", repr=False)
 
 
 class RouteSink(Protocol):
@@ -75,6 +79,7 @@ class Peer:
             "port": c.port,
             "asn": c.asn,
             "role": c.role,
+            "auth": "md5" if c.password else "none",
             "state": self.state,
             "flaps": self.flaps,
             "established_at": self.established_at,
@@ -289,6 +294,7 @@ class BgpSpeaker:
         self.peers: dict[str, Peer] = {}  # by address
         self.exports: dict[tuple[str, str], Advert] = {}
         self.server: asyncio.Server | None = None
+        self._listener_keys: dict[str, str] = {}  # address -> MD5 password on the listener
         self.stopping = False
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -303,7 +309,23 @@ class BgpSpeaker:
             self._accept, self.address, self.port, reuse_address=True
         )
         self.port = self.server.sockets[0].getsockname()[1]
+        self._sync_listener_keys()
         log.info("bgp listening", extra={"address": self.address, "port": self.port})
+
+    def _sync_listener_keys(self) -> None:
+        """Put each peer's MD5 password on the listening socket; remove the stale ones."""
+        if self.server is None:
+            return
+        want = {a: p.config.password for a, p in self.peers.items() if p.config.password}
+        for addr in sorted(set(want) | set(self._listener_keys)):
+            if want.get(addr, "") == self._listener_keys.get(addr, ""):
+                continue
+            for sock in self.server.sockets:
+                tcp_md5.set_key(sock, addr, want.get(addr, ""))
+            if addr in want:
+                self._listener_keys[addr] = want[addr]
+            else:
+                del self._listener_keys[addr]
 
     async def stop(self) -> None:
         self.stopping = True
@@ -326,6 +348,7 @@ class BgpSpeaker:
                 peer = Peer(cfg)
                 self.peers[addr] = peer
                 peer.task = asyncio.ensure_future(self._connect_loop(peer))
+        self._sync_listener_keys()
 
     async def _remove_peer(self, peer: Peer, subcode: int) -> None:
         if self.peers.get(peer.config.address) is peer:
@@ -345,12 +368,18 @@ class BgpSpeaker:
                 peer.state = "Connect"
                 try:
                     reader, writer = await asyncio.wait_for(
-                        asyncio.open_connection(
-                            peer.config.address, peer.config.port, local_addr=(self.address, 0)
-                        ),
-                        self.connect_retry,
+                        self._connect(peer.config), self.connect_retry
                     )
-                except (OSError, TimeoutError) as exc:
+                except TimeoutError:
+                    peer.last_error = f"connect: no answer within {self.connect_retry:g}s"
+                    if peer.config.password:  # the kernel drops badly signed segments
+                        peer.last_error += " (or the peer's TCP MD5 password differs)"
+                    if not peer.sessions:
+                        peer.state = "Active"
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, self.connect_retry)
+                    continue
+                except OSError as exc:
                     peer.last_error = f"connect: {exc!r}"
                     if not peer.sessions:
                         peer.state = "Active"
@@ -364,6 +393,21 @@ class BgpSpeaker:
             # A session just ended: wait a little before reconnecting (idle hold).
             if not peer.sessions:
                 await asyncio.sleep(delay)
+
+    async def _connect(self, cfg: PeerConfig) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A connection from our address to the peer, its MD5 key set before the SYN."""
+        loop = asyncio.get_running_loop()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            sock.bind((self.address, 0))
+            if cfg.password:
+                tcp_md5.set_key(sock, cfg.address, cfg.password)
+            await loop.sock_connect(sock, (cfg.address, cfg.port))
+            return await asyncio.open_connection(sock=sock)
+        except BaseException:
+            sock.close()
+            raise
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         remote = writer.get_extra_info("peername")[0]

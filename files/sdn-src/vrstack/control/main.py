@@ -19,6 +19,7 @@ from ..service.daemon import add_background, add_health, serve
 from ..service.jsonlog import setup_logging
 from ..service.settings import ConfigError, Settings
 from ..status import report
+from . import tcp_md5
 from .node import CONFIG_TYPES, ControlNode, NodeSettings
 
 
@@ -83,6 +84,35 @@ def make_app(node: ControlNode, analytics: report.Options | None = None) -> web.
     return app
 
 
+def bgp_passwords(settings: Settings) -> tuple[str, dict[str, str]]:
+    """`bgp.password` (control nodes) and `bgp.peer_passwords` ({address: password})."""
+    password = settings.get_str("bgp.password", "")
+    raw = (settings.data.get("bgp") or {}).get("peer_passwords") or {}
+    if not isinstance(raw, dict):
+        raise settings.error("bgp.peer_passwords", "must be a mapping of peer address to password")
+    peers: dict[str, str] = {}
+    for addr, value in raw.items():
+        field = f"bgp.peer_passwords.{addr}"
+        try:
+            key = str(ipaddress.IPv4Address(str(addr)))
+        except ValueError:
+            raise settings.error(field, "the key must be a peer's IPv4 address") from None
+        if not isinstance(value, str):
+            raise settings.error(field, "must be a string")
+        peers[key] = value
+    checks = [("bgp.password", password)] if password else []
+    checks += [(f"bgp.peer_passwords.{a}", p) for a, p in peers.items()]
+    for field, value in checks:
+        why = tcp_md5.check_password(value)
+        if why:
+            raise settings.error(field, why)  # the value itself is never shown
+        if not tcp_md5.supported():
+            raise settings.error(
+                field, f"TCP MD5 on {sys.platform} needs setkey(8); see docs/security.md"
+            )
+    return password, peers
+
+
 def load(settings: Settings) -> tuple[NodeSettings, str, str, str, int]:
     """Node settings, the API URL and token, and the HTTP listen address, all checked."""
     url = settings.get_str("api.url")
@@ -103,6 +133,7 @@ def load(settings: Settings) -> tuple[NodeSettings, str, str, str, int]:
     if xmpp_tls is not None:
         ns.tls_cert, ns.tls_key, ns.tls_ca = xmpp_tls.cert, xmpp_tls.key, xmpp_tls.ca
         ns.tls_verify_client = xmpp_tls.verify_peer
+    ns.bgp_password, ns.bgp_peer_passwords = bgp_passwords(settings)
     ns.router_id = settings.get_str("bgp.router_id", ns.bgp_address)
     for field, value in (("bgp.address", ns.bgp_address), ("bgp.router_id", ns.router_id)):
         try:

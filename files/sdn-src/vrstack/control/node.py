@@ -16,7 +16,7 @@ import ipaddress
 import logging
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -55,6 +55,10 @@ class NodeSettings:
     bgp_address: str = "127.0.0.1"
     bgp_port: int = 179
     connect_retry: float = 5.0
+    # TCP MD5 passwords (docs/security.md): `bgp_password` for the other control nodes,
+    # `bgp_peer_passwords` by peer address (gateways; overrides bgp_password).
+    bgp_password: str = field(default="", repr=False)
+    bgp_peer_passwords: dict[str, str] = field(default_factory=dict, repr=False)
     xmpp_host: str = "127.0.0.1"
     xmpp_port: int = 5269
     xmpp_hold_time: float = 90.0
@@ -229,7 +233,15 @@ class ControlNode:
             if "inet-vpn" not in r.get("families", ["inet-vpn"]):
                 continue
             peers.append(
-                PeerConfig(r["name"], r["address"], r["port"], r["asn"], r["hold_time"], r["role"])
+                PeerConfig(
+                    r["name"],
+                    r["address"],
+                    r["port"],
+                    r["asn"],
+                    r["hold_time"],
+                    r["role"],
+                    password=self._bgp_password(r),
+                )
             )
         self._peers = peers
         gc = next((o for o in objs["global-config"].values() if o["name"] == "default"), None)
@@ -240,6 +252,16 @@ class ControlNode:
             if asn and asn != self.speaker.asn:
                 log.warning("AS number changed: restart the control node to use it")
             self.speaker.set_peers(peers)
+
+    def _bgp_password(self, router: JSON) -> str:
+        """A peer's own password, else the cluster's for control nodes (never for gateways:
+        an outside router gets a secret of its own)."""
+        own = self.s.bgp_peer_passwords.get(router["address"])
+        if own is not None:
+            return own
+        if router["role"] == "control-node":
+            return self.s.bgp_password
+        return ""
 
     def _index_config(self) -> None:
         """Group the mirrored objects by what links them to an agent (once per change)."""

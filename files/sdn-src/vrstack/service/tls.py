@@ -194,13 +194,29 @@ async def start_server(
     handshake_timeout: float = 10.0,
 ) -> asyncio.Server:
     """Like `asyncio.start_server(ssl=ctx)`, with `refused(peer, reason)` for failed handshakes."""
+
+    def streams() -> asyncio.Protocol:
+        return asyncio.StreamReaderProtocol(asyncio.StreamReader(), handler)
+
+    return await start_protocol_server(streams, host, port, ctx, refused, handshake_timeout)
+
+
+async def start_protocol_server(
+    factory: Callable[[], asyncio.BaseProtocol],
+    host: str,
+    port: int,
+    ctx: ssl.SSLContext,
+    refused: Refused,
+    handshake_timeout: float = 10.0,
+) -> asyncio.Server:
+    """`loop.create_server(factory, ssl=ctx)` that reports refused handshakes; any
+    protocol (an aiohttp server's `runner.server` too) gets the connection after TLS."""
     loop = asyncio.get_running_loop()
 
     async def upgrade(transport: asyncio.Transport) -> None:
         peer = transport.get_extra_info("peername") or ("?", 0)
         address = f"{peer[0]}:{peer[1]}"
-        reader = asyncio.StreamReader()
-        protocol = asyncio.StreamReaderProtocol(reader, handler)
+        protocol = factory()
         try:
             tls = await loop.start_tls(
                 transport,
@@ -216,7 +232,7 @@ async def start_server(
         if tls is None:  # the peer went away during the handshake
             refused(address, "connection closed during the handshake")
             return
-        protocol.connection_made(tls)  # creates the writer and runs `handler`
+        protocol.connection_made(tls)  # e.g. creates the writer and runs `handler`
 
     return await loop.create_server(
         lambda: _Paused(upgrade), host, port, reuse_address=True, start_serving=True
@@ -242,5 +258,6 @@ __all__ = [
     "refusal_reason",
     "server_context",
     "server_files",
+    "start_protocol_server",
     "start_server",
 ]
