@@ -394,6 +394,32 @@ FLOATING_IP = Resource(
     example={"name": "fip1"},
 )
 
+# ---- logical-router -------------------------------------------------------------------
+
+ROUTER_INTERFACE = Obj(
+    doc="A network the router joins (Neutron: a router interface on one of its subnets)",
+    fields={
+        "virtual_network": Ref(target="virtual-network", required=True),
+        "subnet_cidr": CIDR(doc="Only this subnet of the network; default: all of them"),
+        "port": Str(doc="Id of the interface's port where it came from (Neutron's)", max_len=36),
+    },
+)
+
+LOGICAL_ROUTER = Resource(
+    "logical-router",
+    "A project's router: the networks of its interfaces reach each other (route leaking "
+    "and ACL entries, like a policy that passes everything between them); with an "
+    "external gateway, they also learn the external network's routes (floating IPs).",
+    {
+        "interfaces": ListOf(item=ROUTER_INTERFACE, max_items=256, unique=True, default=list),
+        "external_gateway": Ref(
+            target="virtual-network", doc="An external network: floating IPs' way out"
+        ),
+    },
+    parent="project",
+    example={"name": "r1"},
+)
+
 # ---- virtual-router / bgp-router ---------------------------------------------------------
 
 VIRTUAL_ROUTER = Resource(
@@ -537,6 +563,7 @@ RESOURCES: dict[str, Resource] = {
         VIRTUAL_MACHINE_INTERFACE,
         INSTANCE_IP,
         FLOATING_IP,
+        LOGICAL_ROUTER,
         VIRTUAL_ROUTER,
         BGP_ROUTER,
         SERVICE_HEALTH,

@@ -30,6 +30,7 @@ from typing import Any
 from . import ipam
 from .fields import CIDR, IP, MAC, Bool, Enum, FieldError, Int, Ref, Str
 from .model import NAME, RESOURCES, Resource, refs_of
+from .routers import check_router
 from .store import JSON, KV, Conflict, Event, Store
 
 MAX_RETRIES = 30
@@ -405,6 +406,8 @@ class ConfigDB:
                     obj["fixed_ip_address"] = fixed[0]
                 elif obj.get("fixed_ip_address") not in fixed:
                     raise FieldError("fixed_ip_address", "is not one of the port's fixed IPs")
+        if res.name == "logical-router":
+            check_router(obj, targets)
         if res.name == "instance-ip" and "virtual_machine_interface" in obj:
             port = targets[obj["virtual_machine_interface"]]
             if port["virtual_network"] != obj["virtual_network"]:

@@ -10,6 +10,9 @@ Route leaking: network S imports network D's route target when the policies atta
 to S *and* the policies attached to D both let traffic go from S to D: for every pair
 of networks, the first rule (in attachment order, then rule order) naming the pair
 decides, `pass` allows, `deny` does not; direction `both` covers D to S as well.
+Logical routers add to this (`routers.py`): the networks on one router import each
+other's targets and get ACL entries passing everything between them, after the
+policies' entries.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+
+from .routers import gateways, joined, router_entries
 
 JSON = dict[str, Any]
 
@@ -104,8 +109,10 @@ def compile_config(
     networks: dict[str, JSON],
     policies: dict[str, JSON],
     routing_instances: dict[str, JSON],
+    routers: dict[str, JSON] | None = None,
 ) -> dict[str, Derived]:
-    """Desired derived objects per network uuid."""
+    """Desired derived objects per network uuid (`routers`: the logical routers)."""
+    routers = routers or {}
     if global_config is None:
         raise NotReady("no global-config named default yet")
     asn = global_config["asn"]
@@ -148,12 +155,14 @@ def compile_config(
         return f"target:{asn}:{rt_of[uid]}"
 
     pairs = {uid: allowed_pairs(vn, policies) for uid, vn in networks.items()}
+    peers, outside = joined(routers, networks), gateways(routers, networks)
     out: dict[str, Derived] = {}
     for uid, vn in networks.items():
         imports = {target(uid)}
         for src, dst in pairs[uid]:
             if src == uid and dst in networks and (src, dst) in pairs[dst]:
                 imports.add(target(dst))
+        imports.update(target(peer) for peer in peers.get(uid, set()) | outside.get(uid, set()))
         ri = {
             "route_target": target(uid),
             "import_targets": sorted(imports),
@@ -162,6 +171,7 @@ def compile_config(
             "forwarding_mode": vn["forwarding_mode"],
             "subnets": [s["cidr"] for s in vn.get("subnets", [])],
         }
-        acl = {"entries": acl_entries(vn, policies, networks)}
+        entries = acl_entries(vn, policies, networks) + router_entries(uid, routers, networks)
+        acl = {"entries": entries}
         out[uid] = Derived(uid, vn["name"], ri, acl)
     return out

@@ -33,6 +33,7 @@ INPUTS = (
     "network-policy",
     "security-group",
     "virtual-machine-interface",
+    "logical-router",
 )
 OUTPUTS = ("routing-instance", "access-control-list")
 HEALTH = "service-health"
@@ -69,7 +70,11 @@ class SchemaTransformer:
         gc = next((o for o in objs["global-config"].values() if o["name"] == "default"), None)
         try:
             desired = compile_config(
-                gc, objs["virtual-network"], objs["network-policy"], objs["routing-instance"]
+                gc,
+                objs["virtual-network"],
+                objs["network-policy"],
+                objs["routing-instance"],
+                objs["logical-router"],
             )
         except NotReady as exc:
             self.last_error = str(exc)
