@@ -1,0 +1,151 @@
+"""The `vrstack_l3` service plugin inside Neutron (Neutron's own ML2 and L3 test bases:
+the API, ML2 with the `vrstack` driver, the L3 DB, IPAM, in-memory SQLite) writing to a
+real `vrstack-api` process: routers and floating IPs land in the config API, and a
+refusal there reaches the user with nothing left behind in Neutron."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import pytest
+from neutron.tests.unit.api import test_extensions
+from neutron.tests.unit.extensions import test_l3
+from neutron.tests.unit.plugins.ml2 import test_plugin
+from neutron_lib import constants as n_const
+from neutron_lib.api.definitions import portbindings
+from neutron_lib.plugins import constants as plugin_constants
+from neutron_lib.plugins import directory
+from oslo_config import cfg
+from test_ml2 import api_call, revision
+
+from vrstack.config.testing import ADMIN_TOKEN, Daemon
+from vrstack.openstack import l3, mapping, ml2
+
+
+class TestVrstackL3(test_l3.L3NatTestCaseMixin, test_plugin.Ml2PluginV2TestCase):
+    _mechanism_drivers: ClassVar[list[str]] = ["vrstack"]
+    l3_plugin = "vrstack_l3"  # by its entry point, as neutron.conf names it
+    cfgapi: Daemon
+
+    @pytest.fixture(autouse=True)
+    def _api(self, config_api: Daemon) -> None:
+        self.cfgapi = config_api
+
+    def preSetUp(self) -> None:
+        cfg.CONF.set_override("api_url", self.cfgapi.url, ml2.GROUP)
+        cfg.CONF.set_override("api_token", ADMIN_TOKEN, ml2.GROUP)
+        cfg.CONF.set_override("timeout", 5.0, ml2.GROUP)
+        cfg.CONF.set_override("resync_interval", 0, ml2.GROUP)
+
+    def setUp(self) -> None:
+        super().setUp()
+        # The L3 mixin's helpers post to the router API through ext_api.
+        self.ext_api = test_extensions.setup_extensions_middleware(test_l3.L3TestExtensionManager())
+
+    @property
+    def l3(self) -> l3.VrstackL3Plugin:
+        plugin: l3.VrstackL3Plugin = directory.get_plugin(plugin_constants.L3)
+        return plugin
+
+    def get(self, path: str) -> Any:
+        return api_call(self.cfgapi, "GET", path)
+
+    def network_with_subnet(self, cidr: str, external: bool = False) -> tuple[str, str]:
+        net = self._make_network(self.fmt, f"net-{cidr[:-3]}", True, as_admin=True)["network"]
+        sub = self._make_subnet(self.fmt, {"network": net}, cidr[:-4] + "1", cidr)["subnet"]
+        if external:
+            self._set_net_external(net["id"])
+        return net["id"], sub["id"]
+
+    def test_the_plugin_is_loaded_by_its_entry_point(self) -> None:
+        assert isinstance(self.l3, l3.VrstackL3Plugin)
+
+    def test_a_router_joins_its_subnets_and_keeps_its_gateway(self) -> None:
+        a, sub_a = self.network_with_subnet("198.18.80.0/24")
+        b, sub_b = self.network_with_subnet("198.18.81.0/24")
+        ext, _ = self.network_with_subnet("198.18.90.0/24", external=True)
+        router = self._make_router(self.fmt, self._project_id)["router"]
+        rid = router["id"]
+        lr = self.get(f"/logical-routers/{rid}")
+        assert lr["fq_name"] == [mapping.project_uuid(self._project_id), rid]
+        assert lr["interfaces"] == [] and "external_gateway" not in lr
+
+        got_a = self._router_interface_action("add", rid, sub_a, None)
+        self._router_interface_action("add", rid, sub_b, None)
+        lr = self.get(f"/logical-routers/{rid}")
+        assert sorted((i["virtual_network"], i["subnet_cidr"]) for i in lr["interfaces"]) == [
+            (a, "198.18.80.0/24"),
+            (b, "198.18.81.0/24"),
+        ]
+        # The interface port is Neutron's own: gateway address, never bound, not a VMI.
+        port = self._show("ports", got_a["port_id"], as_admin=True)["port"]
+        assert port["device_owner"] == n_const.DEVICE_OWNER_ROUTER_INTF
+        assert port["fixed_ips"][0]["ip_address"] == "198.18.80.1"
+        assert port[portbindings.VIF_TYPE] == portbindings.VIF_TYPE_UNBOUND
+        assert self.get(f"/virtual-machine-interfaces/{port['id']}") is None
+
+        self._add_external_gateway_to_router(rid, ext)
+        assert self.get(f"/logical-routers/{rid}")["external_gateway"] == ext
+        self._remove_external_gateway_from_router(rid, ext)
+        assert "external_gateway" not in self.get(f"/logical-routers/{rid}")
+
+        self._router_interface_action("remove", rid, sub_b, None)
+        lr = self.get(f"/logical-routers/{rid}")
+        assert [i["virtual_network"] for i in lr["interfaces"]] == [a]
+        self._router_interface_action("remove", rid, sub_a, None)
+        self._delete("routers", rid)
+        assert self.get(f"/logical-routers/{rid}") is None
+
+    def test_a_floating_ip_follows_its_port(self) -> None:
+        ext, _ = self.network_with_subnet("198.18.91.0/24", external=True)
+        net, sub = self.network_with_subnet("198.18.82.0/24")
+        router = self._make_router(
+            self.fmt, self._project_id, external_gateway_info={"network_id": ext}
+        )["router"]
+        self._router_interface_action("add", router["id"], sub, None)
+        port = self._make_port(self.fmt, net, fixed_ips=[{"subnet_id": sub}])["port"]
+        fixed = port["fixed_ips"][0]["ip_address"]
+
+        fip = self._make_floatingip(self.fmt, ext, port_id=port["id"])["floatingip"]
+        have = self.get(f"/floating-ips/{fip['id']}")
+        assert have["floating_ip_address"] == fip["floating_ip_address"]
+        assert have["floating_network"] == ext
+        assert (have["virtual_machine_interface"], have["fixed_ip_address"]) == (port["id"], fixed)
+
+        self._update("floatingips", fip["id"], {"floatingip": {"port_id": None}})
+        have = self.get(f"/floating-ips/{fip['id']}")
+        assert "virtual_machine_interface" not in have and "fixed_ip_address" not in have
+        self._update("floatingips", fip["id"], {"floatingip": {"port_id": port["id"]}})
+        assert self.get(f"/floating-ips/{fip['id']}")["virtual_machine_interface"] == port["id"]
+
+        # Deleting the port lets go of its floating IP first, so its VMI can go too.
+        self._delete("ports", port["id"])
+        assert "virtual_machine_interface" not in self.get(f"/floating-ips/{fip['id']}")
+        assert self.get(f"/virtual-machine-interfaces/{port['id']}") is None
+        self._delete("floatingips", fip["id"])
+        assert self.get(f"/floating-ips/{fip['id']}") is None
+
+    def test_a_refusal_reaches_the_user_and_neutron_keeps_nothing(self) -> None:
+        ext, _ = self.network_with_subnet("198.18.92.0/24", external=True)
+        # The config API already holds 198.18.92.50 (another writer's address).
+        api_call(
+            self.cfgapi,
+            "POST",
+            "/instance-ips",
+            {"name": "held", "virtual_network": ext, "ip_address": "198.18.92.50"},
+        )
+        before = revision(self.cfgapi)
+        res = self._create_floatingip(self.fmt, ext, floating_ip="198.18.92.50", as_admin=True)
+        assert res.status_int == 409, res.body
+        assert b"198.18.92.50 is in use" in res.body
+        assert self._list("floatingips")["floatingips"] == []
+        assert revision(self.cfgapi) == before
+
+        self.l3.backend.api.token = "wrong-token"
+        try:
+            res = self._create_router(self.fmt, self._project_id)
+            assert res.status_int == 503, res.body
+            assert b"vrstack config API failed on router" in res.body
+        finally:
+            self.l3.backend.api.token = ADMIN_TOKEN
+        assert self._list("routers")["routers"] == []

@@ -1,0 +1,247 @@
+"""Neutron L3 service plugin `vrstack_l3`: routers and floating IPs -> the config API.
+
+Neutron's own L3 DB mixin keeps the database, IPAM and quotas (router ports, gateway
+ports, floating addresses); this plugin mirrors each change into the config API as a
+`logical-router` (uuid = name = the router id) or a `floating-ip` (uuid = name = the
+floating IP id), and undoes the Neutron change when the config API refuses, so the user
+sees the error and nothing stays half-written. There is no L3 agent: the vrouter agent
+on each compute is the gateway of every subnet and does the floating IPs' NAT, so
+Neutron's router ports (`network:router_interface`, `network:router_gateway`,
+`network:floatingip`) are never bound to a host.
+
+    [DEFAULT]
+    service_plugins = vrstack_l3
+    (the [ml2_vrstack] settings of the ML2 driver give the config API's URL and token)
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from neutron.db import l3_db
+from neutron.db.models import l3 as l3_models
+from neutron.quota import resource_registry
+from neutron_lib import constants as n_const
+from neutron_lib.api.definitions import l3 as l3_apidef
+from neutron_lib.plugins import constants as plugin_constants
+from neutron_lib.plugins import directory
+from neutron_lib.services import base as service_base
+from oslo_config import cfg
+from oslo_log import log as logging
+
+from . import mapping, ml2
+from .configapi import ApiError, SyncConfigClient
+
+LOG = logging.getLogger(__name__)
+JSON = dict[str, Any]
+# Fields a change may remove (a gateway cleared, a floating IP disassociated): the
+# shared `Backend.put` only compares the fields it sends.
+CLEARABLE = ("external_gateway", "virtual_machine_interface", "fixed_ip_address")
+
+
+def router_body(router: JSON, interfaces: list[JSON]) -> JSON:
+    """The `logical-router` for a Neutron router and its interface ports' fixed IPs
+    (each {network_id, subnet_cidr, port_id})."""
+    body: JSON = {
+        "uuid": router["id"],
+        "name": router["id"],
+        "parent_uuid": mapping.project_uuid(router["project_id"]),
+        "interfaces": [
+            {
+                "virtual_network": i["network_id"],
+                "subnet_cidr": i["subnet_cidr"],
+                "port": i["port_id"],
+            }
+            for i in interfaces
+        ],
+    }
+    gateway = router.get("external_gateway_info") or {}
+    if gateway.get("network_id"):
+        body["external_gateway"] = gateway["network_id"]
+    return body
+
+
+def floating_ip_body(fip: JSON) -> JSON:
+    body: JSON = {
+        "uuid": fip["id"],
+        "name": fip["id"],
+        "parent_uuid": mapping.project_uuid(fip["project_id"]),
+        "floating_network": fip["floating_network_id"],
+        "floating_ip_address": fip["floating_ip_address"],
+    }
+    if fip.get("port_id"):
+        body["virtual_machine_interface"] = fip["port_id"]
+        body["fixed_ip_address"] = fip["fixed_ip_address"]
+    return body
+
+
+class VrstackL3Plugin(service_base.ServicePluginBase, l3_db.L3_NAT_dbonly_mixin):  # type: ignore[misc]
+    """Routers and floating IPs in Neutron's database, mirrored to the config API."""
+
+    supported_extension_aliases: ClassVar[list[str]] = [l3_apidef.ALIAS]
+    __native_pagination_support = True
+    __native_sorting_support = True
+
+    @resource_registry.tracked_resources(router=l3_models.Router, floatingip=l3_models.FloatingIP)
+    def __init__(self) -> None:
+        super().__init__()
+        conf = cfg.CONF[ml2.GROUP]
+        self.backend = ml2.Backend(SyncConfigClient(conf.api_url, conf.api_token, conf.timeout))
+
+    @classmethod
+    def get_plugin_type(cls) -> str:
+        return str(plugin_constants.L3)
+
+    def get_plugin_description(self) -> str:
+        return "vrstack routers and floating IPs (the vrouter agents route and NAT)"
+
+    # ---- the config API side ---------------------------------------------------------
+
+    def _interfaces(self, context: Any, router_id: str) -> list[JSON]:
+        core = directory.get_plugin()
+        ports = core.get_ports(
+            context.elevated(),
+            filters={
+                "device_id": [router_id],
+                "device_owner": [n_const.DEVICE_OWNER_ROUTER_INTF],
+            },
+        )
+        out = []
+        for port in sorted(ports, key=lambda p: p["id"]):
+            for ip in port["fixed_ips"]:
+                subnet = core.get_subnet(context.elevated(), ip["subnet_id"])
+                out.append(
+                    {
+                        "network_id": port["network_id"],
+                        "subnet_cidr": subnet["cidr"],
+                        "port_id": port["id"],
+                    }
+                )
+        return out
+
+    def _push_router(self, context: Any, router_id: str) -> None:
+        router = self.get_router(context.elevated(), router_id)
+        body = router_body(router, self._interfaces(context, router_id))
+        self.backend.ensure_project(router["project_id"])
+        self._put("logical-router", body)
+
+    def _push_floating_ip(self, fip: JSON) -> None:
+        self.backend.ensure_project(fip["project_id"])
+        self._put("floating-ip", floating_ip_body(fip))
+
+    def _put(self, rtype: str, body: JSON) -> None:
+        have = self.backend.api.get(rtype, body["uuid"])
+        if have is not None and any(k in have and k not in body for k in CLEARABLE):
+            fields = {k: v for k, v in body.items() if k not in ("uuid", "parent_uuid")}
+            self.backend.api.update(rtype, body["uuid"], fields, version=have["version"])
+        else:
+            self.backend.put(rtype, body)
+
+    # ---- routers -------------------------------------------------------------------------
+
+    def create_router(self, context: Any, router: JSON) -> JSON:
+        made: JSON = super().create_router(context, router)
+        try:
+            self._push_router(context, made["id"])
+        except ApiError as exc:
+            super().delete_router(context, made["id"])
+            raise ml2.neutron_error(exc, f"router {made['id']}") from None
+        return made
+
+    def update_router(self, context: Any, id: str, router: JSON) -> JSON:
+        before = self.get_router(context, id)
+        done: JSON = super().update_router(context, id, router)
+        try:
+            self._push_router(context, id)
+        except ApiError as exc:
+            gateway = before.get("external_gateway_info") or {}
+            if gateway != (done.get("external_gateway_info") or {}):
+                back = {"network_id": gateway["network_id"]} if gateway else {}
+                super().update_router(context, id, {"router": {"external_gateway_info": back}})
+            raise ml2.neutron_error(exc, f"router {id}") from None
+        return done
+
+    def delete_router(self, context: Any, id: str) -> None:
+        # The config API first: if it refuses, Neutron still has the router; if Neutron
+        # then refuses (interfaces left), the router goes back into the config API.
+        self._checked_delete("logical-router", id)
+        try:
+            super().delete_router(context, id)
+        except Exception:
+            self._push_router(context, id)
+            raise
+
+    def add_router_interface(
+        self, context: Any, router_id: str, interface_info: JSON | None = None
+    ) -> JSON:
+        info: JSON = super().add_router_interface(context, router_id, interface_info)
+        try:
+            self._push_router(context, router_id)
+        except ApiError as exc:
+            undo = {"port_id": info["port_id"]}
+            if "subnet_id" in (interface_info or {}):
+                undo = {"subnet_id": info["subnet_id"]}
+            super().remove_router_interface(context, router_id, undo)
+            raise ml2.neutron_error(exc, f"router {router_id} interface") from None
+        return info
+
+    def remove_router_interface(self, context: Any, router_id: str, interface_info: JSON) -> JSON:
+        info: JSON = super().remove_router_interface(context, router_id, interface_info)
+        try:
+            self._push_router(context, router_id)
+        except ApiError as exc:
+            super().add_router_interface(context, router_id, {"subnet_id": info["subnet_id"]})
+            raise ml2.neutron_error(exc, f"router {router_id} interface") from None
+        return info
+
+    # ---- floating IPs ----------------------------------------------------------------------
+
+    def create_floatingip(
+        self,
+        context: Any,
+        floatingip: JSON,
+        initial_status: str = n_const.FLOATINGIP_STATUS_ACTIVE,
+    ) -> JSON:
+        fip: JSON = super().create_floatingip(context, floatingip, initial_status)
+        try:
+            self._push_floating_ip(fip)
+        except ApiError as exc:
+            super().delete_floatingip(context, fip["id"])
+            raise ml2.neutron_error(exc, f"floating IP {fip['id']}") from None
+        return fip
+
+    def update_floatingip(self, context: Any, id: str, floatingip: JSON) -> JSON:
+        before = self.get_floatingip(context, id)
+        fip: JSON = super().update_floatingip(context, id, floatingip)
+        try:
+            self._push_floating_ip(fip)
+        except ApiError as exc:
+            back = {"port_id": before["port_id"]}
+            if before["port_id"]:
+                back["fixed_ip_address"] = before["fixed_ip_address"]
+            super().update_floatingip(context, id, {"floatingip": back})
+            raise ml2.neutron_error(exc, f"floating IP {id}") from None
+        return fip
+
+    def delete_floatingip(self, context: Any, id: str) -> None:
+        fip = self.get_floatingip(context, id)
+        self._checked_delete("floating-ip", id)
+        try:
+            super().delete_floatingip(context, id)
+        except Exception:
+            self._push_floating_ip(fip)
+            raise
+
+    def disassociate_floatingips(self, context: Any, port_id: str) -> Any:
+        """The port is being deleted: its floating IPs let go of it here too (before
+        the ML2 driver deletes the port's VMI, which they reference)."""
+        fips = self.get_floatingips(context.elevated(), filters={"port_id": [port_id]})
+        routers = super().disassociate_floatingips(context, port_id)
+        for fip in fips:
+            freed = {**fip, "port_id": None, "fixed_ip_address": None}
+            ml2._checked(f"floating IP {fip['id']}", lambda f=freed: self._push_floating_ip(f))
+        return routers
+
+    def _checked_delete(self, rtype: str, uid: str) -> None:
+        """Delete in the config API (already gone is fine); raise a Neutron error."""
+        ml2._checked(f"{rtype} {uid}", lambda: self.backend.api.delete(rtype, uid))
