@@ -213,6 +213,24 @@ async def test_expired_or_self_signed_agent_is_refused_and_logged(
 
 
 @pytest.mark.asyncio
+async def test_agent_with_another_computes_certificate_is_refused(
+    pki: Pki,
+    mutual: ControlNode,
+    agents: Callable[..., Running],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    # compute2 presents compute1's (valid) certificate: it may not speak for compute1's
+    # name, nor for its own.
+    thief = agents("compute2", mutual.xmpp_port, agent_files(pki, pki.compute1))
+    await until(lambda: refusals(caplog) and thief.session.last_error)
+    reason = str(getattr(refusals(caplog)[0], "reason", ""))
+    assert reason == "certificate is for 'compute1', the stream is from 'compute2'", reason
+    assert "compute2" not in mutual.agents and not thief.session.up
+    assert mutual.introspect()["agents_refused"] >= 1
+
+
+@pytest.mark.asyncio
 async def test_agent_verifies_the_control_node(
     pki: Pki, mutual: ControlNode, agents: Callable[..., Running]
 ) -> None:

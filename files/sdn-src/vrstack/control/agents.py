@@ -14,6 +14,7 @@ import re
 import time
 from typing import TYPE_CHECKING, Any
 
+from ..service import tls
 from . import xmpp
 from .xmpp import Nexthop, XmppError
 
@@ -143,6 +144,13 @@ class AgentSession:
             raise XmppError(
                 "invalid-from", f"stream 'from' must be the virtual-router name: {name!r}"
             )
+        # With client certificates, an agent speaks only for the compute it was issued for:
+        # a stolen compute cannot take over another's ports and routes.
+        cert = tls.peer_subject(self.writer)
+        if self.node.s.tls_verify_client and cert != name:
+            reason = f"certificate is for {cert!r}, the stream is from {name!r}"
+            self.node.refused(self.address, reason)
+            raise XmppError("not-authorized", reason)
         self.name = name
         self.writer.write(
             xmpp.stream_open(self.node.name, name, f"{name}-{int(self.connected_at)}")

@@ -99,7 +99,7 @@ class ControlNode:
                 self.s.tls_cert, self.s.tls_key, self.s.tls_ca, self.s.tls_verify_client
             )
             self.xmpp_server = await tls.start_server(
-                self._accept_agent, host, port, tls.server_context(files), self._refused
+                self._accept_agent, host, port, tls.server_context(files), self.refused
             )
         else:
             self.xmpp_server = await asyncio.start_server(
@@ -326,7 +326,8 @@ class ControlNode:
     ) -> None:
         await AgentSession(self, reader, writer).run()
 
-    def _refused(self, address: str, reason: str) -> None:
+    def refused(self, address: str, reason: str) -> None:
+        """A TLS handshake failed, or a certificate does not name the agent using it."""
         self.agents_refused += 1
         log.warning("agent refused", extra={"addr": address, "reason": reason})
 
@@ -338,7 +339,7 @@ class ControlNode:
             with contextlib.suppress(Exception):
                 old.writer.close()
         self.agents[agent.name] = agent
-        # With mutual TLS, the certificate's name (not yet checked against the agent's).
+        # With mutual TLS, the certificate's name (AgentSession checked it is the agent's).
         cert = tls.peer_subject(agent.writer)
         log.info(
             "agent connected", extra={"agent": agent.name, "addr": agent.address, "cert": cert}
