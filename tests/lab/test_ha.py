@@ -35,6 +35,10 @@ from typing import Any
 
 import pytest
 
+# tools/lab.py reads the inventory the way the lab was built from it.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
+import lab as labtool
+
 REPO = Path(__file__).resolve().parents[2]
 INVENTORY = os.environ.get("VRSTACK_HA_INVENTORY", "inventories/ha-lab")
 STATE = Path.home() / ".local/share/vrstack/ha-lab"
@@ -65,25 +69,6 @@ class HaLab:
     env: dict[str, str] = field(default_factory=dict)
 
 
-def _inventory() -> dict[str, Any]:
-    out = subprocess.run(
-        ["ansible-inventory", "-i", INVENTORY, "--list"],
-        cwd=REPO, capture_output=True, text=True, timeout=120, check=True,
-    )  # fmt: skip
-    return dict(json.loads(out.stdout))
-
-
-def _plain(value: Any) -> Any:
-    """ansible-inventory wraps unsafe strings as {"__ansible_unsafe": ...}."""
-    if isinstance(value, dict):
-        if set(value) == {"__ansible_unsafe"}:
-            return value["__ansible_unsafe"]
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
 def _answers(url: str, statuses: set[int], timeout: float = 2.0) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:
@@ -99,28 +84,19 @@ def lab() -> HaLab:
     openrc = STATE / "openrc"
     if not openrc.exists():
         pytest.skip(f"the ha-lab is not deployed ({openrc} is missing): see this module's doc")
-    data = _plain(_inventory())
-    hostvars = data["_meta"]["hostvars"]
-    ctl = sorted(data.get("controller", {}).get("hosts", []))
-    first = hostvars[ctl[0]]
-    vip = first["vrstack_vips"]["internal"]
+    model = labtool.load_inventory(str(REPO / INVENTORY))
+    vip = str(model.endpoints.get("api"))
     if not _answers(f"http://{vip}:5000/v3", {200}, timeout=5):
         pytest.skip(f"the ha-lab's Keystone does not answer on the VIP {vip}: is the lab up?")
-    hosts = {h: hostvars[h]["vrstack_fabric_ip"] for h in ctl}
-    vip_rack = next(
-        r for r, v in first["vrstack_fabric"]["racks"].items() if _in_subnet(vip, v["subnet"])
-    )
-    vip_hosts = [h for h in ctl if hostvars[h]["vrstack_rack"] == vip_rack]
+    ctl = sorted((h for h in model.hosts if "controller" in h.roles), key=lambda h: h.name)
+    subnets = {r.name: ipaddress.ip_network(r.subnet) for r in model.racks}
+    vip_hosts = [h.name for h in ctl if ipaddress.ip_address(vip) in subnets[h.rack]]
     env = {}
     for line in openrc.read_text().splitlines():
         if line.startswith("export ") and "=" in line:
             key, value = line.removeprefix("export ").split("=", 1)
             env[key] = value.strip("'\"")
-    return HaLab(vip, hosts, vip_hosts, str(first["ansible_ssh_private_key_file"]), env)
-
-
-def _in_subnet(address: str, subnet: str) -> bool:
-    return ipaddress.ip_address(address) in ipaddress.ip_network(subnet)
+    return HaLab(vip, {h.name: h.ip for h in ctl}, vip_hosts, model.ssh_key, env)
 
 
 def ssh(
