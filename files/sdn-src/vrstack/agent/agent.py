@@ -30,7 +30,7 @@ from ..datapath.client import NETLINK, DatapathClient, DatapathError, connect
 from ..datapath.codec import Obj, Op
 from ..datapath.flowtable import FlowTable, FlowTableError
 from ..service import tls
-from . import secgroups, taps
+from . import fips, secgroups, taps
 from .export import Emit, FlowExport, port_record
 from .flows import FORWARD, decide, network_acl
 from .packets import Lease, Trapped
@@ -120,6 +120,8 @@ class Agent:
         self.taps: dict[str, int] = {}  # tap name -> ifindex (0: not there)
         self._placed: dict[str, Port] = {}  # ports whose routing instance is known
         self.port_states: dict[str, PortState] = {}
+        self.floating: dict[str, fips.Fip] = {}  # our ports' floating IPs, by address
+        self._nat_flows: dict[fips.Fip, set[tuple[Any, ...]]] = {}  # flow keys per FIP
         # Flow and port records for the analytics collector (attach_analytics).
         self.emit: Emit | None = None
         self.export: FlowExport | None = None
@@ -309,9 +311,31 @@ class Agent:
         subnets = [sub["cidr"] for sub in (net or {}).get("subnets", [])]
         action, why = decide(entries, subnets, sip, dip, proto, sport, dport)
         dst_port = self._port_with_ip(dip)
+        sender = self.port_of_vif(t.vif)
         sg_drop = False
-        if action == FORWARD:  # the policy allows it: then both ends' security groups
-            sender = self.port_of_vif(t.vif)
+        rsip, rdip = f["FL_DIP"], f["FL_SIP"]
+        nat = fips.plan(self.floating, sender, sip, dip, why)
+        fwd_nat: dict[str, Any] = {}
+        rev_nat: dict[str, Any] = {}
+        if nat is not None:  # a floating IP's flow: its port's groups decide, then NAT
+            port = self._placed.get(nat.fip.port)
+            ends = (None, port, sip, nat.fip.fixed) if nat.inbound else (port, None, sip, dip)
+            action, why = secgroups.decide(config, *ends, proto, dport)
+            sg_drop = action != FORWARD
+            if not sg_drop:
+                fwd_nat, rev_nat = nat.forward_nat, nat.reverse_nat
+            rsip, rdip = (
+                ipaddress.ip_address(nat.reverse_sip),
+                ipaddress.ip_address(nat.reverse_dip),
+            )
+            dst_port = None  # both entries are in the port's VRF, where the flow came in
+            self._nat_flows.setdefault(nat.fip, set()).update(
+                {
+                    (t.vrf, sip, dip, proto, sport, dport),
+                    (t.vrf, str(rsip), str(rdip), proto, dport, sport),
+                }
+            )
+        elif action == FORWARD:  # the policy allows it: then both ends' security groups
             action, why = secgroups.decide(config, sender, dst_port, sip, dip, proto, dport)
             sg_drop = action != FORWARD
         rvrf = self.vrfs.ids.get(dst_port.instance, t.vrf) if dst_port else t.vrf
@@ -324,15 +348,21 @@ class Agent:
         try:
             if not sg_drop:
                 rindex = self.client.call(
-                    Op.ADD, Obj.FLOW, FL_VRF=rvrf, FL_SIP=f["FL_DIP"], FL_DIP=f["FL_SIP"],
-                    FL_PROTO=proto, FL_SPORT=dport, FL_DPORT=sport, FL_ACTION=action,
-                    FL_RINDEX=t.flow,
+                    Op.ADD, Obj.FLOW, FL_VRF=rvrf, FL_SIP=rsip, FL_DIP=rdip,
+                    FL_PROTO=proto, FL_SPORT=dport, FL_DPORT=sport,
+                    FL_ACTION=fips.NAT if rev_nat else action, FL_RINDEX=t.flow, **rev_nat,
                 ).attrs.get("FL_INDEX")  # fmt: skip
         except (DatapathError, OSError) as exc:
             self.flow_counters["flow_errors"] += 1
             log.warning("reverse flow install failed", extra={"error": str(exc)})
         try:
-            self.client.call(Op.ADD, Obj.FLOW, FL_INDEX=t.flow, FL_ACTION=action)
+            self.client.call(
+                Op.ADD,
+                Obj.FLOW,
+                FL_INDEX=t.flow,
+                FL_ACTION=fips.NAT if fwd_nat else action,
+                **fwd_nat,
+            )
         except (DatapathError, OSError) as exc:
             self.flow_counters["flow_errors"] += 1
             log.warning("flow install failed", extra={"error": str(exc)})
@@ -341,6 +371,19 @@ class Agent:
         if self.export is not None:
             self.export.set_up(t.flow, *(() if rindex is None else (int(rindex),)))
         log.debug("flow", extra={"flow": f"{sip}:{sport}->{dip}:{dport}/{proto}", "why": why})
+
+    def _end_nat_flows(self) -> None:
+        """Delete the flows of floating IPs that are gone (disassociated, deleted or
+        moved): their NAT must stop now, not when the flows age out."""
+        for fip in [f for f in self._nat_flows if self.floating.get(f.address) != f]:
+            for vrf, sip, dip, proto, sport, dport in self._nat_flows.pop(fip):
+                with contextlib.suppress(DatapathError, OSError):
+                    self.client.call(
+                        Op.DEL, Obj.FLOW, FL_VRF=vrf, FL_SIP=ipaddress.ip_address(sip),
+                        FL_DIP=ipaddress.ip_address(dip), FL_PROTO=proto, FL_SPORT=sport,
+                        FL_DPORT=dport,
+                    )  # fmt: skip
+            log.info("floating IP flows ended", extra={"address": fip.address})
 
     def age_flows(self, now_ns: int | None = None) -> int:
         """Remove flows (with their reverse) idle for `flow_idle`; how many went."""
@@ -365,6 +408,12 @@ class Agent:
                     if self.export is not None:
                         self.export.ended(one)
         self.flow_counters["flows_aged"] += gone
+        # Forget the keys of floating IPs' flows that aged out (gone from the table).
+        live = {
+            (e.vrf, str(e.sip), str(e.dip), e.proto, e.sport, e.dport) for e in entries.values()
+        }
+        for keys in self._nat_flows.values():
+            keys &= live
         return gone
 
     async def _ager(self, stop: asyncio.Event) -> None:
@@ -446,6 +495,13 @@ class Agent:
             for ip in p.ips:
                 plen = 128 if ":" in ip else 32  # port addresses are normalised text
                 out.setdefault(p.instance, {})[f"{ip}/{plen}"] = hop
+        # A floating address, in the external network's instance, on its port's label.
+        # MPLS only: a VNI would land the packet in the external network's VRF here.
+        mpls = tuple(e for e in prio if e != "VXLAN") or ("MPLSoUDP",)
+        for fip in self.floating.values():
+            if fip.port in self._placed:
+                hop = Nexthop(self.s.fabric.address, self.labels.get(fip.port), 0, mpls)
+                out.setdefault(fip.instance, {})[f"{fip.address}/32"] = hop
         return out
 
     def state(self) -> State:
@@ -459,6 +515,7 @@ class Agent:
 
     def _compute_state(self) -> State:
         self._placed = ports = self.placed()
+        self.floating = fips.floating_ips(self.config(), ports)
         insts = self.instances()
         # A port waiting for its instance keeps the label and vif it had.
         self.labels.keep_only(set(self.ports.ports))
@@ -600,6 +657,7 @@ class Agent:
         assert self.programmer is not None
         self.programmer.apply(want)
         self.nh_ids.keep_only(live_nh)
+        self._end_nat_flows()
         self.port_states = self.states_of(st, want)
         self.report_analytics(only_changed=True)
         if self.status is not None:

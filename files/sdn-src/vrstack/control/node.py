@@ -302,6 +302,12 @@ class ControlNode:
                 picked += idx["by-network"].get(net, [])
             for vmi in vmis:
                 picked += idx["by-vmi"].get(vmi["uuid"], [])
+            # A floating IP's network: its routing instance is where the agent publishes it.
+            floating = {o["floating_network"] for o in picked if o["type"] == "floating-ip"}
+            for net in sorted(floating):
+                if net in objs["virtual-network"]:
+                    picked.append(objs["virtual-network"][net])
+                picked += idx["by-network"].get(net, [])
         out.update({f"{o['type']}/{o['uuid']}": o for o in picked})
         return out
 
