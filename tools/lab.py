@@ -7,8 +7,13 @@ and this machine's root namespace reaches the spine over the model's `deploy`
 link. The topology comes only from `ansible-inventory --list`; this tool never
 computes an address itself.
 
+Several labs may be up at once, one per inventory `cluster.name`, each with its
+own namespaces, run and state directories, lock and root-namespace routes (only
+its own prefixes). The lab named `lab` keeps the original, unprefixed names.
+
     python tools/lab.py up|down|summary|status [--inventory DIR]
-    python tools/lab.py hold -- CMD...   (CMD has the lab to itself)
+    python tools/lab.py labs                              (the labs that are up)
+    python tools/lab.py hold [--lab NAME] -- CMD...       (CMD has that lab to itself)
 """
 
 from __future__ import annotations
@@ -67,9 +72,12 @@ NETNS_DIR = Path("/run/netns")
 DEFAULT_SSH_KEY = CACHE_DIR / "ssh" / "id_ed25519"
 
 # Every lab address must be in here (the project's network rule); the root
-# namespace routes exactly this prefix to the spine.
+# namespace routes each lab's own prefixes inside it to that lab's spine.
 LAB_SUPERNET = ipaddress.ip_network("198.18.0.0/15")
 
+# The lab of `inventories/lab` (cluster `lab`) keeps the names it had before
+# labs were named, so a lab made by an older lab.py is still found and removed.
+LEGACY_CLUSTER = "lab"
 SPINE_NS = "vrs-spine"
 DEPLOY_DEV = "vrs-deploy"  # root namespace end of the deploy link
 BRIDGE = "br0"
@@ -131,8 +139,11 @@ class Lab:
     deploy_prefixlen: int
     ssh_key: str
     ssh_user: str
-    cluster: str = "lab"
+    cluster: str = LEGACY_CLUSTER
     endpoints: Mapping[str, Any] = field(default_factory=dict)
+    # What the root namespace routes to this lab's spine (collapsed CIDRs).
+    prefixes: tuple[str, ...] = ()
+    inventory: str = ""  # absolute path, to name the lab in messages
 
 
 def _need(mapping: Mapping[str, Any], key: str, where: str) -> Any:
@@ -217,10 +228,30 @@ def parse_inventory(data: Mapping[str, Any], source: str) -> Lab:
     user = str(first.get("ansible_user", "root"))
     lab = Lab(tuple(hosts), tuple(racks), d_spine, d_local, d_len, key, user)
     lab = replace(
-        lab, cluster=str(model.get("name", "lab")), endpoints=model.get("endpoints") or {}
+        lab,
+        cluster=str(model.get("name", LEGACY_CLUSTER)),
+        endpoints=model.get("endpoints") or {},
+        prefixes=lab_prefixes(model, racks, where),
+        inventory=str(Path(source).resolve()),
     )
     check_lab(lab, source)
     return lab
+
+
+def lab_prefixes(model: Mapping[str, Any], racks: Sequence[Rack], where: str) -> tuple[str, ...]:
+    """The lab's own address space: rack subnets, the spine's link pool, the
+    loopback pool and any VIP or gateway address outside those (collapsed)."""
+    nets = [ipaddress.ip_network(r.subnet) for r in racks]
+    nets.append(ipaddress.ip_network(str(_need(model["spine"], "link_pool", f"{where}.spine"))))
+    nets.append(ipaddress.ip_network(str(_need(model, "loopback_pool", where))))
+    singles = [str(v) for v in (model.get("vips") or {}).values()]
+    if model.get("gateway"):
+        singles.append(str(_need(model["gateway"], "address", f"{where}.gateway")))
+    for addr in singles:
+        one = ipaddress.ip_network(f"{addr}/32")
+        if not any(one.subnet_of(n) for n in nets):  # type: ignore[arg-type]
+            nets.append(one)
+    return tuple(str(n) for n in ipaddress.collapse_addresses(nets))  # type: ignore[arg-type]
 
 
 def check_lab(lab: Lab, source: str) -> None:
@@ -243,6 +274,7 @@ def check_lab(lab: Lab, source: str) -> None:
             (f"host {host.name} vrstack_loopback_ip", host.loopback),
             (f"host {host.name} vrstack_fabric_gateway", host.gateway),
         ]
+    addresses += [("prefix", prefix) for prefix in lab.prefixes]
     for what, addr in addresses:
         net = ipaddress.ip_network(addr, strict=False)
         if not net.subnet_of(LAB_SUPERNET):  # type: ignore[arg-type]
@@ -259,11 +291,61 @@ def check_lab(lab: Lab, source: str) -> None:
                     f"map to the same lab name {name}; rename one"
                 )
             taken[name] = host.name
-    clash = {host_netns(h.name) for h in lab.hosts} & (
-        {tor_netns(r.name) for r in lab.racks} | {SPINE_NS}
-    )
+    clash = {host_netns(h.name) for h in lab.hosts} & set(router_namespaces(lab))
     if clash:
         raise LabError(f"inventory {source}: host name collides with lab namespace {clash}")
+
+
+def foreign_routes(lab: Lab, routes: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Routes of this machine (`ip -j route show`) into this lab's prefixes that no
+    lab made: something else (a test's veth, a VPN) already uses those addresses."""
+    mine = [ipaddress.ip_network(p) for p in lab.prefixes]
+    found = []
+    for r in routes:
+        dev = str(r.get("dev", ""))
+        if r.get("dst") in (None, "default") or dev == DEPLOY_DEV or dev.startswith("vrs-d-"):
+            continue  # other labs are checked from their state files
+        net = ipaddress.ip_network(str(r["dst"]), strict=False)
+        if any(net.overlaps(m) for m in mine):
+            found.append(f"{net} on {dev}")
+    return found
+
+
+@dataclass(frozen=True)
+class UpLab:
+    """A lab that is up, as its state file recorded it."""
+
+    cluster: str
+    inventory: str
+    prefixes: tuple[str, ...]
+    hosts: tuple[str, ...]
+    namespaces: tuple[str, ...]
+
+
+def check_overlap(lab: Lab, source: str, others: Sequence[UpLab]) -> None:
+    """Refuse a lab that shares addresses, hosts or namespaces with another lab
+    that is up: both would claim the same routes in this machine's namespace."""
+    mine = [ipaddress.ip_network(p) for p in lab.prefixes]
+    hosts = {h.name for h in lab.hosts}
+    namespaces = set(make_plan(lab).namespaces)
+    for other in others:
+        if other.cluster == lab.cluster:
+            continue
+        them = f"lab '{other.cluster}' (inventory {other.inventory}), which is up"
+        for net in mine:
+            for theirs in (ipaddress.ip_network(p) for p in other.prefixes):
+                if net.overlaps(theirs):
+                    raise LabError(
+                        f"inventory {source} (lab '{lab.cluster}'): {net} overlaps {theirs} of "
+                        f"{them}; give this lab other addresses or take that one down "
+                        f"(tools/lab.py down --inventory {other.inventory})"
+                    )
+        same = sorted(hosts & set(other.hosts)) or sorted(namespaces & set(other.namespaces))
+        if same:
+            raise LabError(
+                f"inventory {source} (lab '{lab.cluster}'): {', '.join(same)} already "
+                f"belongs to {them}; host names must differ between labs"
+            )
 
 
 # --------------------------------------------------------------------------
@@ -275,8 +357,35 @@ def host_netns(host: str) -> str:
     return f"vrs-{host}"
 
 
-def tor_netns(rack: str) -> str:
-    return f"vrs-tor-{rack}"
+def _legacy(cluster: str) -> bool:
+    return cluster == LEGACY_CLUSTER
+
+
+def tor_netns(rack: str, cluster: str = LEGACY_CLUSTER) -> str:
+    return f"vrs-tor-{rack}" if _legacy(cluster) else f"vrs-tor-{cluster}-{rack}"
+
+
+def spine_netns(cluster: str = LEGACY_CLUSTER) -> str:
+    return SPINE_NS if _legacy(cluster) else f"{SPINE_NS}-{cluster}"
+
+
+def deploy_dev(cluster: str = LEGACY_CLUSTER) -> str:
+    """The root namespace's end of a lab's deploy link (at most 15 characters)."""
+    return DEPLOY_DEV if _legacy(cluster) else _ifname("vrs-d-", cluster)
+
+
+def run_dir(cluster: str = LEGACY_CLUSTER) -> Path:
+    """Pid files, console logs, the lock and the state file of one lab."""
+    return RUN_DIR if _legacy(cluster) else RUN_DIR / cluster
+
+
+def state_dir(cluster: str = LEGACY_CLUSTER) -> Path:
+    """Per-host overlays of one lab."""
+    return STATE_DIR if _legacy(cluster) else STATE_DIR / cluster
+
+
+def router_namespaces(lab: Lab) -> list[str]:
+    return [spine_netns(lab.cluster), *(tor_netns(r.name, lab.cluster) for r in lab.racks)]
 
 
 def _ifname(prefix: str, name: str) -> str:
@@ -346,25 +455,26 @@ def make_plan(lab: Lab) -> Plan:
     """Everything `up` creates, derived only from the inventory's addresses."""
     plan = Plan()
     racks = {r.name: r for r in lab.racks}
-    plan.namespaces.append(SPINE_NS)
-    plan.routers.append(SPINE_NS)
+    spine = spine_netns(lab.cluster)
+    plan.namespaces.append(spine)
+    plan.routers.append(spine)
     for rack in lab.racks:
-        ns = tor_netns(rack.name)
+        ns = tor_netns(rack.name, lab.cluster)
         plan.namespaces.append(ns)
         plan.routers.append(ns)
         plan.bridges[ns] = []
-        plan.veths.append(Veth(SPINE_NS, spine_veth(rack.name), ns, "spine"))
+        plan.veths.append(Veth(spine, spine_veth(rack.name), ns, "spine"))
         plan.addresses.append(
-            Address(SPINE_NS, spine_veth(rack.name), f"{rack.spine_ip}/{rack.link_prefixlen}")
+            Address(spine, spine_veth(rack.name), f"{rack.spine_ip}/{rack.link_prefixlen}")
         )
         plan.addresses.append(Address(ns, "spine", f"{rack.tor_ip}/{rack.link_prefixlen}"))
         plan.addresses.append(Address(ns, BRIDGE, f"{rack.gateway}/{rack.prefixlen}"))
         plan.routes.append(Route(ns, "default", rack.spine_ip))
-        plan.routes.append(Route(SPINE_NS, rack.subnet, rack.tor_ip))
+        plan.routes.append(Route(spine, rack.subnet, rack.tor_ip))
     for host in lab.hosts:
         ns = host_netns(host.name)
         rack = racks[host.rack]
-        tor = tor_netns(rack.name)
+        tor = tor_netns(rack.name, lab.cluster)
         plan.namespaces.append(ns)
         plan.veths.append(Veth(tor, host_veth(host.name), ns, "eth0"))
         plan.bridges[tor].append(host_veth(host.name))
@@ -372,15 +482,14 @@ def make_plan(lab: Lab) -> Plan:
         plan.addresses.append(Address(ns, "lo", f"{host.loopback}/32"))
         plan.routes.append(Route(ns, "default", host.gateway))
         plan.routes.append(Route(tor, f"{host.loopback}/32", host.ip))
-        plan.routes.append(Route(SPINE_NS, f"{host.loopback}/32", rack.tor_ip))
-    plan.veths.append(Veth(None, DEPLOY_DEV, SPINE_NS, "deploy"))
-    plan.addresses.append(
-        Address(SPINE_NS, "deploy", f"{lab.deploy_spine_ip}/{lab.deploy_prefixlen}")
-    )
-    plan.addresses.append(
-        Address(None, DEPLOY_DEV, f"{lab.deploy_local_ip}/{lab.deploy_prefixlen}")
-    )
-    plan.routes.append(Route(None, str(LAB_SUPERNET), lab.deploy_spine_ip))
+        plan.routes.append(Route(spine, f"{host.loopback}/32", rack.tor_ip))
+    dev = deploy_dev(lab.cluster)
+    plan.veths.append(Veth(None, dev, spine, "deploy"))
+    plan.addresses.append(Address(spine, "deploy", f"{lab.deploy_spine_ip}/{lab.deploy_prefixlen}"))
+    plan.addresses.append(Address(None, dev, f"{lab.deploy_local_ip}/{lab.deploy_prefixlen}"))
+    # Only this lab's own prefixes: another lab may be up beside it.
+    for prefix in lab.prefixes:
+        plan.routes.append(Route(None, prefix, lab.deploy_spine_ip))
     return plan
 
 
@@ -456,14 +565,20 @@ def load_inventory(inventory: str) -> Lab:
     return parse_inventory(data, source)
 
 
+def held_labs(value: str | None) -> set[str]:
+    """Labs whose lock a parent `lab.py hold` holds ("1", from older callers, is `lab`)."""
+    names = {n for n in (value or "").split(",") if n}
+    return {LEGACY_CLUSTER if n == "1" else n for n in names}
+
+
 @contextlib.contextmanager
-def locked(limit: float = LOCK_WAIT_SECONDS) -> Iterator[None]:
-    """One lab.py changing the lab at a time (others may hold the lock too)."""
-    if os.environ.get(HELD_ENV) == "1":  # inside `lab.py hold -- CMD`: the lock is ours
+def locked(limit: float = LOCK_WAIT_SECONDS, cluster: str = LEGACY_CLUSTER) -> Iterator[None]:
+    """One lab.py changing a lab at a time (each lab has its own lock)."""
+    if cluster in held_labs(os.environ.get(HELD_ENV)):  # inside `lab.py hold`: ours
         yield
         return
-    RUN_DIR.mkdir(parents=True, exist_ok=True)
-    path = RUN_DIR / "lock"
+    run_dir(cluster).mkdir(parents=True, exist_ok=True)
+    path = run_dir(cluster) / "lock"
     with open(path, "w") as fh:
         if not lab_packages.wait_for_flock(fh, path, limit, "another lab.py or a measurement"):
             raise LabError(
@@ -503,8 +618,19 @@ def ensure_rootfs(cache: Path) -> Path:
     target = cache / f"rootfs-{rootfs_key()}"
     if (target / "usr/lib/systemd/systemd").exists():
         return target
-    require_root_and_tools(["debootstrap"])
     cache.mkdir(parents=True, exist_ok=True)
+    # Labs have separate locks but share the tree: one builds it, the others wait.
+    lock = cache / "rootfs.lock"
+    with open(lock, "w") as fh:
+        if not lab_packages.wait_for_flock(fh, lock, LOCK_WAIT_SECONDS, "another lab's build"):
+            raise LabError(f"{lock} is still held after {LOCK_WAIT_SECONDS:.0f}s")
+        if (target / "usr/lib/systemd/systemd").exists():
+            return target
+        return build_rootfs(cache, target)
+
+
+def build_rootfs(cache: Path, target: Path) -> Path:
+    require_root_and_tools(["debootstrap"])
     mirror = apt_mirror()
     tmp = Path(tempfile.mkdtemp(prefix=f"{target.name}.tmp-", dir=cache))
     log(f"building root file system {target} from {mirror} (a few minutes, once)")
@@ -535,7 +661,8 @@ def ensure_rootfs(cache: Path) -> Path:
 def prune_rootfs(cache: Path, keep: Path) -> None:
     """Remove root file systems of older package lists that no host's overlay uses."""
     in_use = {str(keep)}
-    for lower in STATE_DIR.glob("*/lower"):
+    # Hosts of the `lab` lab, then hosts of named labs (one directory deeper).
+    for lower in [*STATE_DIR.glob("*/lower"), *STATE_DIR.glob("*/*/lower")]:
         in_use.add(lower.read_text().strip())
     for old in cache.glob("rootfs-*"):
         if old.is_dir() and ".tmp-" not in old.name and str(old) not in in_use:
@@ -586,12 +713,12 @@ def mountpoints() -> set[str]:
     return points
 
 
-def host_dir(host: str) -> Path:
-    return STATE_DIR / host
+def host_dir(host: str, cluster: str = LEGACY_CLUSTER) -> Path:
+    return state_dir(cluster) / host
 
 
-def ensure_overlay(host: Host, rootfs: Path, pubkey: str) -> Path:
-    base = host_dir(host.name)
+def ensure_overlay(host: Host, rootfs: Path, pubkey: str, cluster: str = LEGACY_CLUSTER) -> Path:
+    base = host_dir(host.name, cluster)
     upper, work, merged = base / "upper", base / "work", base / "root"
     lower_file = base / "lower"
     if lower_file.exists() and lower_file.read_text().strip() != str(rootfs):
@@ -629,14 +756,14 @@ def seed_host_files(name: str, root: Path, pubkey: str) -> None:
         keys.chmod(0o600)
 
 
-def pid_file(host: str) -> Path:
-    return RUN_DIR / f"{host}.pid"
+def pid_file(host: str, cluster: str = LEGACY_CLUSTER) -> Path:
+    return run_dir(cluster) / f"{host}.pid"
 
 
-def running_pid(host: str) -> int | None:
+def running_pid(host: str, cluster: str = LEGACY_CLUSTER) -> int | None:
     """The nspawn pid of a host if it is alive (not a zombie) and really its container."""
     try:
-        pid = int(pid_file(host).read_text())
+        pid = int(pid_file(host, cluster).read_text())
         stat = Path(f"/proc/{pid}/stat").read_text()
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except (OSError, ValueError):
@@ -684,8 +811,13 @@ def remove_cgroups(host: str) -> None:
                 top.rmdir()
 
 
-def start_host(host: Host, merged: Path, mounts: Sequence[lab_packages.Mount] = ()) -> int:
-    RUN_DIR.mkdir(parents=True, exist_ok=True)
+def start_host(
+    host: Host,
+    merged: Path,
+    mounts: Sequence[lab_packages.Mount] = (),
+    cluster: str = LEGACY_CLUSTER,
+) -> int:
+    run_dir(cluster).mkdir(parents=True, exist_ok=True)
     cmd = [
         "systemd-nspawn",
         "--boot",
@@ -713,17 +845,19 @@ def start_host(host: Host, merged: Path, mounts: Sequence[lab_packages.Mount] = 
         for path in cgroups:
             (path / "cgroup.procs").write_text("0")
 
-    with open(RUN_DIR / f"{host.name}.log", "ab") as out:
+    with open(run_dir(cluster) / f"{host.name}.log", "ab") as out:
         proc = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True, env=env, preexec_fn=enter_own_cgroup,
         )  # fmt: skip
-    pid_file(host.name).write_text(f"{proc.pid}\n")
+    pid_file(host.name, cluster).write_text(f"{proc.pid}\n")
     return proc.pid
 
 
-def caches_visible(name: str, mounts: Sequence[lab_packages.Mount]) -> bool:
-    pid = running_pid(name)
+def caches_visible(
+    name: str, mounts: Sequence[lab_packages.Mount], cluster: str = LEGACY_CLUSTER
+) -> bool:
+    pid = running_pid(name, cluster)
     init = container_pid(pid) if pid else None
     return init is None or lab_packages.mounted_in(init, mounts)
 
@@ -757,15 +891,16 @@ def ssh_answers(address: str, timeout: float = 1.0) -> bool:
         return False
 
 
-def wait_for_ssh(hosts: Sequence[Host], limit: float = SSH_WAIT_SECONDS) -> None:
+def wait_for_ssh(
+    hosts: Sequence[Host], limit: float = SSH_WAIT_SECONDS, cluster: str = LEGACY_CLUSTER
+) -> None:
     waiting = {h.name: h for h in hosts}
     deadline = time.monotonic() + limit
+    logs = run_dir(cluster)
     while waiting and time.monotonic() < deadline:
         for name, host in list(waiting.items()):
-            if running_pid(name) is None:
-                raise LabError(
-                    f"host {name}: container exited during boot; see {RUN_DIR}/{name}.log"
-                )
+            if running_pid(name, cluster) is None:
+                raise LabError(f"host {name}: container exited during boot; see {logs}/{name}.log")
             if ssh_answers(host.ip, timeout=0.5):
                 del waiting[name]
         if waiting:
@@ -773,7 +908,7 @@ def wait_for_ssh(hosts: Sequence[Host], limit: float = SSH_WAIT_SECONDS) -> None
     if waiting:
         raise LabError(
             f"ssh did not answer within {limit:.0f}s on: {', '.join(sorted(waiting))}; "
-            f"see {RUN_DIR}/<host>.log and `nsenter -t PID -a journalctl -b`"
+            f"see {logs}/<host>.log and `nsenter -t PID -a journalctl -b`"
         )
 
 
@@ -856,16 +991,34 @@ def ensure_network(plan: Plan) -> list[str]:
                 ["ip", *(("-n", ns) if ns else ()), "-batch", "-"],
                 input_text="\n".join(lines) + "\n",
             )
+    planned = {ipaddress.ip_network(r.dst) for r in plan.routes if r.ns is None}
+    for v in plan.veths:
+        if v.ns is None:  # the deploy link: drop what an older wiring routed over it
+            out = ip(None, "-j", "route", "show", "dev", v.name).stdout
+            for dst in stale_routes(json.loads(out or "[]"), planned):
+                ip(None, "route", "del", dst, "dev", v.name)
+                made.append(f"old route {dst} removed")
     return made
 
 
-def remove_network(namespaces: Sequence[str]) -> None:
+def stale_routes(routes: Sequence[Mapping[str, Any]], planned: set[Any]) -> list[str]:
+    """Routes (`ip -j route show dev X`) the plan does not have, except the link's own."""
+    return [
+        str(r["dst"])
+        for r in routes
+        if r.get("protocol") != "kernel"
+        and r.get("dst") != "default"
+        and ipaddress.ip_network(str(r["dst"])) not in planned
+    ]
+
+
+def remove_network(namespaces: Sequence[str], dev: str) -> None:
     present = existing_netns()
     for ns in namespaces:
         if ns in present:
             ip(None, "netns", "del", ns)
-    if DEPLOY_DEV in link_names(None):
-        ip(None, "link", "del", DEPLOY_DEV)
+    if dev in link_names(None):
+        ip(None, "link", "del", dev)
 
 
 # --------------------------------------------------------------------------
@@ -875,34 +1028,92 @@ def remove_network(namespaces: Sequence[str]) -> None:
 RUNTIME_TOOLS = ("ip", "systemd-nspawn", "ssh-keygen", "mount", "umount")
 
 
-def state_file() -> Path:
-    return RUN_DIR / "state.json"
+def state_file(cluster: str = LEGACY_CLUSTER) -> Path:
+    return run_dir(cluster) / "state.json"
 
 
 def record_state(plan: Plan, lab: Lab) -> None:
-    """What `up` made, so `down` can undo it even if the inventory changed since."""
-    old = read_state()
+    """What `up` made, so `down` can undo it even if the inventory changed since,
+    and what other labs must not overlap (its prefixes)."""
+    old = read_state(lab.cluster)
     state = {
+        "cluster": lab.cluster,
+        "inventory": lab.inventory,
+        "prefixes": list(lab.prefixes),
         "namespaces": sorted(set(old["namespaces"]) | set(plan.namespaces)),
         "hosts": sorted(set(old["hosts"]) | {h.name for h in lab.hosts}),
     }
-    state_file().write_text(json.dumps(state, indent=1) + "\n")
+    run_dir(lab.cluster).mkdir(parents=True, exist_ok=True)
+    state_file(lab.cluster).write_text(json.dumps(state, indent=1) + "\n")
 
 
-def read_state() -> dict[str, list[str]]:
+def read_state(cluster: str = LEGACY_CLUSTER) -> dict[str, list[str]]:
     try:
-        data = json.loads(state_file().read_text())
+        data = json.loads(state_file(cluster).read_text())
         return {"namespaces": list(data["namespaces"]), "hosts": list(data["hosts"])}
     except (OSError, ValueError, KeyError):
         return {"namespaces": [], "hosts": []}
 
 
+def up_labs() -> list[UpLab]:
+    """Every lab whose state file exists (`down` removes it; /run empties at boot)."""
+    labs = []
+    for path in [RUN_DIR / "state.json", *sorted(RUN_DIR.glob("*/state.json"))]:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        cluster = str(data.get("cluster", LEGACY_CLUSTER))
+        labs.append(
+            UpLab(
+                cluster=cluster,
+                inventory=str(data.get("inventory") or f"{DEFAULT_INVENTORY} (older lab.py)"),
+                # An older lab.py routed the whole lab range to its spine.
+                prefixes=tuple(data.get("prefixes") or [str(LAB_SUPERNET)]),
+                hosts=tuple(data.get("hosts", [])),
+                namespaces=tuple(data.get("namespaces", [])),
+            )
+        )
+    return labs
+
+
+@contextlib.contextmanager
+def labs_locked() -> Iterator[None]:
+    """Short lock around checking the other labs and recording this one."""
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+    path = RUN_DIR / "labs.lock"
+    with open(path, "w") as fh:
+        if not lab_packages.wait_for_flock(fh, path, 60.0, "another lab's up"):
+            raise LabError(f"{path} is still held after 60s; see `fuser -v {path}`")
+        yield
+
+
+def claim(lab: Lab, plan: Plan) -> None:
+    """Refuse a lab that overlaps one that is up, else record it as up."""
+    legacy_host = STATE_DIR / lab.cluster / "lower"
+    if not _legacy(lab.cluster) and legacy_host.exists():
+        raise LabError(
+            f"inventory {lab.inventory}: cluster.name '{lab.cluster}' is a host of lab "
+            f"'{LEGACY_CLUSTER}' ({legacy_host.parent}); choose another cluster name"
+        )
+    with labs_locked():
+        check_overlap(lab, lab.inventory, up_labs())
+        used = foreign_routes(lab, json.loads(ip(None, "-j", "route", "show").stdout or "[]"))
+        if used:
+            raise LabError(
+                f"inventory {lab.inventory} (lab '{lab.cluster}'): this machine already routes "
+                f"{', '.join(used)} inside the lab's prefixes; free them or move the lab"
+            )
+        record_state(plan, lab)
+
+
 def cmd_up(lab: Lab, rootfs_cache: Path) -> int:
     require_root_and_tools(RUNTIME_TOOLS)
     start = time.monotonic()
-    with locked():
+    cluster = lab.cluster
+    with locked(cluster=cluster):
         plan = make_plan(lab)
-        record_state(plan, lab)
+        claim(lab, plan)
         rootfs = ensure_rootfs(rootfs_cache)
         try:
             mounts = lab_packages.ensure_caches(rootfs, rootfs_key(), rootfs_cache)
@@ -912,62 +1123,65 @@ def cmd_up(lab: Lab, rootfs_cache: Path) -> int:
         present = existing_netns()
         # A running host whose namespace vanished is stuck in a dead one: restart it.
         for host in lab.hosts:
-            pid = running_pid(host.name)
+            pid = running_pid(host.name, cluster)
             if pid is not None and host_netns(host.name) not in present:
                 log(f"{host.name}: namespace missing, restarting the host")
                 stop_pid(pid)
-        running = {h.name for h in lab.hosts if running_pid(h.name) is not None}
+        running = {h.name for h in lab.hosts if running_pid(h.name, cluster) is not None}
         made = ensure_network(plan)
         if made:
             log(f"wired: {', '.join(made)}")
         started = []
         for host in lab.hosts:
-            merged = ensure_overlay(host, rootfs, pubkey)
+            merged = ensure_overlay(host, rootfs, pubkey, cluster)
             if host.name not in running:
-                start_host(host, merged, mounts)
+                start_host(host, merged, mounts, cluster)
                 started.append(host.name)
-            elif not caches_visible(host.name, mounts):
+            elif not caches_visible(host.name, mounts, cluster):
                 log(
                     f"{host.name}: started before the package caches existed and cannot "
                     "see them; `tools/lab.py down` then `up` restarts it with them"
                 )
         forget_ssh_masters(lab, [h for h in lab.hosts if h.name in started])
-        wait_for_ssh(lab.hosts)
+        wait_for_ssh(lab.hosts, cluster=cluster)
     took = time.monotonic() - start
     what = f"started {', '.join(started)}" if started else "already up"
-    log(f"{len(lab.hosts)} hosts ready ({what}) in {took:.1f}s")
+    log(f"lab '{cluster}': {len(lab.hosts)} hosts ready ({what}) in {took:.1f}s")
     changed = bool(started or made)
     print(json.dumps({"changed": changed, "started": started, "seconds": round(took, 2)}))
     return 0
 
 
-def cmd_down(lab: Lab | None, purge: bool) -> int:
+def cmd_down(lab: Lab | None, purge: bool, cluster: str = LEGACY_CLUSTER) -> int:
     require_root_and_tools(("ip", "umount"))
     start = time.monotonic()
-    with locked():
-        state = read_state()
+    if lab is not None:
+        cluster = lab.cluster
+    with locked(cluster=cluster):
+        state = read_state(cluster)
         hosts = set(state["hosts"])
         namespaces = list(state["namespaces"])
         if lab is not None:
             hosts |= {h.name for h in lab.hosts}
             namespaces += [ns for ns in make_plan(lab).namespaces if ns not in namespaces]
         for name in sorted(hosts):
-            pid = running_pid(name)
+            pid = running_pid(name, cluster)
             if pid is not None:
                 stop_pid(pid)
-            pid_file(name).unlink(missing_ok=True)
+            pid_file(name, cluster).unlink(missing_ok=True)
             remove_cgroups(name)
         for name in sorted(hosts):
-            merged = host_dir(name) / "root"
+            merged = host_dir(name, cluster) / "root"
             if str(merged) in mountpoints():
                 run(["umount", str(merged)])
             if purge:
-                shutil.rmtree(host_dir(name), ignore_errors=True)
-        remove_network(namespaces)
+                shutil.rmtree(host_dir(name, cluster), ignore_errors=True)
+        remove_network(namespaces, deploy_dev(cluster))
         if lab is not None:
             forget_ssh_masters(lab, lab.hosts)
-        state_file().unlink(missing_ok=True)
-    log(f"lab down in {time.monotonic() - start:.1f}s" + (" (overlays purged)" if purge else ""))
+        state_file(cluster).unlink(missing_ok=True)
+    took = time.monotonic() - start
+    log(f"lab '{cluster}' down in {took:.1f}s" + (" (overlays purged)" if purge else ""))
     return 0
 
 
@@ -998,7 +1212,7 @@ def memory_kib(nspawn_pid: int) -> int | None:
 def host_status(lab: Lab) -> list[dict[str, Any]]:
     rows = []
     for host in lab.hosts:
-        pid = running_pid(host.name)
+        pid = running_pid(host.name, lab.cluster)
         init = container_pid(pid) if pid else None
         rows.append(
             {
@@ -1015,12 +1229,19 @@ def host_status(lab: Lab) -> list[dict[str, Any]]:
 
 def cmd_summary(lab: Lab) -> int:
     rows = {r["host"]: r for r in host_status(lab)} if os.geteuid() == 0 else {}
-    print(f"vrstack lab: {len(lab.hosts)} hosts in {len(lab.racks)} racks, joined by {SPINE_NS}")
-    print(f"deploy link: this machine {lab.deploy_local_ip} -> spine {lab.deploy_spine_ip}")
+    print(
+        f"vrstack lab '{lab.cluster}': {len(lab.hosts)} hosts in {len(lab.racks)} racks, "
+        f"joined by {spine_netns(lab.cluster)}"
+    )
+    print(
+        f"deploy link: this machine {deploy_dev(lab.cluster)} {lab.deploy_local_ip} -> "
+        f"spine {lab.deploy_spine_ip}; routed there: {', '.join(lab.prefixes)}"
+    )
     for rack in lab.racks:
+        tor = tor_netns(rack.name, lab.cluster)
         print(
             f"\n{rack.name}: subnet {rack.subnet}, gateway {rack.gateway}, "
-            f"ToR netns {tor_netns(rack.name)} ({rack.tor_ip} <-> spine {rack.spine_ip})"
+            f"ToR netns {tor} ({rack.tor_ip} <-> spine {rack.spine_ip})"
         )
         for host in (h for h in lab.hosts if h.rack == rack.name):
             row = rows.get(host.name, {})
@@ -1074,17 +1295,40 @@ def cmd_status(lab: Lab) -> int:
     return 0 if all(r["ssh"] for r in rows) else 1
 
 
-def cmd_hold(command: Sequence[str]) -> int:
-    """Run a command (molecule, a benchmark) with the lab to itself.
+def cmd_labs() -> int:
+    """The labs that are up, with the prefixes each routes from this machine."""
+    for up in up_labs():
+        print(f"{up.cluster:<12} {len(up.hosts)} hosts  {', '.join(up.prefixes)}  {up.inventory}")
+    return 0
 
-    Other lab.py calls wait meanwhile; the command's own lab.py calls see the
-    variable below and do not wait for the lock their parent holds.
+
+def cmd_hold(command: Sequence[str], cluster: str = LEGACY_CLUSTER) -> int:
+    """Run a command (molecule, a benchmark) with one lab to itself.
+
+    Other lab.py calls on that lab wait meanwhile; the command's own lab.py
+    calls see the variable below and do not wait for the lock their parent holds.
     """
     if not command:
         raise LabError("hold: give a command after `--`")
-    with locked():
-        env = dict(os.environ, **{HELD_ENV: "1"})
+    with locked(cluster=cluster):
+        held = held_labs(os.environ.get(HELD_ENV)) | {cluster}
+        env = dict(os.environ, **{HELD_ENV: ",".join(sorted(held))})
         return subprocess.run(list(command), env=env).returncode
+
+
+def cluster_name(inventory: str) -> str:
+    """`cluster.name` read straight from a fabric file, for `down` when the
+    inventory no longer passes the model's checks; `lab` when it cannot be read."""
+    try:
+        import yaml  # the virtualenv's PyYAML (Ansible's own dependency)
+
+        for path in sorted(Path(inventory).glob("*.y*ml")):
+            data = yaml.safe_load(path.read_text())
+            if isinstance(data, dict) and data.get("plugin") == "vrstack.cloud.fabric":
+                return str(data["cluster"]["name"])
+    except (ImportError, OSError, ValueError, KeyError, TypeError):
+        pass
+    return LEGACY_CLUSTER
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1107,19 +1351,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         if name == "down":
             p.add_argument("--purge", action="store_true", help="also delete per-host overlays")
-    hold = sub.add_parser("hold", help="run a command holding the lab lock: hold -- CMD ...")
+    sub.add_parser("labs", help="list the labs that are up")
+    hold = sub.add_parser("hold", help="run a command holding a lab's lock: hold -- CMD ...")
+    hold.add_argument("--lab", default=LEGACY_CLUSTER, help="the lab's cluster name (default: lab)")
     hold.add_argument("cmd", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     try:
         if args.command == "hold":
-            return cmd_hold(args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd)
+            return cmd_hold(args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd, args.lab)
+        if args.command == "labs":
+            return cmd_labs()
         if args.command == "down":
             try:
                 lab: Lab | None = load_inventory(args.inventory)
             except LabError as exc:  # still tear down what state.json recorded
                 log(f"warning: {exc}")
                 lab = None
-            return cmd_down(lab, args.purge)
+            return cmd_down(lab, args.purge, cluster_name(args.inventory))
         lab = load_inventory(args.inventory)
         if args.command == "up":
             return cmd_up(lab, args.rootfs_cache)

@@ -31,7 +31,8 @@ def plan(inventory: dict[str, Any]) -> Any:
 
 def _model(data: dict[str, Any]) -> dict[str, Any]:
     """The shared vrstack_fabric model (the same object for every host after a copy)."""
-    model = copy.deepcopy(data["_meta"]["hostvars"]["lab-cmp1"]["vrstack_fabric"])
+    first = next(iter(data["_meta"]["hostvars"].values()))
+    model = copy.deepcopy(first["vrstack_fabric"])
     for hv in data["_meta"]["hostvars"].values():
         hv["vrstack_fabric"] = model
     return model
@@ -108,15 +109,17 @@ def test_plan_root_namespace_only_gets_deploy_link(plan: Any, inventory: dict[st
     deploy = inventory["_meta"]["hostvars"]["lab-ctl1"]["vrstack_fabric"]["spine"]["links"][
         "deploy"
     ]
+    # The lab's own prefixes only (link pool + rack1 collapse to a /23), not 198.18.0.0/15.
+    own = ["198.18.0.0/23", "198.18.2.0/24", "198.18.255.0/24"]
     assert [(r.dst, r.via) for r in plan.routes if r.ns is None] == [
-        ("198.18.0.0/15", deploy["spine_ip"])
+        (p, deploy["spine_ip"]) for p in own
     ]
     assert [a.dev for a in plan.addresses if a.ns is None] == ["vrs-deploy"]
     lines = lab.ip_batch(plan, None)
     assert lines == [
         "link set vrs-deploy up",
         f"address replace {deploy['host_ip']}/31 dev vrs-deploy",
-        f"route replace 198.18.0.0/15 via {deploy['spine_ip']}",
+        *(f"route replace {p} via {deploy['spine_ip']}" for p in own),
     ]
 
 
@@ -157,7 +160,7 @@ def test_address_outside_lab_range_is_refused(inventory: dict[str, Any]) -> None
 
 def test_wrapped_json_is_read(inventory: dict[str, Any]) -> None:
     wrapped = json.loads(SAMPLE.read_text())
-    assert lab.parse_inventory(wrapped, "raw") == lab.parse_inventory(inventory, "clean")
+    assert lab.parse_inventory(wrapped, "inv") == lab.parse_inventory(inventory, "inv")
 
 
 def test_not_a_fabric_inventory(inventory: dict[str, Any]) -> None:
@@ -222,6 +225,7 @@ def test_missing_tool_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_lock_wait_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(lab.HELD_ENV, raising=False)  # not inside someone's hold
     monkeypatch.setattr(lab, "RUN_DIR", tmp_path)
     with open(tmp_path / "lock", "w") as holder:
         fcntl.flock(holder, fcntl.LOCK_EX)
@@ -235,12 +239,13 @@ def test_hold_runs_the_command_with_the_lock_held(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(lab, "RUN_DIR", tmp_path)
+    monkeypatch.delenv(lab.HELD_ENV, raising=False)
     probe = (
         "import fcntl, os, sys\n"
         f"fh = open({str(tmp_path / 'lock')!r}, 'w')\n"
         "try:\n    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
         "except BlockingIOError:\n"
-        "    sys.exit(7 if os.environ.get('VRSTACK_LAB_LOCK_HELD') == '1' else 8)\n"
+        "    sys.exit(7 if os.environ.get('VRSTACK_LAB_LOCK_HELD') == 'lab' else 8)\n"
     )
     assert lab.main(["hold", "--", sys.executable, "-c", probe]) == 7  # held, and it knows
     assert lab.main(["hold", sys.executable, "-c", probe]) == 7
@@ -268,3 +273,228 @@ def test_real_lab_inventory_parses() -> None:
     assert {r.name for r in parsed.racks} == {"rack1", "rack2"}
     plan = lab.make_plan(parsed)
     assert len(plan.namespaces) == 4 + 2 + 1
+
+
+# --------------------------------------------------------------------------
+# Named labs: several side by side, one per cluster.name
+# --------------------------------------------------------------------------
+
+
+def _named(inventory: dict[str, Any], cluster: str, second_octet: int = 19) -> dict[str, Any]:
+    """The sample inventory renamed to another cluster and moved to 198.<n>.x.x,
+    hosts renamed so the two labs share nothing but their shape."""
+    data = copy.deepcopy(inventory)
+
+    def move(value: Any) -> Any:
+        if isinstance(value, str) and value.startswith("198.18."):
+            return f"198.{second_octet}." + value[len("198.18.") :]
+        if isinstance(value, str) and value.startswith("lab-"):
+            return f"{cluster}-" + value[len("lab-") :]
+        if isinstance(value, dict):
+            return {move(k): move(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [move(v) for v in value]
+        return value
+
+    data = move(data)
+    _model(data)["name"] = cluster
+    return data
+
+
+def test_legacy_lab_keeps_its_names(plan: Any) -> None:
+    assert lab.spine_netns("lab") == "vrs-spine"
+    assert lab.deploy_dev("lab") == "vrs-deploy"
+    assert lab.tor_netns("rack1", "lab") == "vrs-tor-rack1"
+    assert lab.run_dir("lab") == lab.RUN_DIR
+    assert lab.state_dir("lab") == lab.STATE_DIR
+    assert lab.state_file("lab") == lab.RUN_DIR / "state.json"
+    assert lab.pid_file("lab-cmp1", "lab") == lab.RUN_DIR / "lab-cmp1.pid"
+    assert lab.host_dir("lab-cmp1", "lab") == lab.STATE_DIR / "lab-cmp1"
+
+
+def test_named_lab_gets_its_own_names(inventory: dict[str, Any]) -> None:
+    parsed = lab.parse_inventory(_named(inventory, "mr"), "inv")
+    assert parsed.cluster == "mr"
+    plan = lab.make_plan(parsed)
+    assert set(plan.routers) == {"vrs-spine-mr", "vrs-tor-mr-rack1", "vrs-tor-mr-rack2"}
+    assert "vrs-mr-cmp1" in plan.namespaces
+    assert [v.name for v in plan.veths if v.ns is None] == ["vrs-d-mr"]
+    assert lab.run_dir("mr") == lab.RUN_DIR / "mr"
+    assert lab.pid_file("mr-cmp1", "mr") == lab.RUN_DIR / "mr" / "mr-cmp1.pid"
+    assert lab.host_dir("mr-cmp1", "mr") == lab.STATE_DIR / "mr" / "mr-cmp1"
+    assert [r.dst for r in plan.routes if r.ns is None] == [
+        "198.19.0.0/23",
+        "198.19.2.0/24",
+        "198.19.255.0/24",
+    ]
+    # The two labs' plans share no namespace and no root-namespace device.
+    legacy = lab.make_plan(lab.parse_inventory(inventory, "sample"))
+    assert not set(plan.namespaces) & set(legacy.namespaces)
+    assert lab.deploy_dev("mr") != lab.deploy_dev("lab")
+
+
+@pytest.mark.parametrize("cluster", ["multirack", "a-rather-long-cluster-name", "x"])
+def test_deploy_device_names_fit(cluster: str) -> None:
+    name = lab.deploy_dev(cluster)
+    assert len(name) <= 15 and name == lab.deploy_dev(cluster)
+    assert name != lab.deploy_dev(cluster + "2")
+
+
+def test_prefixes_add_vips_and_gateway_outside_the_racks(inventory: dict[str, Any]) -> None:
+    model = _model(inventory)
+    model["vips"] = {"internal": "198.18.1.10", "public": "198.18.9.10"}
+    model["gateway"] = {"name": "edge1", "address": "198.18.254.1"}
+    parsed = lab.parse_inventory(inventory, "inv")
+    assert "198.18.9.10/32" in parsed.prefixes
+    assert "198.18.254.1/32" in parsed.prefixes
+    assert "198.18.1.10/32" not in parsed.prefixes  # inside rack1's subnet already
+
+
+def _up(parsed: Any, inventory: str = "inventories/other") -> Any:
+    return lab.UpLab(
+        cluster=parsed.cluster,
+        inventory=inventory,
+        prefixes=parsed.prefixes,
+        hosts=tuple(h.name for h in parsed.hosts),
+        namespaces=tuple(lab.make_plan(parsed).namespaces),
+    )
+
+
+def test_overlap_with_a_lab_that_is_up_names_both(inventory: dict[str, Any]) -> None:
+    legacy = lab.parse_inventory(inventory, "inventories/lab")
+    clash = _named(inventory, "mr", second_octet=18)  # same addresses, other names
+    parsed = lab.parse_inventory(clash, "inventories/mr")
+    with pytest.raises(lab.LabError) as err:
+        lab.check_overlap(parsed, "inventories/mr", [_up(legacy, "inventories/lab")])
+    text = str(err.value)
+    assert "inventories/mr (lab 'mr')" in text and "inventories/lab" in text
+    assert "198.18.0.0/23 overlaps 198.18.0.0/23" in text
+
+
+def test_disjoint_labs_are_accepted(inventory: dict[str, Any]) -> None:
+    legacy = lab.parse_inventory(inventory, "inventories/lab")
+    other = lab.parse_inventory(_named(inventory, "mr"), "inventories/mr")
+    lab.check_overlap(other, "inventories/mr", [_up(legacy)])
+    lab.check_overlap(legacy, "inventories/lab", [_up(other)])
+    lab.check_overlap(legacy, "inventories/lab", [_up(legacy)])  # itself: a repair
+
+
+def test_host_name_shared_with_a_lab_that_is_up(inventory: dict[str, Any]) -> None:
+    legacy = lab.parse_inventory(inventory, "inventories/lab")
+    other = _named(inventory, "mr")
+    hv = other["_meta"]["hostvars"]
+    hv["lab-cmp1"] = hv.pop("mr-cmp1")  # a host named like one of the lab's
+    other["vrstack"]["hosts"] = [
+        h if h != "mr-cmp1" else "lab-cmp1" for h in other["vrstack"]["hosts"]
+    ]
+    parsed = lab.parse_inventory(other, "inventories/mr")
+    with pytest.raises(lab.LabError, match="lab-cmp1 already belongs to lab 'lab'"):
+        lab.check_overlap(parsed, "inventories/mr", [_up(legacy)])
+
+
+def test_up_labs_reads_old_and_new_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lab, "RUN_DIR", tmp_path)
+    assert lab.up_labs() == []
+    # What an older lab.py wrote: no cluster, no prefixes (it routed all of 198.18.0.0/15).
+    (tmp_path / "state.json").write_text(
+        json.dumps({"namespaces": ["vrs-spine"], "hosts": ["lab-ctl1"]})
+    )
+    (tmp_path / "mr").mkdir()
+    (tmp_path / "mr" / "state.json").write_text(
+        json.dumps(
+            {
+                "cluster": "mr",
+                "inventory": "/x/inventories/mr",
+                "prefixes": ["198.19.0.0/23"],
+                "namespaces": ["vrs-spine-mr"],
+                "hosts": ["mr-ctl1"],
+            }
+        )
+    )
+    old, new = lab.up_labs()
+    assert (old.cluster, old.prefixes, old.hosts) == ("lab", ("198.18.0.0/15",), ("lab-ctl1",))
+    assert (new.cluster, new.inventory, new.prefixes) == (
+        "mr",
+        "/x/inventories/mr",
+        ("198.19.0.0/23",),
+    )
+
+
+def test_old_lab_blocks_any_other_lab_until_it_is_rewired(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, inventory: dict[str, Any]
+) -> None:
+    monkeypatch.setattr(lab, "RUN_DIR", tmp_path)
+    (tmp_path / "state.json").write_text(json.dumps({"namespaces": [], "hosts": []}))
+    parsed = lab.parse_inventory(_named(inventory, "mr"), "inventories/mr")
+    with pytest.raises(lab.LabError, match=r"overlaps 198\.18\.0\.0/15 of lab 'lab'"):
+        lab.check_overlap(parsed, "inventories/mr", lab.up_labs())
+
+
+def test_record_state_keeps_what_down_needs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, inventory: dict[str, Any]
+) -> None:
+    monkeypatch.setattr(lab, "RUN_DIR", tmp_path)
+    parsed = lab.parse_inventory(_named(inventory, "mr"), "inventories/mr")
+    lab.record_state(lab.make_plan(parsed), parsed)
+    data = json.loads((tmp_path / "mr" / "state.json").read_text())
+    assert data["cluster"] == "mr" and data["prefixes"] == list(parsed.prefixes)
+    assert "vrs-spine-mr" in data["namespaces"] and "mr-ctl1" in data["hosts"]
+    assert lab.read_state("mr")["hosts"] == data["hosts"]
+    assert lab.read_state("lab") == {"namespaces": [], "hosts": []}
+
+
+def test_stale_routes_on_the_deploy_link() -> None:
+    planned = {lab.ipaddress.ip_network(p) for p in ("198.18.0.0/23", "198.18.255.0/24")}
+    routes = [
+        {"dst": "198.18.0.0/15", "gateway": "198.18.0.4", "dev": "vrs-deploy"},
+        {"dst": "198.18.0.4/31", "dev": "vrs-deploy", "protocol": "kernel"},
+        {"dst": "198.18.0.0/23", "gateway": "198.18.0.4", "dev": "vrs-deploy"},
+        {"dst": "198.18.255.0/24", "gateway": "198.18.0.4", "dev": "vrs-deploy"},
+    ]
+    assert lab.stale_routes(routes, planned) == ["198.18.0.0/15"]
+
+
+def test_held_labs_reads_old_and_new_values() -> None:
+    assert lab.held_labs("1") == {"lab"}
+    assert lab.held_labs("lab,mr") == {"lab", "mr"}
+    assert lab.held_labs(None) == set()
+
+
+def test_lock_is_per_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lab, "RUN_DIR", tmp_path)
+    monkeypatch.delenv(lab.HELD_ENV, raising=False)
+    with open(tmp_path / "lock", "w") as holder:
+        fcntl.flock(holder, fcntl.LOCK_EX)  # the `lab` lab is held by someone
+        with lab.locked(limit=1.0, cluster="mr"):  # another lab is not blocked
+            assert (tmp_path / "mr" / "lock").exists()
+        monkeypatch.setenv(lab.HELD_ENV, "mr")  # holding mr does not let `lab` through
+        with pytest.raises(lab.LabError, match="still held"), lab.locked(limit=1.0):
+            pass
+
+
+def test_hold_names_the_lab_it_holds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lab, "RUN_DIR", tmp_path)
+    monkeypatch.delenv(lab.HELD_ENV, raising=False)
+    probe = "import os, sys; sys.exit(0 if os.environ['VRSTACK_LAB_LOCK_HELD'] == 'mr' else 3)"
+    assert lab.main(["hold", "--lab", "mr", "--", sys.executable, "-c", probe]) == 0
+    assert (tmp_path / "mr" / "lock").exists()
+
+
+def test_cluster_name_read_from_a_broken_inventory(tmp_path: Path) -> None:
+    (tmp_path / "fabric.yml").write_text(
+        "plugin: vrstack.cloud.fabric\ncluster: {name: mr, asn: nope}\nhosts: {}\n"
+    )
+    assert lab.cluster_name(str(tmp_path)) == "mr"
+    assert lab.cluster_name(str(tmp_path / "missing")) == "lab"
+
+
+def test_foreign_routes_into_the_lab_are_found(inventory: dict[str, Any]) -> None:
+    parsed = lab.parse_inventory(inventory, "inv")
+    routes = [
+        {"dst": "default", "gateway": "192.0.2.1", "dev": "eth0"},
+        {"dst": "192.0.2.0/24", "dev": "eth0", "protocol": "kernel"},
+        {"dst": "198.18.0.0/15", "gateway": "198.18.0.4", "dev": "vrs-deploy"},
+        {"dst": "198.19.153.0/29", "dev": "vrsb1", "protocol": "kernel"},  # outside this lab
+        {"dst": "198.18.2.16/29", "dev": "test-veth", "protocol": "kernel"},
+    ]
+    assert lab.foreign_routes(parsed, routes) == ["198.18.2.16/29 on test-veth"]
