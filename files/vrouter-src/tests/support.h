@@ -43,6 +43,9 @@ int req_reply(struct vr_router *r, struct vr_msg *m, struct vr_msg *rep);
 uint32_t build_udp4(uint8_t *buf, const uint8_t *dmac, const uint8_t *smac, const char *sip,
 		    const char *dip, uint16_t sport, uint16_t dport, const uint8_t *payload,
 		    uint32_t plen);
+uint32_t build_tcp4(uint8_t *buf, const uint8_t *dmac, const uint8_t *smac, const char *sip,
+		    const char *dip, uint16_t sport, uint16_t dport, const uint8_t *payload,
+		    uint32_t plen);
 uint32_t build_tcp6(uint8_t *buf, const uint8_t *dmac, const uint8_t *smac, const char *sip,
 		    const char *dip, uint16_t sport, uint16_t dport);
 void ip4(const char *s, uint8_t *out);

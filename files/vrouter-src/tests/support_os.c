@@ -163,11 +163,12 @@ void ip6(const char *s, uint8_t *out)
 		abort();
 }
 
-uint32_t build_udp4(uint8_t *b, const uint8_t *dmac, const uint8_t *smac, const char *sip,
-		    const char *dip, uint16_t sport, uint16_t dport, const uint8_t *payload,
-		    uint32_t plen)
+/* Ethernet and a 20-byte IPv4 header for an l4len-byte payload of proto; returns
+ * the pseudo-header sum of the L4 checksum. */
+static uint32_t eth_ip4(uint8_t *b, const uint8_t *dmac, const uint8_t *smac, const char *sip,
+			const char *dip, uint8_t proto, uint32_t l4len)
 {
-	uint8_t *ip = b + 14, *u = ip + 20;
+	uint8_t *ip = b + 14;
 	uint32_t sum = 0;
 
 	memcpy(b, dmac, 6);
@@ -175,23 +176,50 @@ uint32_t build_udp4(uint8_t *b, const uint8_t *dmac, const uint8_t *smac, const 
 	vr_put_be16(b + 12, 0x0800);
 	memset(ip, 0, 20);
 	ip[0] = 0x45;
-	vr_put_be16(ip + 2, (uint16_t)(28 + plen));
+	vr_put_be16(ip + 2, (uint16_t)(20 + l4len));
 	ip[8] = 64;
-	ip[9] = 17;
+	ip[9] = proto;
 	ip4(sip, ip + 12);
 	ip4(dip, ip + 16);
 	vr_put_be16(ip + 10, vr_csum(ip, 20, 0));
+	for (int i = 0; i < 8; i += 2)
+		sum += vr_get_be16(ip + 12 + i);
+	return sum + proto + l4len;
+}
+
+uint32_t build_udp4(uint8_t *b, const uint8_t *dmac, const uint8_t *smac, const char *sip,
+		    const char *dip, uint16_t sport, uint16_t dport, const uint8_t *payload,
+		    uint32_t plen)
+{
+	uint8_t *u = b + 14 + 20;
+	uint32_t sum = eth_ip4(b, dmac, smac, sip, dip, 17, 8 + plen);
+
 	vr_put_be16(u, sport);
 	vr_put_be16(u + 2, dport);
 	vr_put_be16(u + 4, (uint16_t)(8 + plen));
 	vr_put_be16(u + 6, 0);
 	memcpy(u + 8, payload, plen);
-	/* pseudo-header */
-	for (int i = 0; i < 8; i += 2)
-		sum += vr_get_be16(ip + 12 + i);
-	sum += 17 + 8 + plen;
 	vr_put_be16(u + 6, vr_csum(u, 8 + plen, sum));
 	return 14 + 28 + plen;
+}
+
+uint32_t build_tcp4(uint8_t *b, const uint8_t *dmac, const uint8_t *smac, const char *sip,
+		    const char *dip, uint16_t sport, uint16_t dport, const uint8_t *payload,
+		    uint32_t plen)
+{
+	uint8_t *t = b + 14 + 20;
+	uint32_t sum = eth_ip4(b, dmac, smac, sip, dip, 6, 20 + plen);
+
+	memset(t, 0, 20);
+	vr_put_be16(t, sport);
+	vr_put_be16(t + 2, dport);
+	vr_put_be32(t + 4, 1000);
+	t[12] = 0x50; /* a 20-byte header */
+	t[13] = 0x18; /* PSH, ACK */
+	vr_put_be16(t + 14, 65535);
+	memcpy(t + 20, payload, plen);
+	vr_put_be16(t + 16, vr_csum(t, 20 + plen, sum));
+	return 14 + 40 + plen;
 }
 
 uint32_t build_tcp6(uint8_t *b, const uint8_t *dmac, const uint8_t *smac, const char *sip,
