@@ -73,10 +73,10 @@ class TestVrstackL3(test_l3.L3NatTestCaseMixin, test_plugin.Ml2PluginV2TestCase)
         got_a = self._router_interface_action("add", rid, sub_a, None)
         self._router_interface_action("add", rid, sub_b, None)
         lr = self.get(f"/logical-routers/{rid}")
-        assert sorted((i["virtual_network"], i["subnet_cidr"]) for i in lr["interfaces"]) == [
-            (a, "198.18.80.0/24"),
-            (b, "198.18.81.0/24"),
-        ]
+        assert {i["subnet_cidr"]: i["virtual_network"] for i in lr["interfaces"]} == {
+            "198.18.80.0/24": a,
+            "198.18.81.0/24": b,
+        }
         # The interface port is Neutron's own: gateway address, never bound, not a VMI.
         port = self._show("ports", got_a["port_id"], as_admin=True)["port"]
         assert port["device_owner"] == n_const.DEVICE_OWNER_ROUTER_INTF

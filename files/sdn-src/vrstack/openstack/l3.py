@@ -16,6 +16,7 @@ Neutron's router ports (`network:router_interface`, `network:router_gateway`,
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from neutron.db import l3_db
@@ -137,28 +138,40 @@ class VrstackL3Plugin(service_base.ServicePluginBase, l3_db.L3_NAT_dbonly_mixin)
         else:
             self.backend.put(rtype, body)
 
+    @staticmethod
+    def _mirrored(what: str, push: Callable[[], None], undo: Callable[[], Any]) -> None:
+        """Push a Neutron change to the config API; if it refuses, undo the change in
+        Neutron and raise the error the user should see."""
+        try:
+            push()
+        except ApiError as exc:
+            undo()
+            raise ml2.neutron_error(exc, what) from None
+
     # ---- routers -------------------------------------------------------------------------
 
     def create_router(self, context: Any, router: JSON) -> JSON:
         made: JSON = super().create_router(context, router)
-        try:
-            self._push_router(context, made["id"])
-        except ApiError as exc:
-            super().delete_router(context, made["id"])
-            raise ml2.neutron_error(exc, f"router {made['id']}") from None
+        rid = made["id"]
+        self._mirrored(
+            f"router {rid}",
+            lambda: self._push_router(context, rid),
+            lambda: super(VrstackL3Plugin, self).delete_router(context, rid),
+        )
         return made
 
     def update_router(self, context: Any, id: str, router: JSON) -> JSON:
         before = self.get_router(context, id)
         done: JSON = super().update_router(context, id, router)
-        try:
-            self._push_router(context, id)
-        except ApiError as exc:
+
+        def undo() -> None:
             gateway = before.get("external_gateway_info") or {}
             if gateway != (done.get("external_gateway_info") or {}):
                 back = {"network_id": gateway["network_id"]} if gateway else {}
-                super().update_router(context, id, {"router": {"external_gateway_info": back}})
-            raise ml2.neutron_error(exc, f"router {id}") from None
+                body = {"router": {"external_gateway_info": back}}
+                super(VrstackL3Plugin, self).update_router(context, id, body)
+
+        self._mirrored(f"router {id}", lambda: self._push_router(context, id), undo)
         return done
 
     def delete_router(self, context: Any, id: str) -> None:
@@ -175,23 +188,24 @@ class VrstackL3Plugin(service_base.ServicePluginBase, l3_db.L3_NAT_dbonly_mixin)
         self, context: Any, router_id: str, interface_info: JSON | None = None
     ) -> JSON:
         info: JSON = super().add_router_interface(context, router_id, interface_info)
-        try:
-            self._push_router(context, router_id)
-        except ApiError as exc:
-            undo = {"port_id": info["port_id"]}
-            if "subnet_id" in (interface_info or {}):
-                undo = {"subnet_id": info["subnet_id"]}
-            super().remove_router_interface(context, router_id, undo)
-            raise ml2.neutron_error(exc, f"router {router_id} interface") from None
+        by = {"port_id": info["port_id"]}
+        if "subnet_id" in (interface_info or {}):
+            by = {"subnet_id": info["subnet_id"]}
+        self._mirrored(
+            f"router {router_id} interface",
+            lambda: self._push_router(context, router_id),
+            lambda: super(VrstackL3Plugin, self).remove_router_interface(context, router_id, by),
+        )
         return info
 
     def remove_router_interface(self, context: Any, router_id: str, interface_info: JSON) -> JSON:
         info: JSON = super().remove_router_interface(context, router_id, interface_info)
-        try:
-            self._push_router(context, router_id)
-        except ApiError as exc:
-            super().add_router_interface(context, router_id, {"subnet_id": info["subnet_id"]})
-            raise ml2.neutron_error(exc, f"router {router_id} interface") from None
+        back = {"subnet_id": info["subnet_id"]}
+        self._mirrored(
+            f"router {router_id} interface",
+            lambda: self._push_router(context, router_id),
+            lambda: super(VrstackL3Plugin, self).add_router_interface(context, router_id, back),
+        )
         return info
 
     # ---- floating IPs ----------------------------------------------------------------------
@@ -203,24 +217,26 @@ class VrstackL3Plugin(service_base.ServicePluginBase, l3_db.L3_NAT_dbonly_mixin)
         initial_status: str = n_const.FLOATINGIP_STATUS_ACTIVE,
     ) -> JSON:
         fip: JSON = super().create_floatingip(context, floatingip, initial_status)
-        try:
-            self._push_floating_ip(fip)
-        except ApiError as exc:
-            super().delete_floatingip(context, fip["id"])
-            raise ml2.neutron_error(exc, f"floating IP {fip['id']}") from None
+        self._mirrored(
+            f"floating IP {fip['id']}",
+            lambda: self._push_floating_ip(fip),
+            lambda: super(VrstackL3Plugin, self).delete_floatingip(context, fip["id"]),
+        )
         return fip
 
     def update_floatingip(self, context: Any, id: str, floatingip: JSON) -> JSON:
         before = self.get_floatingip(context, id)
         fip: JSON = super().update_floatingip(context, id, floatingip)
-        try:
-            self._push_floating_ip(fip)
-        except ApiError as exc:
-            back = {"port_id": before["port_id"]}
-            if before["port_id"]:
-                back["fixed_ip_address"] = before["fixed_ip_address"]
-            super().update_floatingip(context, id, {"floatingip": back})
-            raise ml2.neutron_error(exc, f"floating IP {id}") from None
+        back = {"port_id": before["port_id"]}
+        if before["port_id"]:
+            back["fixed_ip_address"] = before["fixed_ip_address"]
+        self._mirrored(
+            f"floating IP {id}",
+            lambda: self._push_floating_ip(fip),
+            lambda: super(VrstackL3Plugin, self).update_floatingip(
+                context, id, {"floatingip": back}
+            ),
+        )
         return fip
 
     def delete_floatingip(self, context: Any, id: str) -> None:
