@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import netnskit
 import pytest
 from pkikit import CA, Issued
 
@@ -65,19 +66,9 @@ class Link:
         self.veth = f"vrsi{os.getpid() % 100000}"
         self.ours, self.theirs = f"198.19.{n}.1", f"198.19.{n}.2"
 
-    def sh(self, *cmd: str) -> None:
-        subprocess.run(cmd, check=True, capture_output=True, timeout=30)
-
     def up(self) -> None:
-        self.sh("ip", "netns", "add", self.ns)
-        self.sh(
-            "ip", "link", "add", self.veth + "a", "type", "veth", "peer", "name", self.veth + "b"
-        )
-        self.sh("ip", "link", "set", self.veth + "b", "netns", self.ns)
-        self.sh("ip", "addr", "add", f"{self.ours}/29", "dev", self.veth + "a")
-        self.sh("ip", "link", "set", self.veth + "a", "up")
-        self.sh("ip", "-n", self.ns, "addr", "add", f"{self.theirs}/29", "dev", self.veth + "b")
-        self.sh("ip", "-n", self.ns, "link", "set", self.veth + "b", "up")
+        netnskit.sh("ip", "netns", "add", self.ns)
+        netnskit.veth(self.veth, ("", self.ours), (self.ns, self.theirs))
 
     def get(self, port: int, ca: str = "", cert: Issued | None = None) -> dict[str, Any]:
         """GET /introspect from the namespace, over TLS when `ca` is given."""

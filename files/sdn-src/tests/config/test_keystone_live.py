@@ -204,6 +204,7 @@ class Lab:
     keystone: Keystone
     admin: str  # the bootstrap admin's token
     demo: str  # the demo project's id
+    other: str  # another tenant's project id
 
 
 @pytest.fixture(scope="module")
@@ -216,11 +217,13 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         admin = ks.token("admin", ADMIN_PASSWORD, "admin")
         service = ks.create(admin, "project", {"name": "service", "domain_id": "default"})
         demo = ks.create(admin, "project", {"name": "demo", "domain_id": "default"})
+        other = ks.create(admin, "project", {"name": "other", "domain_id": "default"})
         for name, project, role in (
             ("vrstack-api", service, "service"),  # the config API's own user
             ("ada", demo, "admin"),
             ("max", demo, "member"),
             ("rita", demo, "reader"),
+            ("olga", other, "member"),
             ("nobody", "", ""),
         ):
             user = ks.create(
@@ -228,7 +231,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
             )
             if role:
                 ks.grant(admin, project, user, role)
-        yield Lab(ks, admin, demo)
+        yield Lab(ks, admin, demo, other)
     finally:
         ks.stop()
 
@@ -280,8 +283,9 @@ async def test_config_api_with_keystone(lab: Lab, tmp_path: Path) -> None:
             assert status == 403 and "rita may only read" in body["error"], body
             status, body = await call(s, "POST", projects, max_, {"name": "red"})
             assert status == 403 and "max may only read" in body["error"], body
+            # rita reads only her Keystone project's part, and blue is nobody's.
             status, body = await call(s, "GET", projects, rita)
-            assert status == 200 and [p["name"] for p in body["items"]] == ["blue"]
+            assert status == 200 and body["items"] == [], body
             assert (await call(s, "GET", projects, max_))[0] == 200
             status, body = await call(s, "GET", projects, nobody)
             assert status == 403 and "none of the roles" in body["error"], body
@@ -319,6 +323,95 @@ async def test_config_api_with_keystone(lab: Lab, tmp_path: Path) -> None:
             assert down and down[0]["level"] == "warning"
             assert any(x["msg"] == "keystone reachable again" for x in logs)
             assert not any(fresh in json.dumps(x) or ada in json.dumps(x) for x in logs)
+        assert daemon.terminate() == 0
+    finally:
+        daemon.kill()
+
+
+@pytest.mark.asyncio
+async def test_read_only_tokens_see_only_their_project(lab: Lab, tmp_path: Path) -> None:
+    """Config projects A and B belong to Keystone projects demo and other: demo's reader
+    and member see A's objects only, other's member B's only; fabric objects and the
+    watch feed are refused; no write from them or from anonymous callers changes a
+    thing."""
+    ks = lab.keystone
+    ada = ks.token("ada", PASSWORD, "demo")
+    tokens = {
+        "rita": ks.token("rita", PASSWORD, "demo"),
+        "max": ks.token("max", PASSWORD, "demo"),
+        "olga": ks.token("olga", PASSWORD, "other"),
+    }
+    daemon = Daemon("vrstack.config.main", api_config(lab, tmp_path), tmp_path, "api")
+    daemon.start()
+    try:
+        async with aiohttp.ClientSession() as s:
+            url = daemon.url
+
+            async def make(kind: str, body: dict[str, Any]) -> dict[str, Any]:
+                status, obj = await call(s, "POST", f"{url}/{kind}", ada, body)
+                assert status == 201, obj
+                return dict(obj)
+
+            a = await make("projects", {"name": "a", "keystone_id": lab.demo})
+            b = await make("projects", {"name": "b", "keystone_id": lab.other})
+            net = {
+                p["name"]: await make(
+                    "virtual-networks",
+                    {
+                        "name": f"net-{p['name']}",
+                        "parent_uuid": p["uuid"],
+                        "subnets": [{"cidr": f"198.18.{i}.0/24"}],
+                    },
+                )
+                for i, p in ((10, a), (11, b))
+            }
+            await make("virtual-routers", {"name": "compute1", "fabric_address": "198.18.2.11"})
+
+            async def snapshot() -> list[Any]:
+                out = []
+                for kind in ("projects", "virtual-networks", "virtual-routers"):
+                    status, body = await call(s, "GET", f"{url}/{kind}", ada)
+                    assert status == 200
+                    out.append(sorted((o["uuid"], o["version"]) for o in body["items"]))
+                return out
+
+            before = await snapshot()
+            mine = {"rita": "a", "max": "a", "olga": "b"}
+            for who, token in tokens.items():
+                own, theirs = mine[who], "b" if mine[who] == "a" else "a"
+                status, body = await call(s, "GET", f"{url}/projects", token)
+                assert status == 200 and [p["name"] for p in body["items"]] == [own], (who, body)
+                status, body = await call(s, "GET", f"{url}/virtual-networks", token)
+                assert [n["name"] for n in body["items"]] == [f"net-{own}"], (who, body)
+                status, _ = await call(
+                    s, "GET", f"{url}/virtual-networks/{net[own]['uuid']}", token
+                )
+                assert status == 200, who
+                other_net = f"{url}/virtual-networks/{net[theirs]['uuid']}"
+                status, body = await call(s, "GET", other_net, token)
+                assert status == 404, (who, status, body)
+                # Asking for the other project's children by parent: nothing.
+                query = f"{url}/virtual-networks?parent_uuid={net[theirs]['parent_uuid']}"
+                assert (await call(s, "GET", query, token))[1]["items"] == [], who
+                for path in ("/virtual-routers", "/watch?since=0&timeout=0"):
+                    status, body = await call(s, "GET", url + path, token)
+                    assert status == 403, (who, path, status, body)
+                # Writes: their own project's objects and the other's, all refused.
+                for method, target, body in (
+                    ("PUT", f"{url}/virtual-networks/{net[own]['uuid']}", {"description": "x"}),
+                    ("PUT", other_net, {"description": "x"}),
+                    ("DELETE", other_net, None),
+                    ("POST", f"{url}/virtual-networks", {"name": "n", "parent_uuid": a["uuid"]}),
+                ):
+                    status, answer = await call(s, method, target, token, body)
+                    assert status == 403 and "may only read" in answer["error"], (who, method)
+            for token in (None, "not-a-token"):
+                for method, target in (("GET", f"{url}/projects"), ("DELETE", other_net)):
+                    assert (await call(s, method, target, token))[0] == 401
+            assert await snapshot() == before  # nothing changed
+            # The admin still sees both projects' networks.
+            status, body = await call(s, "GET", f"{url}/virtual-networks", ada)
+            assert sorted(n["name"] for n in body["items"]) == ["net-a", "net-b"]
         assert daemon.terminate() == 0
     finally:
         daemon.kill()

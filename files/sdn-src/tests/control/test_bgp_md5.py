@@ -21,8 +21,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import netnskit
 import pytest
 from controlkit import Cluster
+from netnskit import sh
 
 from vrstack.config.testing import free_port
 from vrstack.control import main as control_main
@@ -31,10 +33,6 @@ from vrstack.service.settings import ConfigError, Settings
 
 HERE = Path(__file__).resolve().parent
 PASSWORD = "md5-test-password-0001"
-
-
-def sh(*cmd: str) -> str:
-    return subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=30).stdout
 
 
 class TwoHosts:
@@ -52,13 +50,7 @@ class TwoHosts:
     def up(self) -> None:
         for ns in self.ns.values():
             sh("ip", "netns", "add", ns)
-        sh("ip", "link", "add", self.veth + "a", "type", "veth", "peer", "name", self.veth + "b")
-        for side, ns in self.ns.items():
-            dev = self.veth + side
-            sh("ip", "link", "set", dev, "netns", ns)
-            sh("ip", "-n", ns, "addr", "add", f"{self.addr[side]}/29", "dev", dev)
-            sh("ip", "-n", ns, "link", "set", dev, "up")
-            sh("ip", "-n", ns, "link", "set", "lo", "up")
+        netnskit.veth(self.veth, (self.ns["a"], self.addr["a"]), (self.ns["b"], self.addr["b"]))
 
     def start(self, side: str, password: str, seconds: float = 40.0) -> None:
         other = "b" if side == "a" else "a"

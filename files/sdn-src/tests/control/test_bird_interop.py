@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import netnskit
 import pytest
 from controlkit import Cluster, instance_name
 
@@ -47,16 +48,8 @@ class BirdLab:
 
     def up(self, route_target: str, password: str = "") -> None:
         self.sh("ip", "netns", "add", self.ns)
-        self.sh(
-            "ip", "link", "add", self.veth + "a", "type", "veth", "peer", "name", self.veth + "b"
-        )
-        self.sh("ip", "link", "set", self.veth + "b", "netns", self.ns)
-        self.sh("ip", "addr", "add", f"{self.ours}/29", "dev", self.veth + "a")
-        self.sh("ip", "link", "set", self.veth + "a", "up")
+        netnskit.veth(self.veth, ("", self.ours), (self.ns, self.bird))
         inns = ("ip", "netns", "exec", self.ns)
-        self.sh(*inns, "ip", "addr", "add", f"{self.bird}/29", "dev", self.veth + "b")
-        self.sh(*inns, "ip", "link", "set", self.veth + "b", "up")
-        self.sh(*inns, "ip", "link", "set", "lo", "up")
         _, asn, num = route_target.split(":")
         password_line = f'\n  password "{password}";' if password else ""
         conf = self.workdir / "bird.conf"

@@ -131,6 +131,17 @@ def refusals(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.getMessage() == "agent refused"]
 
 
+async def refusal_of(caplog: pytest.LogCaptureFixture, run: Running) -> str:
+    """The reason of the node's first refusal, once the agent saw it; checks its level
+    and the peer's address."""
+    await until(lambda: refusals(caplog) and run.session.last_error)
+    record = refusals(caplog)[0]
+    assert record.levelno == logging.WARNING
+    assert str(getattr(record, "addr", "")).startswith("127.0.0.1:"), record.__dict__
+    assert not run.session.up
+    return str(getattr(record, "reason", ""))
+
+
 @pytest.mark.asyncio
 async def test_agents_exchange_routes_over_mutual_tls(
     pki: Pki, mutual: ControlNode, agents: Callable[..., Running]
@@ -162,11 +173,7 @@ async def test_certificate_from_another_ca_is_refused_and_logged(
 ) -> None:
     caplog.set_level(logging.INFO)
     rogue = agents("compute3", mutual.xmpp_port, agent_files(pki, pki.rogue))
-    await until(lambda: refusals(caplog) and rogue.session.last_error)
-    record = refusals(caplog)[0]
-    assert record.levelno == logging.WARNING
-    assert str(getattr(record, "addr", "")).startswith("127.0.0.1:")
-    assert "certificate" in str(getattr(record, "reason", "")), record.__dict__
+    assert "certificate" in await refusal_of(caplog, rogue)
     # TLS 1.3: the agent's handshake ends before the node checks its certificate; the
     # node then closes, and the agent says what that likely means.
     assert "refuse this agent's certificate" in rogue.session.last_error
@@ -187,46 +194,28 @@ async def test_certificate_from_another_ca_is_refused_and_logged(
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize(
-    ("which", "words"),
-    [("expired", "certificate has expired"), ("self_signed", "self-signed certificate")],
+    ("which", "name", "words"),
+    [
+        ("expired", "compute5", "certificate not accepted: certificate has expired"),
+        ("self_signed", "compute6", "certificate not accepted: self-signed certificate"),
+        # A valid certificate of another compute: an agent speaks only for itself.
+        ("compute1", "compute2", "certificate is for 'compute1', the stream is from 'compute2'"),
+    ],
 )
-async def test_expired_or_self_signed_agent_is_refused_and_logged(
+async def test_expired_self_signed_or_borrowed_certificate_is_refused_and_logged(
     pki: Pki,
     mutual: ControlNode,
     agents: Callable[..., Running],
     caplog: pytest.LogCaptureFixture,
     which: str,
+    name: str,
     words: str,
 ) -> None:
     caplog.set_level(logging.INFO)
-    issued: Issued = getattr(pki, which)
-    name = "compute5" if which == "expired" else "compute6"
-    run = agents(name, mutual.xmpp_port, agent_files(pki, issued))
-    await until(lambda: refusals(caplog) and run.session.last_error)
-    record = refusals(caplog)[0]
-    assert record.levelno == logging.WARNING
-    assert str(getattr(record, "addr", "")).startswith("127.0.0.1:"), record.__dict__
-    reason = str(getattr(record, "reason", ""))
-    assert reason.startswith("certificate not accepted") and words in reason, reason
-    assert name not in mutual.agents and not run.session.up
-    assert mutual.introspect()["agents_refused"] >= 1
-
-
-@pytest.mark.asyncio
-async def test_agent_with_another_computes_certificate_is_refused(
-    pki: Pki,
-    mutual: ControlNode,
-    agents: Callable[..., Running],
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    caplog.set_level(logging.INFO)
-    # compute2 presents compute1's (valid) certificate: it may not speak for compute1's
-    # name, nor for its own.
-    thief = agents("compute2", mutual.xmpp_port, agent_files(pki, pki.compute1))
-    await until(lambda: refusals(caplog) and thief.session.last_error)
-    reason = str(getattr(refusals(caplog)[0], "reason", ""))
-    assert reason == "certificate is for 'compute1', the stream is from 'compute2'", reason
-    assert "compute2" not in mutual.agents and not thief.session.up
+    run = agents(name, mutual.xmpp_port, agent_files(pki, getattr(pki, which)))
+    reason = await refusal_of(caplog, run)
+    assert words in reason, reason
+    assert name not in mutual.agents
     assert mutual.introspect()["agents_refused"] >= 1
 
 

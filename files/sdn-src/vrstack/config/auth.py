@@ -3,7 +3,7 @@
 `static`: tokens from the config file: admin, read-only (the lab), and optionally one
 for the vrouter agents, which may read and write `port-state` objects only.
 `keystone`: Keystone v3 tokens (`keystone.py`), Keystone roles mapped to ours by the
-config file; the token's project is kept on the identity for per-project access.
+config file; a read-only token is scoped to its project (`access.py`).
 An authenticator returns None for no or a bad token (401), raises HTTPForbidden for a
 valid token without a role here (403) and HTTPServiceUnavailable when it cannot tell
 (503); the API's error middleware turns those into JSON errors.
@@ -38,6 +38,11 @@ class Identity:
     @property
     def can_write(self) -> bool:
         return ADMIN in self.roles
+
+    @property
+    def scoped(self) -> bool:
+        """Sees only its Keystone project's objects (access.py): a non-admin Keystone token."""
+        return bool(self.project_id) and ADMIN not in self.roles
 
     def may_write(self, path: str) -> bool:
         """Whether this caller may change what is at `path`."""
@@ -112,6 +117,10 @@ class KeystoneTokens:
         if found.roles & set(self.ks.admin_roles):
             roles = frozenset({ADMIN, READER})
         elif found.roles & set(self.ks.reader_roles):
+            if not found.project_id:  # it would see every project's objects
+                raise web.HTTPForbidden(
+                    reason=f"{found.user}: a read-only token must be scoped to a project"
+                )
             roles = frozenset({READER})
         else:
             wanted = ", ".join((*self.ks.admin_roles, *self.ks.reader_roles))

@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from ..service.daemon import add_health
+from . import access
 from .auth import Authenticator
 from .fields import FieldError
 from .model import RESOURCES, Resource
@@ -80,6 +81,7 @@ def auth_middleware(
             return _error(401, "a valid token is required (X-Auth-Token header)")
         if writes(request) and not identity.may_write(request.path):
             return _error(403, f"{identity.name} may only read")
+        request[access.IDENTITY] = identity
         return await handler(request)
 
     return middleware
@@ -122,8 +124,18 @@ def _routes(app: web.Application, res: Resource) -> None:
     async def list_(request: web.Request) -> web.Response:
         db = request.app[DB_KEY]
         limit = _int_param(request, "limit", 100, 1, 1000)
-        filters = {k: v for k, v in request.query.items() if k not in ("limit", "cursor")}
-        items, nxt, rev = await db.list_page(res, filters, limit, request.query.get("cursor"))
+        filters: dict[str, str] | None = {
+            k: v for k, v in request.query.items() if k not in ("limit", "cursor")
+        }
+        scope = await access.scope_of(request, db)
+        if scope is not None:
+            scope.check_type(res)
+            filters = scope.list_filters(res, filters or {})
+            if filters is None:
+                return web.json_response({"items": [], "next": None, "revision": 0})
+        items, nxt, rev = await db.list_page(res, filters or {}, limit, request.query.get("cursor"))
+        if scope is not None:
+            items = [o for o in items if await scope.owns(db, res, o)]
         return web.json_response({"items": items, "next": nxt, "revision": rev})
 
     async def create(request: web.Request) -> web.Response:
@@ -131,7 +143,13 @@ def _routes(app: web.Application, res: Resource) -> None:
         return web.json_response(obj, status=201, headers=_etag(obj))
 
     async def read(request: web.Request) -> web.Response:
-        obj = await request.app[DB_KEY].get(res, _uuid(request))
+        db = request.app[DB_KEY]
+        obj = await db.get(res, _uuid(request))
+        scope = await access.scope_of(request, db)
+        if scope is not None:
+            scope.check_type(res)
+            if not await scope.owns(db, res, obj):  # as if it did not exist
+                raise FieldError("uuid", f"no {res.name} with uuid {obj['uuid']}", 404)
         return web.json_response(obj, headers=_etag(obj))
 
     async def update(request: web.Request) -> web.Response:
@@ -160,6 +178,8 @@ def _uuid(request: web.Request) -> str:
 
 
 async def watch(request: web.Request) -> web.Response:
+    if await access.scope_of(request, request.app[DB_KEY]) is not None:
+        raise web.HTTPForbidden(reason="the watch feed carries every project's changes")
     since = _int_param(request, "since", None, 0, 2**63 - 1)
     limit = _int_param(request, "limit", 1000, 1, 10000)
     try:

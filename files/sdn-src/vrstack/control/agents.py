@@ -149,7 +149,8 @@ class AgentSession:
         cert = tls.peer_subject(self.writer)
         if self.node.s.tls_verify_client and cert != name:
             reason = f"certificate is for {cert!r}, the stream is from {name!r}"
-            self.node.refused(self.address, reason)
+            peer = self.writer.get_extra_info("peername") or ("?", 0)
+            self.node.refused(f"{peer[0]}:{peer[1]}", reason)
             raise XmppError("not-authorized", reason)
         self.name = name
         self.writer.write(
