@@ -144,6 +144,12 @@ class Lab:
     # What the root namespace routes to this lab's spine (collapsed CIDRs).
     prefixes: tuple[str, ...] = ()
     inventory: str = ""  # absolute path, to name the lab in messages
+    # A managed gateway (group `gateway`): a host hung off the spine by one link.
+    gateway: Host | None = None
+
+    @property
+    def all_hosts(self) -> tuple[Host, ...]:
+        return (*self.hosts, self.gateway) if self.gateway else self.hosts
 
 
 def _need(mapping: Mapping[str, Any], key: str, where: str) -> Any:
@@ -229,6 +235,7 @@ def parse_inventory(data: Mapping[str, Any], source: str) -> Lab:
     lab = Lab(tuple(hosts), tuple(racks), d_spine, d_local, d_len, key, user)
     lab = replace(
         lab,
+        gateway=gateway_host(data, model, d_spine),
         cluster=str(model.get("name", LEGACY_CLUSTER)),
         endpoints=model.get("endpoints") or {},
         prefixes=lab_prefixes(model, racks, where),
@@ -236,6 +243,18 @@ def parse_inventory(data: Mapping[str, Any], source: str) -> Lab:
     )
     check_lab(lab, source)
     return lab
+
+
+def gateway_host(data: Mapping[str, Any], model: Mapping[str, Any], spine_ip: str) -> Host | None:
+    """The managed gateway as a lab host: its address on eth0 (/32), reached over a
+    link to the spine that borrows the spine's deploy-link address (no new address)."""
+    group = data.get("gateway", {})
+    names = group.get("hosts", []) if isinstance(group, Mapping) else []
+    gw = model.get("gateway")
+    if not names or not gw:
+        return None
+    address = str(gw["address"])
+    return Host(str(names[0]), "", ("gateway",), address, 32, spine_ip, address)
 
 
 def lab_prefixes(model: Mapping[str, Any], racks: Sequence[Rack], where: str) -> tuple[str, ...]:
@@ -266,6 +285,8 @@ def check_lab(lab: Lab, source: str) -> None:
             (f"rack {rack.name} spine link", rack.spine_ip),
             (f"rack {rack.name} spine link", rack.tor_ip),
         ]
+    if lab.gateway:
+        addresses.append((f"gateway {lab.gateway.name} address", lab.gateway.ip))
     for host in lab.hosts:
         if host.rack not in rack_names:
             raise LabError(f"inventory {source}: host {host.name}: unknown rack '{host.rack}'")
@@ -283,7 +304,7 @@ def check_lab(lab: Lab, source: str) -> None:
                 "the local lab only uses that range"
             )
     taken: dict[str, str] = {}
-    for host in lab.hosts:
+    for host in lab.all_hosts:
         for name in (host_netns(host.name), host_veth(host.name)):
             if name in taken and taken[name] != host.name:
                 raise LabError(
@@ -291,7 +312,7 @@ def check_lab(lab: Lab, source: str) -> None:
                     f"map to the same lab name {name}; rename one"
                 )
             taken[name] = host.name
-    clash = {host_netns(h.name) for h in lab.hosts} & set(router_namespaces(lab))
+    clash = {host_netns(h.name) for h in lab.all_hosts} & set(router_namespaces(lab))
     if clash:
         raise LabError(f"inventory {source}: host name collides with lab namespace {clash}")
 
@@ -320,13 +341,14 @@ class UpLab:
     prefixes: tuple[str, ...]
     hosts: tuple[str, ...]
     namespaces: tuple[str, ...]
+    old: bool = False  # written by a lab.py before named labs (no prefixes recorded)
 
 
 def check_overlap(lab: Lab, source: str, others: Sequence[UpLab]) -> None:
     """Refuse a lab that shares addresses, hosts or namespaces with another lab
     that is up: both would claim the same routes in this machine's namespace."""
     mine = [ipaddress.ip_network(p) for p in lab.prefixes]
-    hosts = {h.name for h in lab.hosts}
+    hosts = {h.name for h in lab.all_hosts}
     namespaces = set(make_plan(lab).namespaces)
     for other in others:
         if other.cluster == lab.cluster:
@@ -402,6 +424,11 @@ def host_veth(host: str) -> str:
     return _ifname("h-", host)
 
 
+def gateway_veth(name: str) -> str:
+    """The spine end of a managed gateway's link (the gateway end is eth0)."""
+    return _ifname("g-", name)
+
+
 def spine_veth(rack: str) -> str:
     """The spine end of a rack's link (the ToR end is always `spine`)."""
     return _ifname("r-", rack)
@@ -426,7 +453,8 @@ class Address:
 class Route:
     ns: str | None
     dst: str
-    via: str
+    via: str  # "" for a route straight out of `dev`
+    dev: str = ""
 
 
 @dataclass
@@ -483,6 +511,15 @@ def make_plan(lab: Lab) -> Plan:
         plan.routes.append(Route(ns, "default", host.gateway))
         plan.routes.append(Route(tor, f"{host.loopback}/32", host.ip))
         plan.routes.append(Route(spine, f"{host.loopback}/32", rack.tor_ip))
+    if lab.gateway:
+        gw, ns, link = lab.gateway, host_netns(lab.gateway.name), gateway_veth(lab.gateway.name)
+        plan.namespaces.append(ns)
+        plan.veths.append(Veth(spine, link, ns, "eth0"))
+        plan.addresses.append(Address(spine, link, f"{lab.deploy_spine_ip}/32"))
+        plan.addresses.append(Address(ns, "eth0", f"{gw.ip}/32"))
+        plan.routes.append(Route(spine, f"{gw.ip}/32", "", link))
+        plan.routes.append(Route(ns, f"{gw.gateway}/32", "", "eth0"))
+        plan.routes.append(Route(ns, "default", gw.gateway, "eth0"))
     dev = deploy_dev(lab.cluster)
     plan.veths.append(Veth(None, dev, spine, "deploy"))
     plan.addresses.append(Address(spine, "deploy", f"{lab.deploy_spine_ip}/{lab.deploy_prefixlen}"))
@@ -491,6 +528,12 @@ def make_plan(lab: Lab) -> Plan:
     for prefix in lab.prefixes:
         plan.routes.append(Route(None, prefix, lab.deploy_spine_ip))
     return plan
+
+
+def route_line(r: Route) -> str:
+    via = f" via {r.via}" if r.via else ""
+    dev = f" dev {r.dev}" if r.dev else ""
+    return f"route replace {r.dst}{via}{dev}"
 
 
 def ip_batch(plan: Plan, ns: str | None) -> list[str]:
@@ -504,7 +547,7 @@ def ip_batch(plan: Plan, ns: str | None) -> list[str]:
             lines += [f"link set {p} master {BRIDGE}" for p in ports]
     lines += [f"link set {dev} up" for dev in plan.devices(ns)]
     lines += [f"address replace {a.cidr} dev {a.dev}" for a in plan.addresses if a.ns == ns]
-    lines += [f"route replace {r.dst} via {r.via}" for r in plan.routes if r.ns == ns]
+    lines += [route_line(r) for r in plan.routes if r.ns == ns]
     return lines
 
 
@@ -1041,7 +1084,7 @@ def record_state(plan: Plan, lab: Lab) -> None:
         "inventory": lab.inventory,
         "prefixes": list(lab.prefixes),
         "namespaces": sorted(set(old["namespaces"]) | set(plan.namespaces)),
-        "hosts": sorted(set(old["hosts"]) | {h.name for h in lab.hosts}),
+        "hosts": sorted(set(old["hosts"]) | {h.name for h in lab.all_hosts}),
     }
     run_dir(lab.cluster).mkdir(parents=True, exist_ok=True)
     state_file(lab.cluster).write_text(json.dumps(state, indent=1) + "\n")
@@ -1072,9 +1115,23 @@ def up_labs() -> list[UpLab]:
                 prefixes=tuple(data.get("prefixes") or [str(LAB_SUPERNET)]),
                 hosts=tuple(data.get("hosts", [])),
                 namespaces=tuple(data.get("namespaces", [])),
+                old="prefixes" not in data,
             )
         )
     return labs
+
+
+def with_known_prefixes(up: UpLab) -> UpLab:
+    """An old lab's real prefixes: it routes all of 198.18.0.0/15 from this machine,
+    but uses only its inventory's addresses (the only lab before named labs was
+    inventories/lab); more specific routes of another lab do not disturb it."""
+    if not up.old:
+        return up
+    try:
+        known = load_inventory(str(REPO / DEFAULT_INVENTORY))
+    except LabError:
+        return up
+    return replace(up, prefixes=known.prefixes)
 
 
 @contextlib.contextmanager
@@ -1097,7 +1154,7 @@ def claim(lab: Lab, plan: Plan) -> None:
             f"'{LEGACY_CLUSTER}' ({legacy_host.parent}); choose another cluster name"
         )
     with labs_locked():
-        check_overlap(lab, lab.inventory, up_labs())
+        check_overlap(lab, lab.inventory, [with_known_prefixes(u) for u in up_labs()])
         used = foreign_routes(lab, json.loads(ip(None, "-j", "route", "show").stdout or "[]"))
         if used:
             raise LabError(
@@ -1122,17 +1179,17 @@ def cmd_up(lab: Lab, rootfs_cache: Path) -> int:
         pubkey = ensure_ssh_key(Path(lab.ssh_key))
         present = existing_netns()
         # A running host whose namespace vanished is stuck in a dead one: restart it.
-        for host in lab.hosts:
+        for host in lab.all_hosts:
             pid = running_pid(host.name, cluster)
             if pid is not None and host_netns(host.name) not in present:
                 log(f"{host.name}: namespace missing, restarting the host")
                 stop_pid(pid)
-        running = {h.name for h in lab.hosts if running_pid(h.name, cluster) is not None}
+        running = {h.name for h in lab.all_hosts if running_pid(h.name, cluster) is not None}
         made = ensure_network(plan)
         if made:
             log(f"wired: {', '.join(made)}")
         started = []
-        for host in lab.hosts:
+        for host in lab.all_hosts:
             merged = ensure_overlay(host, rootfs, pubkey, cluster)
             if host.name not in running:
                 start_host(host, merged, mounts, cluster)
@@ -1142,11 +1199,11 @@ def cmd_up(lab: Lab, rootfs_cache: Path) -> int:
                     f"{host.name}: started before the package caches existed and cannot "
                     "see them; `tools/lab.py down` then `up` restarts it with them"
                 )
-        forget_ssh_masters(lab, [h for h in lab.hosts if h.name in started])
-        wait_for_ssh(lab.hosts, cluster=cluster)
+        forget_ssh_masters(lab, [h for h in lab.all_hosts if h.name in started])
+        wait_for_ssh(lab.all_hosts, cluster=cluster)
     took = time.monotonic() - start
     what = f"started {', '.join(started)}" if started else "already up"
-    log(f"lab '{cluster}': {len(lab.hosts)} hosts ready ({what}) in {took:.1f}s")
+    log(f"lab '{cluster}': {len(lab.all_hosts)} hosts ready ({what}) in {took:.1f}s")
     changed = bool(started or made)
     print(json.dumps({"changed": changed, "started": started, "seconds": round(took, 2)}))
     return 0
@@ -1162,7 +1219,7 @@ def cmd_down(lab: Lab | None, purge: bool, cluster: str = LEGACY_CLUSTER) -> int
         hosts = set(state["hosts"])
         namespaces = list(state["namespaces"])
         if lab is not None:
-            hosts |= {h.name for h in lab.hosts}
+            hosts |= {h.name for h in lab.all_hosts}
             namespaces += [ns for ns in make_plan(lab).namespaces if ns not in namespaces]
         for name in sorted(hosts):
             pid = running_pid(name, cluster)
@@ -1178,7 +1235,7 @@ def cmd_down(lab: Lab | None, purge: bool, cluster: str = LEGACY_CLUSTER) -> int
                 shutil.rmtree(host_dir(name, cluster), ignore_errors=True)
         remove_network(namespaces, deploy_dev(cluster))
         if lab is not None:
-            forget_ssh_masters(lab, lab.hosts)
+            forget_ssh_masters(lab, lab.all_hosts)
         state_file(cluster).unlink(missing_ok=True)
     took = time.monotonic() - start
     log(f"lab '{cluster}' down in {took:.1f}s" + (" (overlays purged)" if purge else ""))
@@ -1211,7 +1268,7 @@ def memory_kib(nspawn_pid: int) -> int | None:
 
 def host_status(lab: Lab) -> list[dict[str, Any]]:
     rows = []
-    for host in lab.hosts:
+    for host in lab.all_hosts:
         pid = running_pid(host.name, lab.cluster)
         init = container_pid(pid) if pid else None
         rows.append(
@@ -1255,6 +1312,11 @@ def cmd_summary(lab: Lab) -> int:
             print(f"    ssh -i {lab.ssh_key} {lab.ssh_user}@{host.ip}")
             target = row.get("init_pid") or "PID"
             print(f"    nsenter -t {target} -a   (shell inside; PID from `tools/lab.py status`)")
+    if lab.gateway:
+        gw = lab.gateway
+        state = {True: "up", False: "down"}[bool(rows.get(gw.name, {}).get("ssh"))] if rows else "?"
+        print(f"\ngateway {gw.name} {state}: {gw.ip}/32 on a link to the spine")
+        print(f"    ssh -i {lab.ssh_key} {lab.ssh_user}@{gw.ip}")
     print_cloud(lab)
     return 0
 

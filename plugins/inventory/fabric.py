@@ -71,6 +71,7 @@ from ansible.plugins.inventory import BaseInventoryPlugin
 from ansible_collections.vrstack.cloud.plugins.plugin_utils.fabric import (
     FabricError,
     build_model,
+    gateway_host_vars,
     groups,
     host_vars,
 )
@@ -108,6 +109,9 @@ class InventoryModule(BaseInventoryPlugin):
                 self.inventory.add_host(host, group=group)
         for host in model["hosts"]:
             for key, value in host_vars(model, host).items():
+                self.inventory.set_variable(host, key, value)
+        for host in groups(model)["gateway"]:
+            for key, value in gateway_host_vars(model).items():
                 self.inventory.set_variable(host, key, value)
         self.inventory.set_variable("all", "vrstack_fabric", model)
         for key, value in (data.get("vars") or {}).items():

@@ -40,7 +40,7 @@ CLUSTER_KEYS = {
     "os",
 }
 SPINE_KEYS = {"name", "asn", "link_pool"}
-GATEWAY_KEYS = {"name", "address", "asn", "peers", "route_target", "routed_networks"}
+GATEWAY_KEYS = {"name", "address", "asn", "peers", "route_target", "routed_networks", "managed"}
 RACK_KEYS = {"subnet", "gateway", "tor_asn", "reserved", "uplink"}
 HOST_KEYS = {"rack", "roles", "address", "loopback", "os"}
 
@@ -260,7 +260,12 @@ def _parse_gateway(chk: _Checker, raw: Any) -> dict | None:
     if not isinstance(nets, list):
         chk.add("gateway", "routed_networks", "must be a list of networks in CIDR form")
         nets = []
+    managed = data.get("managed", False)
+    if not isinstance(managed, bool):
+        chk.add("gateway", "managed", f"{managed!r} must be true or false")
+        managed = False
     return {
+        "managed": managed,
         "name": name,
         "address": address,
         "asn": _asn(chk, "gateway", "asn", data.get("asn"), required=True),
@@ -713,6 +718,8 @@ def _to_plain(
             "peers": gateway["peers"],
             "route_target": f"target:{cluster['asn']}:{gateway['route_target']}",
             "routed_networks": [str(n) for n in gateway["routed_networks"]],
+            "managed": gateway["managed"],
+            "os": cluster["os"],  # a managed gateway's, like hosts without their own
         },
         "racks": {
             name: {
@@ -776,9 +783,30 @@ def _gateway_peers(model: Mapping[str, Any], name: str) -> list[dict[str, Any]]:
     return [{k: gw[k] for k in ("name", "address", "asn", "route_target", "routed_networks")}]
 
 
+def gateway_host_vars(model: Mapping[str, Any]) -> dict[str, Any]:
+    """Host vars of a `managed` gateway (a BGP router this collection configures,
+    in group `gateway`, not in `vrstack`): where it is and whom it peers with."""
+    gw = model["gateway"]
+    return {
+        "ansible_host": gw["address"],
+        "vrstack_os": gw["os"],
+        "vrstack_roles": [],
+        "vrstack_gateway": {
+            **{k: gw[k] for k in ("name", "address", "asn", "route_target", "routed_networks")},
+            "cluster_asn": model["asn"],
+            "neighbors": [
+                {"name": p, "address": model["hosts"][p]["fabric_ip"]} for p in gw["peers"]
+            ],
+        },
+    }
+
+
 def groups(model: Mapping[str, Any]) -> dict[str, list[str]]:
-    """Group name -> member hosts: every role, every rack, every OS, and `vrstack`."""
+    """Group name -> member hosts: every role, every rack, every OS, `vrstack`, and
+    `gateway` (the gateway, when the fabric file says it is `managed`)."""
     out: dict[str, list[str]] = {"vrstack": list(model["hosts"])}
+    gw = model.get("gateway")
+    out["gateway"] = [gw["name"]] if gw and gw.get("managed") else []
     for role in ROLES:
         out[role] = [n for n, h in model["hosts"].items() if role in h["roles"]]
     for rack, data in model["racks"].items():

@@ -498,3 +498,28 @@ def test_foreign_routes_into_the_lab_are_found(inventory: dict[str, Any]) -> Non
         {"dst": "198.18.2.16/29", "dev": "test-veth", "protocol": "kernel"},
     ]
     assert lab.foreign_routes(parsed, routes) == ["198.18.2.16/29 on test-veth"]
+
+
+def test_managed_gateway_hangs_off_the_spine(inventory: dict[str, Any]) -> None:
+    model = _model(inventory)
+    model["gateway"] = {"name": "edge1", "address": "198.18.254.1"}
+    inventory["gateway"] = {"hosts": ["edge1"]}
+    parsed = lab.parse_inventory(inventory, "inv")
+    assert parsed.gateway is not None and parsed.gateway.ip == "198.18.254.1"
+    assert [h.name for h in parsed.all_hosts][-1] == "edge1"
+    plan = lab.make_plan(parsed)
+    spine_ip = parsed.deploy_spine_ip
+    # The spine reaches it over its own link, which borrows the spine's deploy address.
+    assert lab.Route("vrs-spine", "198.18.254.1/32", "", "g-edge1") in plan.routes
+    assert lab.Address("vrs-spine", "g-edge1", f"{spine_ip}/32") in plan.addresses
+    assert lab.ip_batch(plan, "vrs-edge1")[-3:] == [
+        "address replace 198.18.254.1/32 dev eth0",
+        f"route replace {spine_ip}/32 dev eth0",
+        f"route replace default via {spine_ip} dev eth0",
+    ]
+    assert "198.18.254.1/32" in parsed.prefixes
+
+
+def test_unmanaged_gateway_is_not_built(inventory: dict[str, Any]) -> None:
+    _model(inventory)["gateway"] = {"name": "edge1", "address": "198.18.254.1"}
+    assert lab.parse_inventory(inventory, "inv").gateway is None  # no group `gateway`

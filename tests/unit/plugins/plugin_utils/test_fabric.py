@@ -11,6 +11,7 @@ import pytest
 from ansible_collections.vrstack.cloud.plugins.plugin_utils.fabric import (
     FabricError,
     build_model,
+    gateway_host_vars,
     groups,
     host_vars,
 )
@@ -218,6 +219,8 @@ def test_gateway_peers_with_every_control_node_by_default() -> None:
         "peers": ["ctl1", "ctl2"],
         "route_target": "target:64512:9000",
         "routed_networks": ["198.18.128.0/24"],
+        "managed": False,
+        "os": "debian12",
     }
     peer = host_vars(model, "ctl2")["vrstack_gateway_peers"]
     assert peer == [
@@ -534,7 +537,7 @@ ERRORS: list[tuple[str, Callable[[dict], None], str]] = [
         "misspelt gateway field",
         _with_gateway(peer=["ctl1"]),
         "site/fabric.yml: gateway, field 'peer': unknown field; expected one of: address, asn, "
-        "name, peers, route_target, routed_networks",
+        "managed, name, peers, route_target, routed_networks",
     ),
     (
         "unsupported OS on a host",
@@ -647,3 +650,22 @@ def test_input_is_not_modified() -> None:
     before = copy.deepcopy(data)
     build_model(data, SRC)
     assert data == before
+
+
+def test_managed_gateway_is_a_host_of_group_gateway() -> None:
+    assert groups(model_of(_with_gateway()))["gateway"] == []  # a router we do not configure
+    model = model_of(_with_gateway(managed=True))
+    assert groups(model)["gateway"] == ["edge1"]
+    assert "edge1" not in groups(model)["vrstack"]
+    hv = gateway_host_vars(model)
+    assert hv["ansible_host"] == "198.19.0.1" and hv["vrstack_roles"] == []
+    assert hv["vrstack_gateway"]["neighbors"] == [
+        {"name": "ctl1", "address": model["hosts"]["ctl1"]["fabric_ip"]},
+        {"name": "ctl2", "address": model["hosts"]["ctl2"]["fabric_ip"]},
+    ]
+    assert hv["vrstack_gateway"]["cluster_asn"] == 64512
+
+
+def test_gateway_managed_must_be_a_boolean() -> None:
+    with pytest.raises(FabricError, match="field 'managed': 'yes' must be true or false"):
+        model_of(_with_gateway(managed="yes"))
