@@ -43,12 +43,18 @@ REPO = Path(__file__).resolve().parents[2]
 INVENTORY = os.environ.get("VRSTACK_HA_INVENTORY", "inventories/ha-lab")
 STATE = Path.home() / ".local/share/vrstack/ha-lab"
 # The APIs behind haproxy: port, path, the statuses that mean "answering".
-APIS = {
+ALL_APIS = {
     "keystone": (5000, "/v3", {200}),
     "glance": (9292, "/", {300}),
     "placement": (8778, "/", {200}),
     "nova": (8774, "/", {200}),
     "neutron": (9696, "/", {200}),
+}
+# VRSTACK_HA_APIS=keystone,nova checks only those (a lab deployed with some tags only).
+APIS = {
+    name: ALL_APIS[name]
+    for name in os.environ.get("VRSTACK_HA_APIS", ",".join(ALL_APIS)).split(",")
+    if name in ALL_APIS
 }
 FAILOVER_LIMIT = 30.0  # seconds the APIs may not answer through the VIP
 REJOIN_LIMIT = 600.0  # seconds for a restarted controller's Galera/RabbitMQ to rejoin
@@ -235,6 +241,8 @@ def test_rabbitmq_is_one_cluster_with_quorum_queues(lab: HaLab) -> None:
     expected = sorted(f"rabbit@{h}" for h in lab.hosts)
     for host in lab.hosts:
         assert rabbit_running(lab, host) == expected, f"{host}: RabbitMQ cluster differs"
+    if "nova" not in APIS:
+        return  # nova declares the queues: without it there are none to look at
     first = next(iter(lab.hosts))
     out = ssh(lab, first, "rabbitmqctl list_queues -p openstack name type --formatter json")
     queues = json.loads(out.stdout)
