@@ -36,6 +36,7 @@ class AgentSession:
         self.name = ""
         self.address = str(writer.get_extra_info("peername", ("?", 0))[0])
         self.connected_at = time.time()
+        self.accepted_at = time.monotonic()
         self.subscriptions: set[str] = set()
         self.published: dict[str, dict[str, Nexthop]] = {}  # instance -> prefix -> nexthop
         self.config_sent: dict[str, int] = {}  # "<type>/<uuid>" -> version sent
@@ -91,12 +92,31 @@ class AgentSession:
 
     # ---- input ---------------------------------------------------------------
 
+    def _read_timeout(self, parser: xmpp.StreamParser) -> tuple[float, bool]:
+        """Seconds to wait for more bytes, and whether that is a stanza's deadline (a
+        header or stanza must arrive whole in a share of the hold time) or the hold time."""
+        hold = self.node.xmpp_hold_time
+        began = parser.partial_since if parser.opened else self.accepted_at
+        if began is None:
+            return hold, False
+        left = began + hold * xmpp.STANZA_SHARE - time.monotonic()
+        return (max(0.0, left), True) if left < hold else (hold, False)
+
     async def run(self) -> None:
         parser = xmpp.StreamParser()
         writer_task: asyncio.Task[None] | None = None
         try:
             while True:
-                data = await asyncio.wait_for(self.reader.read(65536), self.node.xmpp_hold_time)
+                timeout, stanza_deadline = self._read_timeout(parser)
+                try:
+                    data = await asyncio.wait_for(self.reader.read(65536), timeout)
+                except TimeoutError:
+                    if not stanza_deadline:
+                        raise
+                    limit = self.node.xmpp_hold_time * xmpp.STANZA_SHARE
+                    raise XmppError(
+                        "policy-violation", f"stanza not complete within {limit:g} s"
+                    ) from None
                 if not data:
                     break  # connection closed without </stream:stream>
                 for ev in parser.feed(data):

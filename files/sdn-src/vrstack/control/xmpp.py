@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,8 +25,13 @@ NS_ERRORS = "urn:ietf:params:xml:ns:xmpp-streams"
 NS_PING = "urn:xmpp:ping"
 CONFIG_NODE = "config"  # the pubsub node that carries the agent's config
 ENCAPS = ("MPLSoUDP", "MPLSoGRE", "VXLAN")
-MAX_STANZA = 1 << 20  # bytes
+MAX_STANZA = 1 << 20  # bytes of one stanza, or of the stream header, as they arrive
 MAX_DEPTH = 16
+# A stanza, and the stream header, must arrive whole within this share of the hold time
+# from its first byte: a peer trickling bytes (slowloris) restarts the hold timer with
+# each one but is dropped all the same. Agents ping every third of the hold time, so a
+# well-behaved stanza is never near it.
+STANZA_SHARE = 1 / 3
 
 
 class XmppError(Exception):
@@ -60,7 +66,11 @@ class StreamParser:
         self._events: list[StreamEvent] = []
         self._opened = False
         self._closed = False
-        self._pending = 0  # bytes fed since the last complete stanza
+        self._fed = 0  # bytes fed so far
+        self._boundary = 0  # where the last complete stanza (or the header) ended, roughly
+        # When the first byte of the unfinished stanza (or header) came; None between them.
+        self.partial_since: float | None = None
+        self._completed = False  # a stanza or the header ended in this feed
 
     @staticmethod
     def _forbidden(what: str) -> Any:
@@ -69,20 +79,39 @@ class StreamParser:
 
         return handler
 
-    def feed(self, data: bytes) -> list[StreamEvent]:
+    @property
+    def opened(self) -> bool:
+        return self._opened
+
+    def feed(self, data: bytes, now: float | None = None) -> list[StreamEvent]:
         if self._closed:
             if data.strip():
                 raise XmppError("not-well-formed", "data after the end of the stream")
             return []
-        self._pending += len(data)
-        if self._pending > MAX_STANZA:
-            raise XmppError("policy-violation", f"stanza larger than {MAX_STANZA} bytes")
+        self._fed += len(data)
+        self._completed = False
         try:
             self._p.Parse(data, False)
         except expat.ExpatError as exc:
             raise XmppError("not-well-formed", str(exc)) from None
+        # Parsed first: a read may end one stanza and begin the next. At most one read
+        # (64 KiB) beyond the limit is ever held.
+        if self._fed - self._boundary > MAX_STANZA:
+            raise XmppError("policy-violation", f"stanza larger than {MAX_STANZA} bytes")
+        self._track(data, time.monotonic() if now is None else now)
         events, self._events = self._events, []
         return events
+
+    def _track(self, data: bytes, now: float) -> None:
+        # Unfinished: before the header's end, inside a stanza, or a tag begun after the
+        # last '>' (whitespace between stanzas is not a stanza).
+        unfinished = (
+            not self._opened or len(self._stack) > 1 or bool(data[data.rfind(b">") + 1 :].strip())
+        )
+        if not unfinished or self._closed:
+            self.partial_since = None
+        elif self.partial_since is None or self._completed:
+            self.partial_since = now
 
     def _start(self, tag: str, attrs: dict[str, str]) -> None:
         depth = len(self._stack)
@@ -90,6 +119,8 @@ class StreamParser:
             if tag != "stream:stream" or attrs.get("xmlns:stream") != NS_STREAM:
                 raise XmppError("invalid-namespace", "expected <stream:stream>")
             self._opened = True
+            self._boundary = self._p.CurrentByteIndex
+            self._completed = True
             self._stack.append(ET.Element(tag, attrs))
             self._events.append(StreamEvent("open", dict(attrs)))
             return
@@ -106,7 +137,8 @@ class StreamParser:
             self._closed = True
             self._events.append(StreamEvent("close"))
         elif len(self._stack) == 1:
-            self._pending = 0
+            self._boundary = self._p.CurrentByteIndex
+            self._completed = True
             self._events.append(StreamEvent("stanza", stanza=el))
 
     def _text(self, data: str) -> None:

@@ -1,0 +1,192 @@
+"""The control node's XMPP port under malformed, oversized, never-ending and slow input.
+
+Two well-behaved agents keep exchanging routes through a control node while bad
+clients attack the same port: malformed XML, a stanza over MAX_STANZA, a stanza that
+never ends, a slowloris (one byte every two seconds, of the stream header or of a
+stanza) and a crowd of connections that never say anything. Each bad connection must be
+closed within its documented bound (a header or stanza must arrive whole within a
+third of the hold time, docs/sdn-control.md), and every route the good agents publish
+meanwhile must reach the other one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+
+from vrstack.control import xmpp
+from vrstack.control.node import ControlNode, NodeSettings
+from vrstack.control.simagent import SimAgent
+from vrstack.control.xmpp import Nexthop
+from vrstack.service.rawclient import RawClient
+
+HOLD = 9.0
+LIMIT = HOLD * xmpp.STANZA_SHARE  # 3 s for a header or a stanza
+SLACK = 2.0  # scheduling on a loaded 2-core machine
+IDLE_CONNECTIONS = 100
+INSTANCE = "d:b:b"
+OPEN = xmpp.stream_open("compute9", "control")
+PUBSUB = b"<iq id='1' type='set'><pubsub xmlns='http://jabber.org/protocol/pubsub'>"
+
+
+@pytest_asyncio.fixture
+async def node() -> AsyncIterator[ControlNode]:
+    n = ControlNode(
+        NodeSettings(
+            name="ctl",
+            asn=64512,
+            bgp_address="127.0.0.9",
+            bgp_port=0,
+            xmpp_port=0,
+            xmpp_hold_time=HOLD,
+        )
+    )
+    await n.start()
+    try:
+        yield n
+    finally:
+        await n.stop()
+
+
+class Exchange:
+    """Two agents publishing routes to each other in turn, each seen by the other."""
+
+    def __init__(self, a: SimAgent, b: SimAgent) -> None:
+        self.a, self.b = a, b
+        self.rounds = 0
+        self.slowest = 0.0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        for i in range(1, 10_000):
+            if stop.is_set():
+                return
+            src, dst = (self.a, self.b) if i % 2 else (self.b, self.a)
+            prefix = f"198.18.{10 + i // 250}.{i % 250 + 1}/32"
+            hop = "198.18.2.11" if src is self.a else "198.18.2.12"
+            started = time.monotonic()
+            await src.publish(INSTANCE, {prefix: Nexthop(hop, 16 + i, 0, ("MPLSoUDP",))})
+            await dst.wait_for(lambda s, p=prefix, h=hop: s.nexthops(INSTANCE, p) == {h}, 10)
+            self.slowest = max(self.slowest, time.monotonic() - started)
+            self.rounds += 1
+            await asyncio.sleep(0.05)
+
+
+def _errors(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        str(getattr(r, "error", ""))
+        for r in caplog.records
+        if r.name == "vrstack.control.agents" and r.getMessage() == "agent stream error"
+    ]
+
+
+@pytest.mark.asyncio
+async def test_bad_clients_are_closed_in_time_and_agents_keep_exchanging_routes(
+    node: ControlNode, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="vrstack.control.agents")
+    port = node.xmpp_port
+    a = SimAgent("compute1", "127.0.0.1", port, ping_interval=HOLD / 6)
+    b = SimAgent("compute2", "127.0.0.1", port, ping_interval=HOLD / 6)
+    for agent in (a, b):
+        await agent.connect()
+        await agent.subscribe(INSTANCE)
+    exchange = Exchange(a, b)
+    stop = asyncio.Event()
+    traffic = asyncio.ensure_future(exchange.run(stop))
+    report: dict[str, float] = {}
+    try:
+        # A crowd of connections that never open their stream.
+        idle = [await RawClient(port).connect() for _ in range(IDLE_CONNECTIONS)]
+        crowd_opened = min(c.opened_at for c in idle)
+
+        # Malformed XML: refused at once, with the stream error.
+        malformed = await RawClient(port).connect()
+        await malformed.send(OPEN + b"<iq id='1'><unclosed></iq>")
+        sent = time.monotonic()
+        report["malformed"] = await malformed.closed_within(sent, SLACK)
+        assert b"not-well-formed" in malformed.received
+
+        # Over MAX_STANZA in one go; parsing 75,000 elements takes the node a while.
+        big = await RawClient(port).connect()
+        began = time.monotonic()
+        await big.send(OPEN + PUBSUB + b"<item id='x'/>" * (xmpp.MAX_STANZA // 14 + 1))
+        report["oversized"] = await big.closed_within(began, LIMIT + SLACK)
+        assert b"larger than" in big.received
+
+        # A stanza that never ends, at 400 KB/s: its deadline comes before its size.
+        endless = await RawClient(port).connect()
+        await endless.send(OPEN + PUBSUB)
+        began = time.monotonic()
+        chunk = b"<item id='198.18.10.1/32'/>" * 150
+        for _ in range(2000):  # bounded: far more than LIMIT at this pace
+            if not await endless.send(chunk):
+                break
+            await asyncio.sleep(0.01)
+        took = report["endless"] = await endless.closed_within(began, LIMIT + SLACK)
+        assert took >= LIMIT * 0.9, f"closed after {took:.1f}s: before its deadline?"
+
+        # Slowloris: one byte every 2 s, of a stanza, and of the stream header.
+        slow = await RawClient(port).connect()
+        await slow.send(OPEN)
+        slow_header = await RawClient(port).connect()
+        began = time.monotonic()
+        sent_stanza, sent_header = await asyncio.gather(
+            slow.trickle(PUBSUB, 2.0), slow_header.trickle(OPEN, 2.0)
+        )
+        took = report["slow stanza"] = await slow.closed_within(began, LIMIT + SLACK)
+        assert took >= LIMIT * 0.9 and sent_stanza < len(PUBSUB)
+        report["slow header"] = await slow_header.closed_within(
+            slow_header.opened_at, LIMIT + SLACK
+        )
+        assert sent_header < len(OPEN)
+
+        # The crowd went within the same bound of connecting.
+        for c in idle:
+            report["idle"] = await c.closed_within(crowd_opened, LIMIT + SLACK)
+        for c in (*idle, malformed, big, endless, slow, slow_header):
+            c.close()
+
+        # The node names each violation in its log.
+        errors = _errors(caplog)
+        assert any("not-well-formed" in e for e in errors)
+        assert any(f"larger than {xmpp.MAX_STANZA}" in e for e in errors), errors
+        assert sum("not complete within" in e for e in errors) >= 3 + IDLE_CONNECTIONS, errors
+    finally:
+        stop.set()
+        await asyncio.wait_for(traffic, 30)  # re-raises a failed exchange
+    # The good agents never lost their sessions and routes flowed all along.
+    assert not a.closed.is_set() and not b.closed.is_set()
+    assert set(node.agents) == {"compute1", "compute2"}
+    assert exchange.rounds >= 20, exchange.rounds
+    assert exchange.slowest < 5.0, exchange.slowest
+    print(
+        f"{exchange.rounds} routes exchanged, slowest {exchange.slowest:.2f}s; closed after {report}"
+    )
+    for agent in (a, b):
+        await agent.close()
+
+
+def test_parser_times_unfinished_stanzas_only() -> None:
+    """`partial_since` starts with the first byte of an unfinished header or stanza,
+    survives more bytes of it, and clears once it is complete; whitespace between
+    stanzas does not start it."""
+    p = xmpp.StreamParser()
+    p.feed(OPEN[:10], now=1.0)
+    assert p.partial_since == 1.0
+    p.feed(OPEN[10:], now=2.0)
+    assert p.partial_since is None
+    p.feed(b"\n ", now=3.0)
+    assert p.partial_since is None
+    p.feed(b"<iq id='p' ty", now=4.0)
+    assert p.partial_since == 4.0
+    p.feed(b"pe='get'><ping xmlns='urn:xmpp:ping'/>", now=5.0)
+    assert p.partial_since == 4.0
+    (ev,) = p.feed(b"</iq><iq id='q'", now=6.0)
+    assert ev.kind == "stanza" and p.partial_since == 6.0
+    (ev,) = p.feed(b" type='get'><ping xmlns='urn:xmpp:ping'/></iq>", now=7.0)
+    assert p.partial_since is None
