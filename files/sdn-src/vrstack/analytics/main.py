@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from ..config import auth
-from ..service import tls
+from ..service import httplimits, tls
 from ..service.daemon import serve
 from ..service.jsonlog import setup_logging
 from ..service.settings import ConfigError, Settings
@@ -163,12 +163,13 @@ def main(argv: list[str] | None = None) -> int:
         store = store_from_settings(settings)
         authenticator = auth.from_settings(settings)
         options = options_from_settings(settings)
+        http = httplimits.from_settings(settings)
         host = settings.get_str("listen.host", "127.0.0.1")
         port = settings.get_int("listen.port", 8081, low=0, high=65535)
     except ConfigError as exc:
         print(f"vrstack-collector: config error: {exc}", file=sys.stderr)
         return 2
-    app = make_app(store, authenticator, options)
+    app = make_app(store, authenticator, options, http)
     try:
         asyncio.run(serve(app, host, port, "vrstack-collector"))
     except StoreError as exc:

@@ -18,6 +18,7 @@ from aiohttp import web
 from ..config.auth import Authenticator
 from ..config.fields import FieldError
 from ..config.server import PUBLIC, auth_middleware, errors_middleware
+from ..service import httplimits
 from ..service.daemon import add_background, add_health
 from . import overview, page, query
 from .alarms import AlarmBook, status_from_row
@@ -160,12 +161,12 @@ def _records(body: bytes, content_type: str, lim: Limits) -> list[Any] | web.Res
                 )
             try:
                 out.append(json.loads(line))
-            except (ValueError, UnicodeDecodeError):
+            except (ValueError, UnicodeDecodeError, RecursionError):
                 raise FieldError(f"records[{i}]", "is not valid JSON") from None
         return out
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # deep nesting: RecursionError
         raise FieldError(
             "body", "the body is not valid JSON (or send application/x-ndjson)"
         ) from None
@@ -260,7 +261,7 @@ async def _ingest(request: web.Request, c: Collector, source: str) -> web.Respon
 async def run_query(request: web.Request) -> web.Response:
     try:
         body = await request.json()
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise FieldError("body", "the body is not valid JSON") from None
     parsed = query.parse(body, time.time())
     started = time.monotonic()
@@ -361,7 +362,12 @@ async def store_errors(request: web.Request, handler: Handler) -> web.StreamResp
     return response
 
 
-def make_app(store: AnalyticsStore, auth: Authenticator, options: Options) -> web.Application:
+def make_app(
+    store: AnalyticsStore,
+    auth: Authenticator,
+    options: Options,
+    http: httplimits.HttpLimits | None = None,
+) -> web.Application:
     collector = Collector(store, options)
     app = web.Application(
         middlewares=[
@@ -373,6 +379,7 @@ def make_app(store: AnalyticsStore, auth: Authenticator, options: Options) -> we
         ],
         client_max_size=options.limits.max_batch_bytes,
     )
+    httplimits.install(app, http or httplimits.HttpLimits())
     app[COLLECTOR] = collector
     app.router.add_post("/ingest/{source}", ingest)
     app.router.add_post("/query", run_query)

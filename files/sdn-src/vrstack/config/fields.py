@@ -24,6 +24,18 @@ class FieldError(Exception):
         self.status = status
 
 
+def valid_text(value: str) -> bool:
+    """False for a string with a lone surrogate (JSON allows "\\ud800"): it has no UTF-8
+    form, so no store, log or peer could take it."""
+    if value.isascii():
+        return True
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def join(path: str, key: str | int) -> str:
     if isinstance(key, int):
         return f"{path}[{key}]"
@@ -55,11 +67,12 @@ class Str(Field):
     pattern: str | None = None
 
     def check(self, value: Any, path: str) -> Any:
-        if not isinstance(value, str):
-            raise FieldError(path, "must be a string")
+        if not isinstance(value, str) or not valid_text(value):
+            raise FieldError(path, "must be a string (of valid Unicode)")
         if len(value) > self.max_len:
             raise FieldError(path, f"must be at most {self.max_len} characters")
-        if self.pattern and not re.fullmatch(self.pattern, value):
+        # ASCII: in the document's (JSON Schema) patterns \d is 0-9 only, not any digit.
+        if self.pattern and not re.fullmatch(self.pattern, value, re.ASCII):
             raise FieldError(path, f"must match {self.pattern}")
         return value
 
@@ -118,9 +131,13 @@ class IP(Field):
         try:
             if not isinstance(value, str):
                 raise ValueError
-            return str(ipaddress.ip_address(value))
+            addr = ipaddress.ip_address(value)
         except ValueError:
             raise FieldError(path, "must be an IPv4 or IPv6 address") from None
+        # fe80::1%eth0 would be another key than fe80::1 for the same address.
+        if getattr(addr, "scope_id", None):
+            raise FieldError(path, "must not have a scope (%zone)")
+        return str(addr)
 
     def schema(self) -> dict[str, Any]:
         return {"type": "string", "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]}
@@ -132,7 +149,8 @@ class CIDR(Field):
 
     def check(self, value: Any, path: str) -> Any:
         try:
-            if not isinstance(value, str) or "/" not in value:
+            # A prefix length, as the document says: not a netmask, not a scope.
+            if not isinstance(value, str) or not re.fullmatch(r"[0-9a-fA-F.:]+/[0-9]{1,3}", value):
                 raise ValueError
             return str(ipaddress.ip_network(value, strict=True))
         except ValueError:

@@ -119,7 +119,8 @@ def candidates(subnet: dict[str, Any], start_at: int = 0) -> Iterator[Address]:
         n = (offset + i) % total
         for s, e in ranges:
             if n <= e - s:
-                addr = ipaddress.ip_address(s + n)
+                # Of the subnet's version: ip_address(5) would be 0.0.0.5 in ::/64.
+                addr = type(net.network_address)(s + n)
                 if addr not in skip:
                     yield addr
                 break

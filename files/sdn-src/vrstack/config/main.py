@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import sys
 
+from ..service import httplimits
 from ..service.daemon import serve
 from ..service.jsonlog import setup_logging
 from ..service.settings import ConfigError, Settings
@@ -59,11 +60,12 @@ def main(argv: list[str] | None = None) -> int:
         host = settings.get_str("listen.host", "127.0.0.1")
         port = settings.get_int("listen.port", 8082, low=0, high=65535)
         analytics = report.options(settings)
+        http = httplimits.from_settings(settings)
     except ConfigError as exc:
         print(f"vrstack-api: config error: {exc}", file=sys.stderr)
         return 2
     db = ConfigDB(store)
-    app = make_app(db, authenticator, backend)
+    app = make_app(db, authenticator, backend, http)
     report.add_reporting(app, analytics, "vrstack-api", lambda: snapshot(db, backend))
     try:
         asyncio.run(serve(app, host, port, "vrstack-api"))

@@ -490,13 +490,16 @@ PORT_STATE = Resource(
 
 # ---- derived by the schema transformer ------------------------------------------------
 
+# [0-9], not \d: the same in Python and in the document's (JSON Schema) patterns.
+ROUTE_TARGET = r"target:[0-9]+:[0-9]+"
+
 ROUTING_INSTANCE = Resource(
     "routing-instance",
     "Derived: a network's VRF with its route target and import/export lists.",
     {
-        "route_target": Str(required=True, pattern=r"target:\d+:\d+"),
-        "import_targets": ListOf(item=Str(pattern=r"target:\d+:\d+"), max_items=4096, default=list),
-        "export_targets": ListOf(item=Str(pattern=r"target:\d+:\d+"), max_items=4096, default=list),
+        "route_target": Str(required=True, pattern=ROUTE_TARGET),
+        "import_targets": ListOf(item=Str(pattern=ROUTE_TARGET), max_items=4096, default=list),
+        "export_targets": ListOf(item=Str(pattern=ROUTE_TARGET), max_items=4096, default=list),
         "vni": Int(low=1, high=16777215, required=True),
         "forwarding_mode": Enum(values=("l3", "l2", "l2_l3"), required=True),
         "subnets": ListOf(item=CIDR(), max_items=64, default=list),

@@ -10,6 +10,8 @@ from .model import NAME, RESOURCES, Resource
 from .objects import FILTERABLE, READ_ONLY
 
 JSON = dict[str, Any]
+# Derived ACLs of large policy sets are the biggest bodies: the server allows 16 MiB.
+MAX_BODY = 16 * 2**20
 
 
 def _ref(name: str) -> JSON:
@@ -46,7 +48,9 @@ META: JSON = {
 def _schemas(res: Resource) -> dict[str, JSON]:
     base = fields_schema(res.fields)
     props = base["properties"]
-    create = {**base, "properties": {**props, "name": NAME.schema(), "uuid": UUID}}
+    # The server names the one global-config object `default`; other names are refused.
+    name = {"type": "string", "enum": ["default"]} if res.name == "global-config" else NAME.schema()
+    create = {**base, "properties": {**props, "name": name, "uuid": UUID}}
     create["required"] = ["name", *base.get("required", [])]
     if res.parent:
         create["properties"]["parent_uuid"] = UUID
@@ -123,6 +127,11 @@ def _paths(res: Resource) -> dict[str, JSON]:
         "403": _error("Read-only token"),
     }
     one = {"400": errors["400"], "401": errors["401"], "404": _error("No such object")}
+    # What a request body can get before it is read (docs/security.md).
+    body_errors = {
+        "408": _error("The body did not arrive within http.body_timeout"),
+        "413": _error(f"The body is larger than {MAX_BODY // 2**20} MiB"),
+    }
     return {
         f"/{res.plural}": {
             "get": {
@@ -142,6 +151,7 @@ def _paths(res: Resource) -> dict[str, JSON]:
                     "201": _ok("Created", _ref(res.ident), etag=True),
                     **errors,
                     "409": _error("Name taken, missing reference or address in use"),
+                    **body_errors,
                 },
             },
         },
@@ -166,6 +176,7 @@ def _paths(res: Resource) -> dict[str, JSON]:
                     "403": errors["403"],
                     "409": _error("Integrity conflict"),
                     "412": _error("Version mismatch"),
+                    **body_errors,
                 },
             },
             "delete": {

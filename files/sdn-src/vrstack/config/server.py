@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import uuid as uuidlib
 from collections.abc import Awaitable, Callable, Collection
@@ -11,13 +10,14 @@ from typing import Any
 
 from aiohttp import web
 
+from ..service import httplimits
 from ..service.daemon import add_health
 from . import access
 from .auth import Authenticator
 from .fields import FieldError
 from .model import RESOURCES, Resource
 from .objects import ConfigDB
-from .openapi import document
+from .openapi import MAX_BODY, document
 from .store import Compacted, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except StoreUnavailable as exc:
         log.warning("store unavailable", extra={"error": str(exc)})
         return _error(503, f"the config store is unavailable: {exc}")
+    except web.HTTPRequestEntityTooLarge as exc:  # its text says the limit and the size
+        return _error(413, exc.text or exc.reason)
     except web.HTTPException as exc:
         if exc.status >= 400:
             return _error(exc.status, exc.reason)
@@ -88,10 +90,19 @@ def auth_middleware(
 
 
 async def _body(request: web.Request) -> Any:
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        # Refused before reading: a declared size says enough.
+        raise web.HTTPRequestEntityTooLarge(
+            MAX_BODY,
+            request.content_length,
+            text=f"the body is {request.content_length} bytes; at most {MAX_BODY} are accepted",
+        )
     try:
         return await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError):
         raise FieldError("", "the body is not valid JSON") from None
+    except RecursionError:  # json's C decoder gives up on deep nesting this way
+        raise FieldError("", "the body nests arrays or objects too deeply") from None
 
 
 def _int_param(request: web.Request, name: str, default: int | None, low: int, high: int) -> int:
@@ -212,11 +223,16 @@ async def watch(request: web.Request) -> web.Response:
     return web.json_response({"events": events, "revision": revision})
 
 
-def make_app(db: ConfigDB, auth: Authenticator, backend: str) -> web.Application:
-    # Derived ACLs of large policy sets are the biggest bodies: allow 16 MiB.
+def make_app(
+    db: ConfigDB,
+    auth: Authenticator,
+    backend: str,
+    http: httplimits.HttpLimits | None = None,
+) -> web.Application:
     app = web.Application(
-        middlewares=[errors_middleware, auth_middleware(auth)], client_max_size=16 * 2**20
+        middlewares=[errors_middleware, auth_middleware(auth)], client_max_size=MAX_BODY
     )
+    httplimits.install(app, http or httplimits.HttpLimits())
     app[DB_KEY] = db
     app[STOPPING_KEY] = asyncio.Event()
 

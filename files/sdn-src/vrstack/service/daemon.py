@@ -15,6 +15,8 @@ from typing import Any
 
 from aiohttp import web
 
+from .httplimits import runner_options
+
 log = logging.getLogger(__name__)
 
 HealthCheck = Callable[[], Awaitable[dict[str, Any]]]
@@ -64,7 +66,7 @@ async def serve(app: web.Application, host: str, port: int, service: str) -> Non
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, **runner_options(app))
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
     await site.start()
