@@ -16,13 +16,14 @@ import base64
 import binascii
 import hashlib
 import json
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ..config.fields import FieldError
+from ..config.fields import FieldError, valid_text
 from .records import TABLES, Column, Kind, blob_addr, cidr_range
 
 SOURCE = Column("source", "str", "The reporting node (the ingest URL's source)", max_len=128)
@@ -55,13 +56,13 @@ def parse_time(value: Any, field: str, now: float) -> float:
     if isinstance(value, bool):
         raise FieldError(field, "must be a time")
     if isinstance(value, int | float):
-        return float(value)
+        return _finite(value, field)
     if isinstance(value, str):
         if value == "now":
             return now
         m = _REL_RE.fullmatch(value)
         if m:
-            return now - float(m.group(1)) * _UNITS[m.group(2)]
+            return _finite(now - float(m.group(1)) * _UNITS[m.group(2)], field)
         try:
             when = datetime.fromisoformat(value)
         except ValueError:
@@ -73,6 +74,15 @@ def parse_time(value: Any, field: str, now: float) -> float:
     raise FieldError(
         field, "must be seconds since the epoch, an RFC 3339 time, 'now' or like '-15m'"
     )
+
+
+def _finite(value: float, field: str) -> float:
+    try:
+        if math.isfinite(value):
+            return float(value)
+    except OverflowError:  # an integer beyond any float
+        pass
+    raise FieldError(field, "must be a finite time")
 
 
 @dataclass(frozen=True)
@@ -144,13 +154,19 @@ def _item(text: Any, field: str, cols: dict[str, Column]) -> Item:
 def _value(col: Column, value: Any, field: str, now: float) -> Any:
     if col.type == "time":
         return parse_time(value, field, now)
-    if col.type == "enum" and isinstance(value, str):
+    if col.type == "enum" and isinstance(value, str) and valid_text(value):
         return value  # comparing with a value outside the enum just matches nothing
     return col.check(value, field)
 
 
-def _prefix_end(prefix: str) -> str:
-    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+def _prefix_end(prefix: str) -> str | None:
+    """The least string above every string that starts with `prefix`; None when there is
+    none (the prefix is all U+10FFFF). Skips the surrogates, which no text holds."""
+    stem = prefix.rstrip("\U0010ffff")
+    if not stem:
+        return None
+    after = ord(stem[-1]) + 1
+    return stem[:-1] + chr(0xE000 if 0xD800 <= after <= 0xDFFF else after)
 
 
 def _where(clauses: Any, cols: dict[str, Column], now: float) -> tuple[list[str], list[Any]]:
@@ -193,11 +209,15 @@ def _where(clauses: Any, cols: dict[str, Column], now: float) -> tuple[list[str]
         elif op in ("prefix", "contains"):
             if col.type not in ("str", "id", "enum"):
                 raise FieldError(f"{path}.op", f"'{op}' needs a text field, not {name}")
-            if not isinstance(value, str):
-                raise FieldError(vpath, "must be a string")
-            if value and op == "prefix":  # a range, not LIKE: no wildcards to escape
+            if not isinstance(value, str) or not valid_text(value):
+                raise FieldError(vpath, "must be a string (of valid Unicode)")
+            end = _prefix_end(value) if value else None
+            if value and op == "prefix" and end is None:
+                sql.append(f"{q(name)} >= ?")
+                params.append(value)
+            elif value and op == "prefix":  # a range, not LIKE: no wildcards to escape
                 sql.append(f"{q(name)} >= ? AND {q(name)} < ?")
-                params += [value, _prefix_end(value)]
+                params += [value, end]
             elif value:  # instr, not LIKE: the text is matched as it is, case and all
                 sql.append(f"instr({q(name)}, ?) > 0")
                 params.append(value)
@@ -291,7 +311,8 @@ def parse(body: Any, now: float) -> Query:
     for key in body:
         if key not in _KEYS:
             raise FieldError(key, f"is not a query field; fields: {', '.join(sorted(_KEYS))}")
-    kind = TABLES.get(body.get("table"))  # type: ignore[arg-type]
+    table = body.get("table")
+    kind = TABLES.get(table) if isinstance(table, str) else None  # a list is no dict key
     if kind is None:
         raise FieldError("table", f"must be one of {', '.join(TABLES)}")
     cols = columns(kind)

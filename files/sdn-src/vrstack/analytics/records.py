@@ -15,7 +15,7 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
-from ..config.fields import FieldError
+from ..config.fields import FieldError, valid_text
 
 # Times are seconds since the epoch (UTC); anything outside 2000..2100 is a sender bug.
 TIME_LOW = 946_684_800.0
@@ -104,8 +104,8 @@ class Column:
                 raise Invalid(f"must be between {self.low} and {self.high}")
             return value
         if t in ("id", "str", "enum"):
-            if type(value) is not str:
-                raise Invalid("must be a string")
+            if type(value) is not str or not valid_text(value):
+                raise Invalid("must be a string (of valid Unicode)")
             if t == "id" and not value:
                 raise Invalid("must not be empty")
             if len(value) > self.max_len:
@@ -116,7 +116,11 @@ class Column:
         if t in ("time", "num"):
             if type(value) is not float and type(value) is not int:
                 raise Invalid("must be a number")
-            if not math.isfinite(value):
+            try:
+                finite = math.isfinite(value)
+            except OverflowError:  # an integer beyond any float
+                finite = False
+            if not finite:
                 raise Invalid("must be finite")
             if t == "time" and not TIME_LOW <= value <= TIME_HIGH:
                 raise Invalid("must be seconds since the epoch (years 2000-2100)")
@@ -352,7 +356,8 @@ def check_record(value: Any, path: str) -> tuple[Kind, tuple[Any, ...]]:
     """Validate one record; returns its kind and its row (column order, without source)."""
     if not isinstance(value, dict):
         raise FieldError(path, "must be an object")
-    kind = KINDS.get(value.get("kind"))  # type: ignore[arg-type]
+    name = value.get("kind")
+    kind = KINDS.get(name) if isinstance(name, str) else None  # a list is no dict key
     if kind is None:
         raise FieldError(f"{path}.kind", f"must be one of {', '.join(KINDS)}")
     row = []
