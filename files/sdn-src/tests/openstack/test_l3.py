@@ -1,13 +1,15 @@
 """The `vrstack_l3` service plugin inside Neutron (Neutron's own ML2 and L3 test bases:
 the API, ML2 with the `vrstack` driver, the L3 DB, IPAM, in-memory SQLite) writing to a
-real `vrstack-api` process: routers and floating IPs land in the config API, and a
-refusal there reaches the user with nothing left behind in Neutron."""
+real `vrstack-api` process: routers and floating IPs land in the config API, a
+refusal there reaches the user with nothing left behind in Neutron, and the ML2
+driver's resync puts them back in line."""
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
 import pytest
+from neutron.db import l3_db
 from neutron.tests.unit.api import test_extensions
 from neutron.tests.unit.extensions import test_l3
 from neutron.tests.unit.plugins.ml2 import test_plugin
@@ -31,6 +33,10 @@ class TestVrstackL3(test_l3.L3NatTestCaseMixin, test_plugin.Ml2PluginV2TestCase)
     def _api(self, config_api: Daemon) -> None:
         self.cfgapi = config_api
 
+    def get_additional_service_plugins(self) -> dict[str, str]:
+        # revision_number (what the resync skips on) comes from this plugin.
+        return {"revisions": "revisions"}
+
     def preSetUp(self) -> None:
         cfg.CONF.set_override("api_url", self.cfgapi.url, ml2.GROUP)
         cfg.CONF.set_override("api_token", ADMIN_TOKEN, ml2.GROUP)
@@ -46,6 +52,13 @@ class TestVrstackL3(test_l3.L3NatTestCaseMixin, test_plugin.Ml2PluginV2TestCase)
     def l3(self) -> l3.VrstackL3Plugin:
         plugin: l3.VrstackL3Plugin = directory.get_plugin(plugin_constants.L3)
         return plugin
+
+    @property
+    def mech(self) -> ml2.VrstackMechanismDriver:
+        driver: ml2.VrstackMechanismDriver = self.driver.mechanism_manager.mech_drivers[
+            "vrstack"
+        ].obj
+        return driver
 
     def get(self, path: str) -> Any:
         return api_call(self.cfgapi, "GET", path)
@@ -149,3 +162,54 @@ class TestVrstackL3(test_l3.L3NatTestCaseMixin, test_plugin.Ml2PluginV2TestCase)
         finally:
             self.l3.backend.api.token = ADMIN_TOKEN
         assert self._list("routers")["routers"] == []
+
+    def test_resync_restores_a_lost_router_and_removes_a_stale_one(self) -> None:
+        a, sub_a = self.network_with_subnet("198.18.83.0/24")
+        b, sub_b = self.network_with_subnet("198.18.84.0/24")
+        ext, _ = self.network_with_subnet("198.18.93.0/24", external=True)
+        router = self._make_router(
+            self.fmt, self._project_id, external_gateway_info={"network_id": ext}
+        )["router"]
+        rid = router["id"]
+        self._router_interface_action("add", rid, sub_a, None)
+        self._router_interface_action("add", rid, sub_b, None)
+        port = self._make_port(self.fmt, a, fixed_ips=[{"subnet_id": sub_a}])["port"]
+        fip = self._make_floatingip(self.fmt, ext, port_id=port["id"])["floatingip"]
+        synced: dict[str, Any] = {}
+        self.mech.resync(self.context)  # earlier tests' leftovers in this config API go
+        written = self.get(f"/logical-routers/{rid}")
+
+        # Drift: the router vanished from the config API behind Neutron's back, and the
+        # config API holds a router in Neutron's project that Neutron never had.
+        api_call(self.cfgapi, "DELETE", f"/logical-routers/{rid}")
+        stale = api_call(
+            self.cfgapi,
+            "POST",
+            "/logical-routers",
+            {"name": "stale", "parent_uuid": mapping.project_uuid(self._project_id)},
+        )
+        counts = ml2.resync(self.mech.backend, self.driver, self.context, synced, self.l3)
+        assert counts["created"] == 1 and counts["deleted"] == 1, counts
+        back = self.get(f"/logical-routers/{rid}")
+        assert back is not None, "the lost router did not come back"
+        assert back["interfaces"] == written["interfaces"] and len(back["interfaces"]) == 2
+        assert {i["virtual_network"] for i in back["interfaces"]} == {a, b}
+        assert back["external_gateway"] == ext
+        assert self.get(f"/logical-routers/{stale['uuid']}") is None
+        assert self.get(f"/floating-ips/{fip['id']}")["virtual_machine_interface"] == port["id"]
+
+        # In sync: every object skipped on its revision, nothing written.
+        before = revision(self.cfgapi)
+        again = ml2.resync(self.mech.backend, self.driver, self.context, synced, self.l3)
+        assert again["created"] == again["updated"] == again["deleted"] == 0, again
+        assert again["skipped"] >= 6, again  # 3 networks, a port, the router, the FIP
+        assert revision(self.cfgapi) == before, "an in-sync resync must write nothing"
+
+        # A floating IP let go of its port in Neutron alone (the DB mixin, not the plugin):
+        # the resync lets go of it in the config API too.
+        unplugged = {"floatingip": {"port_id": None}}
+        l3_db.L3_NAT_dbonly_mixin.update_floatingip(self.l3, self.context, fip["id"], unplugged)
+        assert self.get(f"/floating-ips/{fip['id']}")["virtual_machine_interface"] == port["id"]
+        counts = ml2.resync(self.mech.backend, self.driver, self.context, synced, self.l3)
+        assert counts["updated"] == 1 and counts["created"] == counts["deleted"] == 0, counts
+        assert "virtual_machine_interface" not in self.get(f"/floating-ips/{fip['id']}")

@@ -35,45 +35,6 @@ from .configapi import ApiError, SyncConfigClient
 
 LOG = logging.getLogger(__name__)
 JSON = dict[str, Any]
-# Fields a change may remove (a gateway cleared, a floating IP disassociated): the
-# shared `Backend.put` only compares the fields it sends.
-CLEARABLE = ("external_gateway", "virtual_machine_interface", "fixed_ip_address")
-
-
-def router_body(router: JSON, interfaces: list[JSON]) -> JSON:
-    """The `logical-router` for a Neutron router and its interface ports' fixed IPs
-    (each {network_id, subnet_cidr, port_id})."""
-    body: JSON = {
-        "uuid": router["id"],
-        "name": router["id"],
-        "parent_uuid": mapping.project_uuid(router["project_id"]),
-        "interfaces": [
-            {
-                "virtual_network": i["network_id"],
-                "subnet_cidr": i["subnet_cidr"],
-                "port": i["port_id"],
-            }
-            for i in interfaces
-        ],
-    }
-    gateway = router.get("external_gateway_info") or {}
-    if gateway.get("network_id"):
-        body["external_gateway"] = gateway["network_id"]
-    return body
-
-
-def floating_ip_body(fip: JSON) -> JSON:
-    body: JSON = {
-        "uuid": fip["id"],
-        "name": fip["id"],
-        "parent_uuid": mapping.project_uuid(fip["project_id"]),
-        "floating_network": fip["floating_network_id"],
-        "floating_ip_address": fip["floating_ip_address"],
-    }
-    if fip.get("port_id"):
-        body["virtual_machine_interface"] = fip["port_id"]
-        body["fixed_ip_address"] = fip["fixed_ip_address"]
-    return body
 
 
 class VrstackL3Plugin(service_base.ServicePluginBase, l3_db.L3_NAT_dbonly_mixin):  # type: ignore[misc]
@@ -98,48 +59,19 @@ class VrstackL3Plugin(service_base.ServicePluginBase, l3_db.L3_NAT_dbonly_mixin)
 
     # ---- the config API side ---------------------------------------------------------
 
-    def _interfaces(self, context: Any, router_id: str) -> list[JSON]:
+    def _push_router(self, context: Any, router_id: str) -> None:
+        admin = context.elevated()
         core = directory.get_plugin()
         ports = core.get_ports(
-            context.elevated(),
-            filters={
-                "device_id": [router_id],
-                "device_owner": [n_const.DEVICE_OWNER_ROUTER_INTF],
-            },
+            admin,
+            filters={"device_id": [router_id], "device_owner": [mapping.ROUTER_INTERFACE_OWNER]},
         )
-        out = []
-        for port in sorted(ports, key=lambda p: p["id"]):
-            for ip in port["fixed_ips"]:
-                subnet = core.get_subnet(context.elevated(), ip["subnet_id"])
-                out.append(
-                    {
-                        "network_id": port["network_id"],
-                        "subnet_cidr": subnet["cidr"],
-                        "port_id": port["id"],
-                    }
-                )
-        return out
-
-    def _push_router(self, context: Any, router_id: str) -> None:
-        router = self.get_router(context.elevated(), router_id)
-        body = router_body(router, self._interfaces(context, router_id))
-        self.backend.ensure_project(router["project_id"])
-        self._put("logical-router", body)
-
-    def _push_floating_ip(self, fip: JSON) -> None:
-        self.backend.ensure_project(fip["project_id"])
-        self._put("floating-ip", floating_ip_body(fip))
-
-    def _put(self, rtype: str, body: JSON) -> None:
-        have = self.backend.api.get(rtype, body["uuid"])
-        if have is not None and any(k in have and k not in body for k in CLEARABLE):
-            fields = {k: v for k, v in body.items() if k not in ("uuid", "parent_uuid")}
-            self.backend.api.update(rtype, body["uuid"], fields, version=have["version"])
-        else:
-            self.backend.put(rtype, body)
+        ids = sorted({ip["subnet_id"] for p in ports for ip in p["fixed_ips"]})
+        subnets = {s["id"]: s for s in core.get_subnets(admin, filters={"id": ids})} if ids else {}
+        self.backend.put_router(self.get_router(admin, router_id), ports, subnets)
 
     @staticmethod
-    def _mirrored(what: str, push: Callable[[], None], undo: Callable[[], Any]) -> None:
+    def _mirrored(what: str, push: Callable[[], Any], undo: Callable[[], Any]) -> None:
         """Push a Neutron change to the config API; if it refuses, undo the change in
         Neutron and raise the error the user should see."""
         try:
@@ -219,7 +151,7 @@ class VrstackL3Plugin(service_base.ServicePluginBase, l3_db.L3_NAT_dbonly_mixin)
         fip: JSON = super().create_floatingip(context, floatingip, initial_status)
         self._mirrored(
             f"floating IP {fip['id']}",
-            lambda: self._push_floating_ip(fip),
+            lambda: self.backend.put_floating_ip(fip),
             lambda: super(VrstackL3Plugin, self).delete_floatingip(context, fip["id"]),
         )
         return fip
@@ -232,7 +164,7 @@ class VrstackL3Plugin(service_base.ServicePluginBase, l3_db.L3_NAT_dbonly_mixin)
             back["fixed_ip_address"] = before["fixed_ip_address"]
         self._mirrored(
             f"floating IP {id}",
-            lambda: self._push_floating_ip(fip),
+            lambda: self.backend.put_floating_ip(fip),
             lambda: super(VrstackL3Plugin, self).update_floatingip(
                 context, id, {"floatingip": back}
             ),
@@ -245,7 +177,7 @@ class VrstackL3Plugin(service_base.ServicePluginBase, l3_db.L3_NAT_dbonly_mixin)
         try:
             super().delete_floatingip(context, id)
         except Exception:
-            self._push_floating_ip(fip)
+            self.backend.put_floating_ip(fip)
             raise
 
     def disassociate_floatingips(self, context: Any, port_id: str) -> Any:
@@ -255,7 +187,9 @@ class VrstackL3Plugin(service_base.ServicePluginBase, l3_db.L3_NAT_dbonly_mixin)
         routers = super().disassociate_floatingips(context, port_id)
         for fip in fips:
             freed = {**fip, "port_id": None, "fixed_ip_address": None}
-            ml2._checked(f"floating IP {fip['id']}", lambda f=freed: self._push_floating_ip(f))
+            ml2._checked(
+                f"floating IP {fip['id']}", lambda f=freed: self.backend.put_floating_ip(f)
+            )
         return routers
 
     def _checked_delete(self, rtype: str, uid: str) -> None:

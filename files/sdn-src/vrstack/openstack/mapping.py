@@ -214,8 +214,14 @@ def port_body(port: JSON, virtual_router: str | None) -> JSON:
     return body
 
 
+# Optional references a write may drop (a port unbound, a gateway cleared, a floating IP
+# let go of its port): an object still holding one we no longer send differs.
+CLEARABLE = ("virtual_router", "external_gateway", "virtual_machine_interface", "fixed_ip_address")
+
+
 def differs(want: JSON, have: JSON) -> bool:
-    """True when an existing object does not already hold every field we would write."""
+    """True when an existing object does not already hold every field we would write,
+    or still holds an optional reference we no longer write."""
     for key, value in want.items():
         if key in ("uuid", "parent_uuid"):
             continue
@@ -224,7 +230,7 @@ def differs(want: JSON, have: JSON) -> bool:
                 return True
         elif have.get(key) != value:
             return True
-    return "virtual_router" in have and "virtual_router" not in want
+    return any(key in have and key not in want for key in CLEARABLE)
 
 
 def _subnet_key(s: JSON) -> tuple[Any, ...]:
@@ -237,3 +243,55 @@ def _subnet_key(s: JSON) -> tuple[Any, ...]:
         tuple(dhcp.get("dns_servers", [])),
         tuple((r["prefix"], r["nexthop"]) for r in dhcp.get("host_routes", [])),
     )
+
+
+# ---- routers and floating IPs (the vrstack_l3 service plugin) -----------------------
+
+ROUTER_INTERFACE_OWNER = "network:router_interface"
+
+
+def router_interface_ports(router_id: str, ports: list[JSON]) -> list[JSON]:
+    """The router's interface ports among `ports`, in a stable order."""
+    mine = [
+        p
+        for p in ports
+        if p.get("device_id") == router_id and p.get("device_owner") == ROUTER_INTERFACE_OWNER
+    ]
+    return sorted(mine, key=lambda p: p["id"])
+
+
+def router_body(router: JSON, ports: list[JSON], subnets: dict[str, JSON]) -> JSON:
+    """A `logical-router` for a Neutron router: an interface per fixed IP of its
+    interface ports among `ports`; `subnets` by id gives their cidrs."""
+    body: JSON = {
+        "uuid": router["id"],
+        "name": router["id"],
+        "parent_uuid": project_uuid(router["project_id"]),
+        "interfaces": [
+            {
+                "virtual_network": port["network_id"],
+                "subnet_cidr": subnets[ip["subnet_id"]]["cidr"],
+                "port": port["id"],
+            }
+            for port in router_interface_ports(router["id"], ports)
+            for ip in port["fixed_ips"]
+        ],
+    }
+    gateway = router.get("external_gateway_info") or {}
+    if gateway.get("network_id"):
+        body["external_gateway"] = gateway["network_id"]
+    return body
+
+
+def floating_ip_body(fip: JSON) -> JSON:
+    body: JSON = {
+        "uuid": fip["id"],
+        "name": fip["id"],
+        "parent_uuid": project_uuid(fip["project_id"]),
+        "floating_network": fip["floating_network_id"],
+        "floating_ip_address": fip["floating_ip_address"],
+    }
+    if fip.get("port_id"):
+        body["virtual_machine_interface"] = fip["port_id"]
+        body["fixed_ip_address"] = fip["fixed_ip_address"]
+    return body

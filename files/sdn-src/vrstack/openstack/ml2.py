@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from neutron.db import provisioning_blocks
@@ -40,6 +41,7 @@ from neutron_lib import exceptions as n_exc
 from neutron_lib import worker
 from neutron_lib.api.definitions import portbindings
 from neutron_lib.callbacks import events, registry, resources
+from neutron_lib.plugins import constants as plugin_constants
 from neutron_lib.plugins import directory
 from neutron_lib.plugins.ml2 import api
 from oslo_config import cfg
@@ -172,6 +174,15 @@ class Backend:
     def put_security_group(self, group: JSON) -> str:
         self.ensure_project(group["project_id"])
         return self.put("security-group", mapping.security_group_body(group))
+
+    def put_router(self, router: JSON, ports: list[JSON], subnets: dict[str, JSON]) -> str:
+        """The router's `logical-router`; its interfaces are its ports among `ports`."""
+        self.ensure_project(router["project_id"])
+        return self.put("logical-router", mapping.router_body(router, ports, subnets))
+
+    def put_floating_ip(self, fip: JSON) -> str:
+        self.ensure_project(fip["project_id"])
+        return self.put("floating-ip", mapping.floating_ip_body(fip))
 
     def ensure_group(self, group_id: str, project_id: str) -> None:
         """Write a group a port names when the config API does not have it yet."""
@@ -404,7 +415,8 @@ class VrstackMechanismDriver(api.MechanismDriver):  # type: ignore[misc]
         """Make the config API match Neutron; returns counts by outcome."""
         ctx = plugin_context or n_context.get_admin_context()
         plugin = directory.get_plugin()
-        return resync(self.backend, plugin, ctx, self.synced)
+        l3 = directory.get_plugin(plugin_constants.L3)
+        return resync(self.backend, plugin, ctx, self.synced, l3)
 
     def resync_loop(self, stop: threading.Event) -> None:
         interval = cfg.CONF[GROUP].resync_interval
@@ -453,53 +465,62 @@ class VrstackWorker(worker.BaseWorker):  # type: ignore[misc]
         pass
 
 
-def resync(backend: Backend, plugin: Any, ctx: Any, synced: dict[str, Any]) -> dict[str, int]:
+def resync(
+    backend: Backend, plugin: Any, ctx: Any, synced: dict[str, Any], l3: Any | None = None
+) -> dict[str, int]:
     """Write what differs between Neutron and the config API.
 
     `synced` remembers, per Neutron id, the revision_number(s) last written: an object
     at the same revision is skipped without asking the config API. Config objects in
-    Neutron's projects that Neutron no longer has are deleted (ports before networks).
+    Neutron's projects that Neutron no longer has are deleted (floating IPs and routers
+    before the ports and networks they name). `l3` is the L3 service plugin: routers
+    and floating IPs are synced only when it is there.
     """
     counts = {"created": 0, "updated": 0, "unchanged": 0, "skipped": 0, "deleted": 0}
+    counts["refused"] = 0  # stale, but the config API would not delete it (409)
     networks = plugin.get_networks(ctx)
     subnets = plugin.get_subnets(ctx)
-    ports = [p for p in plugin.get_ports(ctx) if not mapping.is_service_port(p)]
+    all_ports = plugin.get_ports(ctx)
+    ports = [p for p in all_ports if not mapping.is_service_port(p)]
     groups = plugin.get_security_groups(ctx)
+    routers = l3.get_routers(ctx) if l3 is not None else []
+    fips = l3.get_floatingips(ctx) if l3 is not None else []
+
+    def sync(obj: JSON, key: Any, put: Callable[[], str], *revisioned: JSON) -> None:
+        if synced.get(obj["id"]) == key and _revisioned(obj, *revisioned):
+            counts["skipped"] += 1
+            return
+        counts[put()] += 1
+        synced[obj["id"]] = key
+
     by_net: dict[str, list[JSON]] = {}
     for s in subnets:
         by_net.setdefault(s["network_id"], []).append(s)
     for net in networks:
         own = by_net.get(net["id"], [])
-        key = (
-            net.get("revision_number"),
-            tuple(sorted((s["id"], s.get("revision_number")) for s in own)),
-        )
-        if synced.get(net["id"]) == key and _revisioned(net, *own):
-            counts["skipped"] += 1
-            continue
-        counts[backend.put_network(net, own)] += 1
-        synced[net["id"]] = key
+        key = (net.get("revision_number"), _revisions(own))
+        sync(net, key, partial(backend.put_network, net, own), *own)
     for group in groups:
         key = (
             group.get("revision_number"),
             tuple(sorted(r["id"] for r in group.get("security_group_rules") or [])),
         )
-        if synced.get(group["id"]) == key and _revisioned(group):
-            counts["skipped"] += 1
-            continue
         try:
-            counts[backend.put_security_group(group)] += 1
+            sync(group, key, partial(backend.put_security_group, group))
         except mapping.Unsupported as exc:  # made before this driver: cannot be held
             LOG.error("vrstack: security group %s skipped: %s", group["id"], exc)
-            continue
-        synced[group["id"]] = key
     for port in ports:
-        if synced.get(port["id"]) == port.get("revision_number") and _revisioned(port):
-            counts["skipped"] += 1
-            continue
-        counts[backend.put_port(port)] += 1
-        synced[port["id"]] = port.get("revision_number")
-    keep = {n["id"] for n in networks} | {p["id"] for p in ports} | {g["id"] for g in groups}
+        sync(port, port.get("revision_number"), partial(backend.put_port, port))
+    # After the networks and ports they name. A router's interfaces are its ports.
+    subnet_by_id = {s["id"]: s for s in subnets}
+    for router in routers:
+        own = mapping.router_interface_ports(router["id"], all_ports)
+        key = (router.get("revision_number"), _revisions(own))
+        sync(router, key, partial(backend.put_router, router, own, subnet_by_id), *own)
+    for fip in fips:
+        sync(fip, fip.get("revision_number"), partial(backend.put_floating_ip, fip))
+
+    keep = {o["id"] for o in (*networks, *ports, *groups, *routers, *fips)}
     keep |= {mapping.no_rule_uuid(p["project_id"]) for p in ports}
     # Only inside the projects this driver made: objects elsewhere are someone else's.
     projects = {
@@ -507,13 +528,31 @@ def resync(backend: Backend, plugin: Any, ctx: Any, synced: dict[str, Any]) -> d
         for o in backend.api.list_all("project")
         if o.get("description") == mapping.PROJECT_DESCRIPTION
     }
-    for rtype in ("virtual-machine-interface", "security-group", "virtual-network"):
+    rtypes = ("virtual-machine-interface", "security-group", "virtual-network")
+    if l3 is not None:  # without it, Neutron cannot say which routers are stale
+        rtypes = ("floating-ip", "logical-router", *rtypes)
+    for rtype in rtypes:
         for project in sorted(projects):
             for obj in backend.api.list_all(rtype, parent_uuid=project):
-                if obj["uuid"] not in keep and backend.api.delete(rtype, obj["uuid"]):
-                    synced.pop(obj["uuid"], None)
-                    counts["deleted"] += 1
+                if obj["uuid"] in keep:
+                    continue
+                try:
+                    if backend.api.delete(rtype, obj["uuid"]):
+                        synced.pop(obj["uuid"], None)
+                        counts["deleted"] += 1
+                except ApiError as exc:
+                    if exc.status != 409:
+                        raise
+                    # Still named by an object Neutron did not make: keep going, the
+                    # next pass tries again once that one is gone.
+                    LOG.warning("vrstack: resync kept %s %s: %s", rtype, obj["uuid"], exc)
+                    counts["refused"] += 1
     return counts
+
+
+def _revisions(objs: list[JSON]) -> tuple[tuple[str, Any], ...]:
+    """The ids and revisions of the objects one config object is made from."""
+    return tuple(sorted((o["id"], o.get("revision_number")) for o in objs))
 
 
 def _revisioned(*objs: JSON) -> bool:
