@@ -53,13 +53,6 @@ class TestVrstackL3(test_l3.L3NatTestCaseMixin, test_plugin.Ml2PluginV2TestCase)
         plugin: l3.VrstackL3Plugin = directory.get_plugin(plugin_constants.L3)
         return plugin
 
-    @property
-    def mech(self) -> ml2.VrstackMechanismDriver:
-        driver: ml2.VrstackMechanismDriver = self.driver.mechanism_manager.mech_drivers[
-            "vrstack"
-        ].obj
-        return driver
-
     def get(self, path: str) -> Any:
         return api_call(self.cfgapi, "GET", path)
 
@@ -175,8 +168,9 @@ class TestVrstackL3(test_l3.L3NatTestCaseMixin, test_plugin.Ml2PluginV2TestCase)
         self._router_interface_action("add", rid, sub_b, None)
         port = self._make_port(self.fmt, a, fixed_ips=[{"subnet_id": sub_a}])["port"]
         fip = self._make_floatingip(self.fmt, ext, port_id=port["id"])["floatingip"]
+        mech: ml2.VrstackMechanismDriver = self.driver.mechanism_manager.mech_drivers["vrstack"].obj
+        mech.resync(self.context)  # finds the L3 plugin; earlier tests' leftovers go
         synced: dict[str, Any] = {}
-        self.mech.resync(self.context)  # earlier tests' leftovers in this config API go
         written = self.get(f"/logical-routers/{rid}")
 
         # Drift: the router vanished from the config API behind Neutron's back, and the
@@ -188,7 +182,7 @@ class TestVrstackL3(test_l3.L3NatTestCaseMixin, test_plugin.Ml2PluginV2TestCase)
             "/logical-routers",
             {"name": "stale", "parent_uuid": mapping.project_uuid(self._project_id)},
         )
-        counts = ml2.resync(self.mech.backend, self.driver, self.context, synced, self.l3)
+        counts = ml2.resync(mech.backend, self.driver, self.context, synced, self.l3)
         assert counts["created"] == 1 and counts["deleted"] == 1, counts
         back = self.get(f"/logical-routers/{rid}")
         assert back is not None, "the lost router did not come back"
@@ -200,7 +194,7 @@ class TestVrstackL3(test_l3.L3NatTestCaseMixin, test_plugin.Ml2PluginV2TestCase)
 
         # In sync: every object skipped on its revision, nothing written.
         before = revision(self.cfgapi)
-        again = ml2.resync(self.mech.backend, self.driver, self.context, synced, self.l3)
+        again = ml2.resync(mech.backend, self.driver, self.context, synced, self.l3)
         assert again["created"] == again["updated"] == again["deleted"] == 0, again
         assert again["skipped"] >= 6, again  # 3 networks, a port, the router, the FIP
         assert revision(self.cfgapi) == before, "an in-sync resync must write nothing"
@@ -210,6 +204,6 @@ class TestVrstackL3(test_l3.L3NatTestCaseMixin, test_plugin.Ml2PluginV2TestCase)
         unplugged = {"floatingip": {"port_id": None}}
         l3_db.L3_NAT_dbonly_mixin.update_floatingip(self.l3, self.context, fip["id"], unplugged)
         assert self.get(f"/floating-ips/{fip['id']}")["virtual_machine_interface"] == port["id"]
-        counts = ml2.resync(self.mech.backend, self.driver, self.context, synced, self.l3)
+        counts = ml2.resync(mech.backend, self.driver, self.context, synced, self.l3)
         assert counts["updated"] == 1 and counts["created"] == counts["deleted"] == 0, counts
         assert "virtual_machine_interface" not in self.get(f"/floating-ips/{fip['id']}")
