@@ -46,7 +46,7 @@ def member(admin: Cli, admin_env: dict[str, str]) -> Iterator[Cli]:
     cli = Cli(admin.client, env)
     for server in cli.ok("server", "list"):
         cli.run("server", "delete", "--wait", server["ID"], timeout=SERVER_TIMEOUT)
-    # (No routers: the cloud has no L3 service plugin yet, and Neutron answers 404.)
+    delete_routers_and_floating_ips(cli)
     for kind in ("port", "network", "security group"):
         for obj in cli.ok(*kind.split(), "list"):
             if kind == "security group" and obj["Name"] == "default":
@@ -56,3 +56,20 @@ def member(admin: Cli, admin_env: dict[str, str]) -> Iterator[Cli]:
             cli.run(*kind.split(), "delete", obj["ID"])
     admin.run("user", "delete", user)
     admin.run("project", "delete", project)
+
+
+def delete_routers_and_floating_ips(cli: Cli) -> None:
+    """Everything L3 the user's project holds (a router's interfaces go before it)."""
+    for fip in cli.ok("floating", "ip", "list"):
+        cli.run("floating", "ip", "delete", fip["ID"])
+    for router in cli.ok("router", "list"):
+        for itf in cli.ok("router", "show", router["ID"]).get("interfaces_info") or []:
+            cli.run("router", "remove", "port", router["ID"], itf["port_id"])
+        cli.run("router", "delete", router["ID"])
+
+
+@pytest.fixture
+def l3_member(member: Cli) -> Iterator[Cli]:
+    """The member, whose routers and floating IPs go after each test, whatever happened."""
+    yield member
+    delete_routers_and_floating_ips(member)
