@@ -666,7 +666,8 @@ def build_model(data: Any, source: str) -> dict[str, Any]:
 
 def _endpoints(vips: dict, hosts: dict) -> dict[str, Any]:
     """Where clients reach the shared services: the internal VIP when a role has
-    several hosts (haproxy/keepalived in front), else that role's one host.
+    several hosts and there are several controllers (haproxy/keepalived run on the
+    controllers and hold the VIP only then), else that role's first host.
     Roles read these instead of each working it out again."""
 
     def members(role: str) -> list[str]:
@@ -674,7 +675,7 @@ def _endpoints(vips: dict, hosts: dict) -> dict[str, Any]:
 
     def one(role: str) -> str | None:
         found = members(role)
-        if len(found) > 1 and "internal" in vips:
+        if len(found) > 1 and "internal" in vips and len(members("controller")) > 1:
             return str(vips["internal"])
         return found[0] if found else None
 

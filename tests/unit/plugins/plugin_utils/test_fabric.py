@@ -194,6 +194,19 @@ def test_endpoints_use_the_vip_when_a_role_has_several_hosts() -> None:
     assert grp["os_freebsd14"] == []
 
 
+def test_endpoints_skip_the_vip_with_one_controller() -> None:
+    # haproxy and keepalived run on the controllers, so with one controller nothing
+    # holds the VIP: several analytics hosts are reached at the first one.
+    def change(d: dict) -> None:
+        d["hosts"]["ctl2"]["roles"] = ["control", "analytics"]
+        d["hosts"]["cmp3"]["roles"] = ["compute", "analytics"]
+
+    model = model_of(change)
+    assert [n for n, h in model["hosts"].items() if "controller" in h["roles"]] == ["ctl1"]
+    assert model["endpoints"]["analytics"] == model["hosts"]["ctl2"]["fabric_ip"]
+    assert model["endpoints"]["api"] == model["hosts"]["ctl1"]["fabric_ip"]
+
+
 GATEWAY = {
     "name": "edge1",
     "address": "198.19.0.1",
