@@ -98,7 +98,11 @@ def test_lab_api_and_schema_configs(tmp_path: Path) -> None:
 def test_three_controllers_use_etcd(tmp_path: Path) -> None:
     ctls = ["lab-ctl1", "lab-ctl2", "lab-cmp1"]  # any three hosts with fabric addresses
     t = render_vars(
-        LAB, "lab-ctl2", ["sdn_package", "sdn_config"], sdn_config_controllers=ctls, **TOKENS
+        LAB,
+        "lab-ctl2",
+        ["sdn_package", "sdn_config"],
+        sdn_config_controllers=ctls,
+        **TOKENS,
     )
     api = settings(tmp_path, "api.yaml", render(t, "sdn_config", "api.yaml.j2"))
     _store, backend = store_from_settings(api)
@@ -121,8 +125,52 @@ def test_three_controllers_use_etcd(tmp_path: Path) -> None:
     assert etcd["ETCD_LISTEN_PEER_URLS"] == '"http://198.18.2.16:2380"'
 
 
+def node_pki(directory: Path) -> Path:
+    """ca.crt, node.crt and node.key as vrstack.cloud.pki installs them (the daemons'
+    loaders read the files the roles name)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "render test")])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    (directory / "ca.crt").write_bytes(pem)
+    (directory / "node.crt").write_bytes(pem)
+    (directory / "node.key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return directory
+
+
 def test_lab_control_config(tmp_path: Path) -> None:
-    t = render_vars(LAB, "lab-ctl2", ["sdn_package", "sdn_control"], sdn_control_api_token="t" * 32)
+    t = render_vars(
+        LAB,
+        "lab-ctl2",
+        ["sdn_package", "sdn_control"],
+        sdn_control_api_token="t" * 32,
+        sdn_control_bgp_password="b" * 32,
+        sdn_control_pki_dir=str(node_pki(tmp_path)),
+    )
     ns, url, token, host, port = load_control(
         settings(tmp_path, "control.yaml", render(t, "sdn_control", "control.yaml.j2"))
     )
@@ -132,8 +180,36 @@ def test_lab_control_config(tmp_path: Path) -> None:
         "198.18.2.16",
         64512,
     )
-    assert (url, token, host, port) == ("http://198.18.1.16:8082", "t" * 32, "127.0.0.1", 8083)
+    assert (url, token, host, port) == (
+        "http://198.18.1.16:8082",
+        "t" * 32,
+        "127.0.0.1",
+        8083,
+    )
     assert (ns.xmpp_host, ns.xmpp_port) == ("198.18.2.16", 5269)
+    assert ns.tls_verify_client and ns.tls_ca == str(tmp_path / "ca.crt")
+    assert ns.bgp_password == "b" * 32 and ns.bgp_peer_passwords == {}
+
+
+def test_gateway_gets_its_own_bgp_password(tmp_path: Path) -> None:
+    """example-multirack's control nodes peer with gateway edge1: its MD5 password is its
+    own generated secret, the mesh's is sdn_bgp_password (the secrets file is a temp one)."""
+    secrets = tmp_path / "secrets" / "secrets.yml"
+    secrets.parent.mkdir(mode=0o700)
+    t = render_vars(
+        ROOT / "inventories" / "example-multirack",
+        "ctl1",
+        ["sdn_package", "sdn_control"],
+        sdn_control_api_token="t" * 32,
+        vrstack_secrets_file=str(secrets),
+        sdn_control_pki_dir=str(node_pki(tmp_path)),
+    )
+    ns = load_control(
+        settings(tmp_path, "control.yaml", render(t, "sdn_control", "control.yaml.j2"))
+    )[0]
+    stored = yaml.safe_load(secrets.read_text())
+    assert ns.bgp_peer_passwords == {"198.19.254.1": stored["sdn_bgp_gateway_edge1_password"]}
+    assert ns.bgp_password == stored["sdn_bgp_password"] != ns.bgp_peer_passwords["198.19.254.1"]
 
 
 @pytest.mark.parametrize(
@@ -145,7 +221,13 @@ def test_lab_control_config(tmp_path: Path) -> None:
 )
 def test_lab_agent_config(tmp_path: Path, host: str, controls: list[tuple[str, int]]) -> None:
     found = {"stdout": '{"interface": "eth0", "mac": "02:aa:00:00:00:01", "gateway_mac": ""}'}
-    t = render_vars(LAB, host, ["sdn_package", "vrouter"], __vrouter_agent_found=found)
+    t = render_vars(
+        LAB,
+        host,
+        ["sdn_package", "vrouter"],
+        __vrouter_agent_found=found,
+        vrouter_agent_pki_dir=str(node_pki(tmp_path)),
+    )
     agent, listen_host, listen_port = load_agent(
         settings(tmp_path, "agent.yaml", render(t, "vrouter", "agent.yaml.j2"))
     )
@@ -157,6 +239,7 @@ def test_lab_agent_config(tmp_path: Path, host: str, controls: list[tuple[str, i
     assert (agent.pkt0_dir, agent.flow_file) == ("/run/vrouter", "/run/vrouter/flows")
     assert agent.label_range == (16, 1048575)
     assert (listen_host, listen_port) == ("127.0.0.1", 8085)
+    assert agent.xmpp_tls is not None and agent.xmpp_tls.cert == str(tmp_path / "node.crt")
 
 
 SERVICE = {
@@ -194,9 +277,11 @@ def test_freebsd_rc_script(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     lines = text.splitlines()
     assert lines[0] == "#!/bin/sh"
-    assert {"# PROVIDE: vrstack_agent", 'name="vrstack_agent"', 'rcvar="vrstack_agent_enable"'} <= (
-        set(lines)
-    )
+    assert {
+        "# PROVIDE: vrstack_agent",
+        'name="vrstack_agent"',
+        'rcvar="vrstack_agent_enable"',
+    } <= (set(lines))
     assert ': "${vrstack_agent_enable:=NO}"' in lines
     assert ': "${vrstack_agent_config:=/etc/vrstack/agent.yaml}"' in lines
     assert 'pidfile="/var/run/vrstack_agent.pid"' in lines
