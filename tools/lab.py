@@ -1164,6 +1164,19 @@ def claim(lab: Lab, plan: Plan) -> None:
         record_state(plan, lab)
 
 
+# Every host's systemd takes inotify instances from root's per-user limit (128 by
+# default on Debian): three labs side by side (~20 hosts) run out and a host fails to
+# boot with "Too many open files". Raised, never lowered.
+INOTIFY_INSTANCES = 1024
+INOTIFY_SYSCTL = Path("/proc/sys/fs/inotify/max_user_instances")
+
+
+def raise_inotify_limit(path: Path = INOTIFY_SYSCTL, want: int = INOTIFY_INSTANCES) -> None:
+    if int(path.read_text().strip()) < want:
+        path.write_text(f"{want}\n")
+        log(f"fs.inotify.max_user_instances raised to {want} (one systemd per lab host)")
+
+
 def cmd_up(lab: Lab, rootfs_cache: Path) -> int:
     require_root_and_tools(RUNTIME_TOOLS)
     start = time.monotonic()
@@ -1188,6 +1201,7 @@ def cmd_up(lab: Lab, rootfs_cache: Path) -> int:
         made = ensure_network(plan)
         if made:
             log(f"wired: {', '.join(made)}")
+        raise_inotify_limit()
         started = []
         for host in lab.all_hosts:
             merged = ensure_overlay(host, rootfs, pubkey, cluster)

@@ -523,3 +523,13 @@ def test_managed_gateway_hangs_off_the_spine(inventory: dict[str, Any]) -> None:
 def test_unmanaged_gateway_is_not_built(inventory: dict[str, Any]) -> None:
     _model(inventory)["gateway"] = {"name": "edge1", "address": "198.18.254.1"}
     assert lab.parse_inventory(inventory, "inv").gateway is None  # no group `gateway`
+
+
+def test_inotify_limit_is_raised_never_lowered(tmp_path: Path) -> None:
+    knob = tmp_path / "max_user_instances"
+    knob.write_text("128\n")
+    lab.raise_inotify_limit(knob, 1024)
+    assert knob.read_text() == "1024\n"
+    knob.write_text("4096\n")
+    lab.raise_inotify_limit(knob, 1024)
+    assert knob.read_text() == "4096\n"
