@@ -376,7 +376,11 @@ def test_losing_the_vip_holder(lab: HaLab, poller: Poller) -> None:
         {"project": {"name": name + "-later", "domain_id": "default"}},
     )
 
-    # The stopped controller comes back and rejoins Galera and RabbitMQ by itself.
+    # The stopped controller comes back and rejoins Galera and RabbitMQ by itself, once
+    # its previous incarnation is gone (both in one namespace: MariaDB's port in use).
+    gone_by = time.monotonic() + 120
+    while time.monotonic() < gone_by and Path(f"/proc/{pid}").exists():
+        time.sleep(1)
     back_at = time.monotonic()
     subprocess.run(
         [sys.executable, "tools/lab.py", "up", "--inventory", INVENTORY],
