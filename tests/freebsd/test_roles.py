@@ -27,6 +27,8 @@ GOLDEN = Path(__file__).resolve().parent / "golden"
 RC_DIRS = ("usr/local/etc/rc.d", "etc/rc.d")
 # rc.d scripts of FreeBSD packages whose rcvar is not <script name>_enable.
 PACKAGE_RCVARS = {"mysql-server": "mysql_enable"}
+# Base-system rc.d scripts with no rcvar: they always run (devfs(8) reapplies its rules).
+NO_RCVAR = {"devfs"}
 
 
 def masked(text: str, run: harness.Run) -> str:
@@ -229,6 +231,8 @@ def test_services_started_are_enabled(applied: harness.Run, freebsd_hosts: list[
             if r["module"] not in ("ansible.builtin.service", "service"):
                 continue
             name = r["args"]["name"]
+            if name in NO_RCVAR:
+                continue
             m = re.search(r'^rcvar="?(\w+)"?$', ours.get(name, ""), re.M)
             rcvar = m.group(1) if m else PACKAGE_RCVARS.get(name, f"{name}_enable")
             assert f'{rcvar}="YES"' in rc_conf, (

@@ -19,7 +19,7 @@
 #define PORT_LABEL 400u
 #define OUTSIDE_LABEL 500u
 #define TCP_DATA 12u
-static const uint8_t data[TCP_DATA] = "floating-ip!";
+static const uint8_t data[TCP_DATA] = {'f', 'l', 'o', 'a', 't', 'i', 'n', 'g', '-', 'i', 'p', '!'};
 
 /* The IPv4 header and TCP checksums of the packet at ip are right. */
 static int tcp4_sums_ok(const uint8_t *ip)
