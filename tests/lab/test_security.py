@@ -90,7 +90,7 @@ async def _scan(targets: list[str], ports: list[int], timeout: float, limit: int
 def probe_udp(ip: str, port: int, tries: int = 3) -> str:
     """`refused`: an ICMP port unreachable came back (the packet reached the host's stack
     and nothing listens); `silent`: no answer (dropped, or a listener said nothing)."""
-    for _ in range(tries):
+    for _attempt in range(tries):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.settimeout(0.7)
             s.connect((ip, port))
@@ -216,7 +216,7 @@ def listening_tcp(lab: Lab, node: Node) -> set[int]:
     ports = set()
     for line in out.stdout.splitlines():
         local = line.split()[3]
-        addr, _, port = local.rpartition(":")
+        addr, _sep, port = local.rpartition(":")
         if addr.strip("[]").split("%")[0] in ("0.0.0.0", "*", "::", node.ip):
             ports.add(int(port))
     return ports
@@ -390,7 +390,7 @@ def test_config_api_refuses_missing_and_wrong_tokens(lab: Lab) -> None:
             ("PUT", f"/virtual-networks/{victim}", {"display_name": "hijacked"}),
             ("DELETE", f"/virtual-networks/{victim}", None),
         ):
-            status, _ = call(api + path, method, token, payload)
+            status, _body = call(api + path, method, token, payload)
             if status not in (401, 403):
                 problems.append(f"{method} {path} with token {token!r}: {status}")
     # The reader may read, never write.
@@ -398,7 +398,7 @@ def test_config_api_refuses_missing_and_wrong_tokens(lab: Lab) -> None:
         ("POST", "/virtual-networks", new),
         ("DELETE", f"/virtual-networks/{victim}", None),
     ):
-        status, _ = call(api + path, method, reader, payload)
+        status, _body = call(api + path, method, reader, payload)
         if status != 403:
             problems.append(f"{method} {path} with the reader token: {status}, not 403")
     assert not problems, "; ".join(problems)
@@ -424,12 +424,14 @@ def test_analytics_api_refuses_missing_and_wrong_tokens(lab: Lab) -> None:
 
     problems = []
     for token in [*WRONG_TOKENS, sec["sdn_analytics_reader_token"]]:
-        status, _ = call(f"{api}/ingest/sec-probe", "POST", token, record(), "application/x-ndjson")
+        status, _body = call(
+            f"{api}/ingest/sec-probe", "POST", token, record(), "application/x-ndjson"
+        )
         want = (403,) if token == sec["sdn_analytics_reader_token"] else (401, 403)
         if status not in want:
             problems.append(f"ingest with token {token!r}: {status}")
         if token != sec["sdn_analytics_reader_token"]:
-            status, _ = call(
+            status, _body = call(
                 f"{api}/query", "POST", token, {"table": "logs", "select": ["count()"]}
             )
             if status not in (401, 403):
@@ -519,7 +521,7 @@ def test_secret_files_are_closed_to_other_users(lab: Lab) -> None:
     )
     problems, checked = [], 0
     for node in lab.nodes:
-        out, _ = find_secrets(lab, node, script, sec)
+        out, _err = find_secrets(lab, node, script, sec)
         files = sorted(set(out.split()))
         if not files:
             continue
