@@ -151,8 +151,13 @@ async def test_bad_clients_are_closed_in_time_and_agents_keep_exchanging_routes(
         for c in (*idle, malformed, big, endless, slow, slow_header):
             c.close()
 
-        # The node names each violation in its log.
-        errors = _errors(caplog)
+        # The node names each violation in its log (the last lines may trail the closes
+        # on a loaded host: wait a bounded moment for them).
+        for _attempt in range(50):
+            errors = _errors(caplog)
+            if sum("not complete within" in e for e in errors) >= 3 + IDLE_CONNECTIONS:
+                break
+            await asyncio.sleep(0.1)
         assert any("not-well-formed" in e for e in errors)
         assert any(f"larger than {xmpp.MAX_STANZA}" in e for e in errors), errors
         assert sum("not complete within" in e for e in errors) >= 3 + IDLE_CONNECTIONS, errors
