@@ -151,6 +151,18 @@ async def test_transformer_keeps_port_acls_current(api: tuple[str, ConfigClient]
         # The network's own ACL is still there, apart.
         all_acls, _ = await c.list_all("access-control-list", parent_uuid=net["uuid"])
         assert len(all_acls) == 2
+        # Someone rewrites the network's own ACL to claim the port: the transformer finds it
+        # by parent and name and restores it, rather than colliding with it (a 409).
+        own = next(a for a in all_acls if a["name"] == "blue")
+        await c.update(
+            "access-control-list",
+            own["uuid"],
+            {"entries": [], "virtual_machine_interface": p1["uuid"]},
+        )
+        await settled(t, c)
+        restored = await c.get("access-control-list", own["uuid"])
+        assert restored is not None and "virtual_machine_interface" not in restored
+        assert (await port_acls(c))[p1["uuid"]]["uuid"] == acl["uuid"]
 
         p2 = await c.create("virtual-machine-interface", vmi("p2", "198.18.64.12"))
         await settled(t, c)

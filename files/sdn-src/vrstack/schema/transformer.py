@@ -81,16 +81,11 @@ class SchemaTransformer:
             log.warning("cannot compile yet", extra={"reason": str(exc)})
             await self.report("degraded", f"cannot compile: {exc}")
             return 0
-        # A network's own ACL, and its ports' security-group ACLs (keyed by port).
-        acls = objs["access-control-list"].values()
-        existing: dict[str, dict[str, JSON]] = {
-            "routing-instance": {o["parent_uuid"]: o for o in objs["routing-instance"].values()},
-            "access-control-list": {
-                o["parent_uuid"]: o for o in acls if "virtual_machine_interface" not in o
-            },
-        }
-        port_acls = {
-            o["virtual_machine_interface"]: o for o in acls if "virtual_machine_interface" in o
+        # Derived objects are found by (parent, name), the key the API keeps unique, so an
+        # object someone else edited is rewritten rather than collided with.
+        by_key: dict[str, dict[tuple[str, str], JSON]] = {
+            rtype: {(o["parent_uuid"], o["name"]): o for o in objs[rtype].values()}
+            for rtype in ("routing-instance", "access-control-list")
         }
         writes = 0
         for uid, d in sorted(desired.items()):
@@ -98,14 +93,17 @@ class SchemaTransformer:
                 ("routing-instance", d.routing_instance),
                 ("access-control-list", d.acl),
             ):
-                writes += await self._write(rtype, d.name, uid, existing[rtype].get(uid), want)
+                have = by_key[rtype].get((uid, d.name))
+                writes += await self._write(rtype, d.name, uid, have, want)
         wanted = compile_port_acls(objs["virtual-machine-interface"], objs["security-group"])
-        for port, p in sorted(wanted.items()):
-            writes += await self._write(
-                "access-control-list", p.name, p.network, port_acls.get(port), p.acl
-            )
-        for port, have in sorted(port_acls.items()):
-            if port not in wanted:
+        acls = by_key["access-control-list"]
+        for p in sorted(wanted.values(), key=lambda p: p.port):
+            have = acls.get((p.network, p.name))
+            writes += await self._write("access-control-list", p.name, p.network, have, p.acl)
+        keep = {(p.network, p.name) for p in wanted.values()}
+        keep |= {(uid, d.name) for uid, d in desired.items()}
+        for key, have in sorted(acls.items()):
+            if "virtual_machine_interface" in have and key not in keep:
                 try:
                     await self.client.delete("access-control-list", have["uuid"], have["version"])
                 except ApiError as exc:
@@ -113,7 +111,10 @@ class SchemaTransformer:
                         raise
                 self.mirror.objects["access-control-list"].pop(have["uuid"], None)
                 writes += 1
-                log.info("port ACL deleted", extra={"port": port, "uuid": have["uuid"]})
+                log.info(
+                    "port ACL deleted",
+                    extra={"port": have["virtual_machine_interface"], "uuid": have["uuid"]},
+                )
         self.writes += writes
         self.reconciles += 1
         self.last_error = None
