@@ -28,7 +28,12 @@ root     syslogd     700   6  udp4   *:514                 *:*
 """
 
 
-def _holders(port: dict[str, Any], facts: dict[str, Any], sockstat: str = "") -> list[str]:
+def _holders(
+    port: dict[str, Any],
+    facts: dict[str, Any],
+    sockstat: str = "",
+    extra: dict[str, Any] | None = None,
+) -> list[str]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="AnsibleCollectionFinder has already")
         init_plugin_loader([str(ROOT / ".collections")])
@@ -41,6 +46,7 @@ def _holders(port: dict[str, Any], facts: dict[str, Any], sockstat: str = "") ->
         ansible_facts=facts,
         __prechecks_sockstat={"stdout_lines": sockstat.splitlines()},
     )
+    variables.update({"groups": {"controller": ["c1"]}, **(extra or {})})
     templar = Templar(loader=loader, variables=variables)
     return list(templar.template(trust_as_template("{{ __prechecks_holders }}")))
 
@@ -80,3 +86,40 @@ def test_linux_port_holders_named_once_with_their_user() -> None:
     assert _holders(_port(22, ["nobody"]), facts) == ["sshd as user root"]
     assert _holders(_port(5672, ["rabbitmq"]), facts) == []
     assert _holders(_port(8085, ["vrouter"]), facts) == []
+
+
+PROXY_SOCKSTAT = """\
+USER     COMMAND    PID   FD  PROTO  LOCAL ADDRESS         FOREIGN ADDRESS
+www      haproxy    1300   5  tcp4   198.18.1.10:5000      *:*
+keystone gunicorn   1400   6  tcp4   198.18.1.11:5000      *:*
+www      nginx      1500   7  tcp4   198.18.1.10:9292      *:*
+"""
+
+
+def test_our_haproxy_on_the_vip_passes_only_with_several_controllers() -> None:
+    """haproxy holds the API ports on the internal VIP when there are several controllers;
+    another program on the VIP, or haproxy on another address or as another user, is not ours."""
+    listen = [
+        {"port": 5000, "protocol": "tcp", "name": "haproxy", "user": "haproxy",
+         "address": "198.18.1.10", "pid": 3},
+        {"port": 5000, "protocol": "tcp", "name": "gunicorn", "user": "keystone",
+         "address": "198.18.1.11", "pid": 4},
+        {"port": 9292, "protocol": "tcp", "name": "nginx", "user": "www-data",
+         "address": "198.18.1.10", "pid": 5},
+        {"port": 8778, "protocol": "tcp", "name": "haproxy", "user": "haproxy",
+         "address": "0.0.0.0", "pid": 6},
+    ]  # fmt: skip
+    linux = {"system": "Linux", "tcp_listen": listen, "udp_listen": []}
+    vip = {"vrstack_vips": {"internal": "198.18.1.10"}}
+    three = {**vip, "groups": {"controller": ["c1", "c2", "c3"]}}
+    one = {**vip, "groups": {"controller": ["c1"]}}
+    assert _holders(_port(5000, ["keystone"]), linux, extra=three) == []
+    assert _holders(_port(5000, ["keystone"]), linux, extra=one) == ["haproxy as user haproxy"]
+    assert _holders(_port(9292, ["glance"]), linux, extra=three) == ["nginx as user www-data"]
+    assert _holders(_port(8778, ["placement"]), linux, extra=three) == ["haproxy as user haproxy"]
+    freebsd = {"system": "FreeBSD"}
+    assert _holders(_port(5000, ["keystone"]), freebsd, PROXY_SOCKSTAT, extra=three) == []
+    held = _holders(_port(5000, ["keystone"]), freebsd, PROXY_SOCKSTAT, extra=one)
+    assert len(held) == 1 and held[0].startswith("www      haproxy")
+    held = _holders(_port(9292, ["glance"]), freebsd, PROXY_SOCKSTAT, extra=three)
+    assert len(held) == 1 and held[0].startswith("www      nginx")
