@@ -78,11 +78,23 @@ def _addr(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
 # ---- global-config ---------------------------------------------------------------
 
 ENCAPS = ("MPLSoUDP", "MPLSoGRE", "VXLAN")
+# [0-9], not \d: the same in Python and in the document's (JSON Schema) patterns.
+ROUTE_TARGET = r"target:[0-9]+:[0-9]+"
 
 
 def _check_global(obj: dict[str, Any]) -> None:
     if obj.get("route_target_range") and obj["route_target_range"][0] < 1:
         raise FieldError("route_target_range[0]", "route target numbers start at 1")
+    # A gateway target inside the range could be handed to a network as its own.
+    low, high = obj.get("route_target_range", [0, -1])
+    for i, rt in enumerate(obj.get("gateway_route_targets", [])):
+        _, asn, number = rt.split(":")
+        if int(asn) == obj.get("asn") and low <= int(number) <= high:
+            raise FieldError(
+                f"gateway_route_targets[{i}]",
+                f"{rt} is inside route_target_range [{low}, {high}], which networks' own "
+                "targets come from",
+            )
 
 
 GLOBAL_CONFIG = Resource(
@@ -114,6 +126,14 @@ GLOBAL_CONFIG = Resource(
             low=1,
             high=16777215,
             default=lambda: [1, 16777215],
+        ),
+        "gateway_route_targets": ListOf(
+            doc="Route targets of the fabric's gateways: networks with `external: true` "
+            "export and import them besides their own (routed to the outside)",
+            item=Str(pattern=ROUTE_TARGET, max_len=32),
+            max_items=16,
+            unique=True,
+            default=list,
         ),
     },
     checks=(_check_global,),
@@ -489,9 +509,6 @@ PORT_STATE = Resource(
 )
 
 # ---- derived by the schema transformer ------------------------------------------------
-
-# [0-9], not \d: the same in Python and in the document's (JSON Schema) patterns.
-ROUTE_TARGET = r"target:[0-9]+:[0-9]+"
 
 ROUTING_INSTANCE = Resource(
     "routing-instance",

@@ -13,6 +13,14 @@ decides, `pass` allows, `deny` does not; direction `both` covers D to S as well.
 Logical routers add to this (`routers.py`): the networks on one router import each
 other's targets and get ACL entries passing everything between them, after the
 policies' entries.
+
+Routed outside: a network with `external: true` also exports and imports the global
+config's `gateway_route_targets`, so the fabric's gateways receive its routes (VM and
+floating addresses) and it receives the routes they announce. A network behind a router
+whose external gateway is such a network imports them too (it learns the outside's
+routes, where the replies of floating-IP flows go: the agent routes them in the port's
+own VRF) but never exports them: its private prefixes never reach a gateway, the outside
+reaches its ports only through floating IPs, and its ACL lets no flow out otherwise.
 """
 
 from __future__ import annotations
@@ -156,17 +164,24 @@ def compile_config(
 
     pairs = {uid: allowed_pairs(vn, policies) for uid, vn in networks.items()}
     peers, outside = joined(routers, networks), gateways(routers, networks)
+    gateway_targets = set(global_config.get("gateway_route_targets", []))
     out: dict[str, Derived] = {}
     for uid, vn in networks.items():
         imports = {target(uid)}
+        exports = {target(uid)}
         for src, dst in pairs[uid]:
             if src == uid and dst in networks and (src, dst) in pairs[dst]:
                 imports.add(target(dst))
         imports.update(target(peer) for peer in peers.get(uid, set()) | outside.get(uid, set()))
+        if vn.get("external"):
+            imports |= gateway_targets
+            exports |= gateway_targets
+        elif any(networks[gw].get("external") for gw in outside.get(uid, set())):
+            imports |= gateway_targets  # one way: see the module's docstring
         ri = {
             "route_target": target(uid),
             "import_targets": sorted(imports),
-            "export_targets": [target(uid)],
+            "export_targets": sorted(exports),
             "vni": vni_of[uid],
             "forwarding_mode": vn["forwarding_mode"],
             "subnets": [s["cidr"] for s in vn.get("subnets", [])],

@@ -33,6 +33,7 @@ from vrstack.service.settings import Settings  # noqa: E402
 
 LAB = ROOT / "inventories" / "lab"
 BSD = ROOT / "inventories" / "example-freebsd"
+MULTIRACK = ROOT / "inventories" / "multirack-lab"
 TOKENS = {"sdn_config_admin_token": "a" * 32, "sdn_config_reader_token": "r" * 32}
 
 
@@ -92,7 +93,20 @@ def test_lab_api_and_schema_configs(tmp_path: Path) -> None:
         "route_target_range": [8000000, 8099999],
         "mpls_label_range": [16, 1048575],
         "vni_range": [4096, 16777215],
+        "gateway_route_targets": [],  # the lab has no gateway
     }
+
+
+def test_global_config_and_bird_share_the_gateway_target() -> None:
+    """One string from the fabric model: what external networks carry (global-config)
+    is what BIRD on the gateway imports and announces with."""
+    t = render_vars(MULTIRACK, "mr-ctl1", ["sdn_package", "sdn_config"], **TOKENS)
+    glob = t.template(trust_as_template("{{ sdn_config_global }}"))
+    assert glob["gateway_route_targets"] == ["target:64512:9000"]
+    gw = render_vars(MULTIRACK, "mr-edge1", ["gateway"], gateway_bgp_password="")
+    bird = render(gw, "gateway", "bird.conf.j2")
+    assert "if (rt, 64512, 9000) ~ bgp_ext_community then accept;" in bird
+    assert "bgp_ext_community.add((rt, 64512, 9000));" in bird
 
 
 def test_three_controllers_use_etcd(tmp_path: Path) -> None:
