@@ -106,9 +106,9 @@ def bgp_passwords(settings: Settings) -> tuple[str, dict[str, str]]:
         why = tcp_md5.check_password(value)
         if why:
             raise settings.error(field, why)  # the value itself is never shown
-        if not tcp_md5.supported():
+        if not tcp_md5.supported():  # Linux sets keys itself, FreeBSD has setkey(8)'s SAs
             raise settings.error(
-                field, f"TCP MD5 on {sys.platform} needs setkey(8); see docs/security.md"
+                field, f"TCP MD5 is not supported on {sys.platform}; see docs/security.md"
             )
     return password, peers
 
