@@ -7,11 +7,16 @@ stanza) and a crowd of connections that never say anything. Each bad connection 
 closed within its documented bound (a header or stanza must arrive whole within a
 third of the hold time, docs/sdn-control.md), and every route the good agents publish
 meanwhile must reach the other one.
+
+Then the connection limits: one source opening more than its cap has the extra
+connections closed at once, another source is still served, the total cap holds, and
+closed connections give their places back, while the good agents keep their sessions.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -23,6 +28,8 @@ from vrstack.control import xmpp
 from vrstack.control.node import ControlNode, NodeSettings
 from vrstack.control.simagent import SimAgent
 from vrstack.control.xmpp import Nexthop
+from vrstack.service import connlimits
+from vrstack.service.connlimits import ConnLimits
 from vrstack.service.rawclient import RawClient
 
 HOLD = 9.0
@@ -34,8 +41,8 @@ OPEN = xmpp.stream_open("compute9", "control")
 PUBSUB = b"<iq id='1' type='set'><pubsub xmlns='http://jabber.org/protocol/pubsub'>"
 
 
-@pytest_asyncio.fixture
-async def node() -> AsyncIterator[ControlNode]:
+@contextlib.asynccontextmanager
+async def running_node(hold: float, limits: ConnLimits) -> AsyncIterator[ControlNode]:
     n = ControlNode(
         NodeSettings(
             name="ctl",
@@ -43,7 +50,8 @@ async def node() -> AsyncIterator[ControlNode]:
             bgp_address="127.0.0.9",
             bgp_port=0,
             xmpp_port=0,
-            xmpp_hold_time=HOLD,
+            xmpp_hold_time=hold,
+            xmpp_limits=limits,
         )
     )
     await n.start()
@@ -51,6 +59,14 @@ async def node() -> AsyncIterator[ControlNode]:
         yield n
     finally:
         await n.stop()
+
+
+@pytest_asyncio.fixture
+async def node() -> AsyncIterator[ControlNode]:
+    # The crowd below comes from one address: room for it (the connection limits are
+    # tried by the last test).
+    async with running_node(HOLD, ConnLimits(1000, 1000)) as n:
+        yield n
 
 
 class Exchange:
@@ -197,3 +213,108 @@ def test_parser_times_unfinished_stanzas_only() -> None:
     assert ev.kind == "stanza" and p.partial_since == 6.0
     (ev,) = p.feed(b" type='get'><ping xmlns='urn:xmpp:ping'/></iq>", now=7.0)
     assert p.partial_since is None
+
+
+async def _refused(clients: list[RawClient], count: int) -> list[RawClient]:
+    """Wait (bounded) until `count` of `clients` are closed; those must have got nothing."""
+    for _attempt in range(100):
+        closed = [c for c in clients if c.closed_at is not None]
+        if len(closed) >= count:
+            break
+        await asyncio.sleep(0.05)
+    assert len(closed) >= count, f"{len(closed)} of {len(clients)} closed, wanted {count}"
+    for c in closed:
+        assert c.received == b"", c.received  # closed before a word was said
+        assert c.closed_at is not None and c.closed_at - c.opened_at <= SLACK
+    return closed
+
+
+async def _opens_stream(source: str, port: int, name: str) -> RawClient:
+    """A client from `source` that opens its stream and gets the node's header back."""
+    c = await RawClient(port, source=source).connect()
+    await c.send(xmpp.stream_open(name, "control"))
+    for _attempt in range(100):
+        if b"<stream:stream" in c.received or c.closed_at is not None:
+            break
+        await asyncio.sleep(0.05)
+    assert b"<stream:stream" in c.received, f"{source} not served: {c.received!r}"
+    return c
+
+
+@pytest.mark.asyncio
+async def test_connection_limits_per_source_and_in_total(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="vrstack.service.connlimits")
+    per_source, total = 4, 10
+    # A long hold time: the connections the limits admit stay until the test ends.
+    async with running_node(60.0, ConnLimits(total, per_source)) as node:
+        port = node.xmpp_port
+        a = SimAgent("compute1", "127.0.0.1", port, ping_interval=5.0)
+        b = SimAgent("compute2", "127.0.0.1", port, ping_interval=5.0)
+        for agent in (a, b):
+            await agent.connect()
+            await agent.subscribe(INSTANCE)
+        exchange = Exchange(a, b)
+        stop = asyncio.Event()
+        traffic = asyncio.ensure_future(exchange.run(stop))
+        began = time.monotonic()
+        opened: list[RawClient] = []
+        try:
+            # One source opens three times its cap: the rest are closed at once.
+            flood = [await RawClient(port, source="127.0.0.2").connect() for _ in range(12)]
+            opened += flood
+            await _refused(flood, 12 - per_source)
+            await asyncio.sleep(0.5)  # a late close would show here
+            kept = [c for c in flood if c.closed_at is None]
+            assert len(kept) == per_source, len(kept)
+
+            # Another source is served meanwhile.
+            other = await _opens_stream("127.0.0.3", port, "compute3")
+            opened.append(other)
+            assert node.xmpp_gate.open == 2 + per_source + 1
+
+            # The total: 7 open, so a third source gets 3 of its 4.
+            third = [await RawClient(port, source="127.0.0.4").connect() for _ in range(4)]
+            opened += third
+            await _refused(third, 1)
+            assert node.introspect()["xmpp_connections"] == total
+            assert sum(c.closed_at is None for c in third) == total - 7
+
+            # Closed connections free their places: the flooding source is served again.
+            for c in kept:
+                c.close()
+            for _attempt in range(100):
+                if node.xmpp_gate.open <= total - per_source:
+                    break
+                await asyncio.sleep(0.05)
+            assert node.xmpp_gate.open == total - per_source, node.xmpp_gate.by_source
+            opened.append(await _opens_stream("127.0.0.2", port, "compute4"))
+            refused = node.introspect()["xmpp_connections_refused"]
+            assert refused == 12 - per_source + 1, refused
+        finally:
+            for c in opened:
+                c.close()
+            stop.set()
+            await asyncio.wait_for(traffic, 30)  # re-raises a failed exchange
+        took = time.monotonic() - began
+
+        # The good agents kept their sessions and exchanged routes all along.
+        assert not a.closed.is_set() and not b.closed.is_set()
+        assert {"compute1", "compute2"} <= set(node.agents)
+        assert exchange.rounds >= 5, exchange.rounds
+        for agent in (a, b):
+            await agent.close()
+
+    # Each refusal source is named; the flood's 8 refusals make at most a line per 10 s.
+    lines = [r for r in caplog.records if r.getMessage() == "connection refused"]
+    flood_lines = [r for r in lines if getattr(r, "addr", "") == "127.0.0.2"]
+    assert flood_lines and flood_lines[0].reason == "max_connections_per_source"
+    assert len(flood_lines) <= 1 + int(took // connlimits.LOG_INTERVAL), len(flood_lines)
+    assert any(
+        getattr(r, "addr", "") == "127.0.0.4" and r.reason == "max_connections" for r in lines
+    ), [r.__dict__ for r in lines]
+    print(
+        f"{exchange.rounds} routes exchanged meanwhile (slowest {exchange.slowest:.2f}s), "
+        f"{len(lines)} refusal lines for {12 - per_source + 1} refusals in {took:.1f}s"
+    )

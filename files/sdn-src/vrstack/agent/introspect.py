@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from ..service import tls
+from ..service import httplimits, tls
 from ..service.daemon import serve as serve_plain
 from ..service.settings import Settings
 
@@ -75,11 +75,13 @@ async def serve(app: web.Application, where: Listener, service: str) -> None:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, **httplimits.runner_options(app))
     await runner.setup()
     assert runner.server is not None
     ctx = tls.server_context(where.tls)
-    server = await tls.start_protocol_server(runner.server, where.host, where.port, ctx, _refused)
+    server = await tls.start_protocol_server(
+        runner.server, where.host, where.port, ctx, _refused, gate=httplimits.gate(app, service)
+    )
     ports = [s.getsockname()[1] for s in server.sockets]
     log.info(
         "listening",

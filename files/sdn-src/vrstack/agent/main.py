@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..service import tls
+from ..service import httplimits, tls
 from ..service.daemon import add_background, add_health
 from ..service.jsonlog import setup_logging
 from ..service.settings import ConfigError, Settings
@@ -215,13 +215,16 @@ def main(argv: list[str] | None = None) -> int:
         level = settings.get_choice("log.level", ("debug", "info", "warning", "error"), "info")
         analytics = report.options(settings)
         flows = flow_options(settings)
+        http = httplimits.from_settings(settings)
         agent = Agent(agent_settings)
     except (ConfigError, PortError) as exc:
         print(f"vrstack-agent: config error: {exc}", file=sys.stderr)
         return 2
     setup_logging("vrstack-agent", level)
+    app = make_app(agent, analytics, flows)
+    httplimits.install(app, http)
     try:
-        asyncio.run(introspect.serve(make_app(agent, analytics, flows), where, "vrstack-agent"))
+        asyncio.run(introspect.serve(app, where, "vrstack-agent"))
     except OSError as exc:
         print(f"vrstack-agent: cannot start: {exc}", file=sys.stderr)
         return 1

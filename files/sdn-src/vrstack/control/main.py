@@ -14,13 +14,13 @@ from typing import Any
 from aiohttp import web
 
 from ..config.client import ConfigClient, Mirror
-from ..service import tls
+from ..service import connlimits, tls
 from ..service.daemon import add_background, add_health, serve
 from ..service.jsonlog import setup_logging
 from ..service.settings import ConfigError, Settings
 from ..status import report
 from . import tcp_md5
-from .node import CONFIG_TYPES, ControlNode, NodeSettings
+from .node import CONFIG_TYPES, XMPP_LIMITS, ControlNode, NodeSettings
 
 
 async def snapshot(node: ControlNode) -> report.Snapshot:
@@ -128,6 +128,7 @@ def load(settings: Settings) -> tuple[NodeSettings, str, str, str, int]:
         xmpp_host=settings.get_str("xmpp.host", "0.0.0.0"),
         xmpp_port=settings.get_int("xmpp.port", 5269, low=0, high=65535),
         xmpp_hold_time=settings.get_float("xmpp.hold_time", 90.0),
+        xmpp_limits=connlimits.from_settings(settings, "xmpp", XMPP_LIMITS),
     )
     xmpp_tls = tls.server_files(settings, "xmpp.tls")
     if xmpp_tls is not None:

@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 
 from ..config.client import ApiError
-from ..service import tls
+from ..service import connlimits, tls
 from . import bgp_codec as bc
 from .agents import AgentSession
 from .bgp import Advert, BgpSpeaker, Peer, PeerConfig
@@ -45,6 +45,7 @@ CONFIG_TYPES = (
 )
 HEALTH = "service-health"
 DEFAULT_ENCAPS = ("MPLSoUDP", "MPLSoGRE")
+XMPP_LIMITS = connlimits.ConnLimits(max_connections_per_source=8)
 
 
 @dataclass
@@ -62,6 +63,9 @@ class NodeSettings:
     xmpp_host: str = "127.0.0.1"
     xmpp_port: int = 5269
     xmpp_hold_time: float = 90.0
+    # Open XMPP connections: an agent holds one per control node; the spare per source
+    # covers reconnects (`xmpp.max_connections*`, docs/security.md).
+    xmpp_limits: connlimits.ConnLimits = XMPP_LIMITS
     tls_cert: str = ""  # XMPP over TLS when set (docs/sdn-control.md)
     tls_key: str = ""
     tls_ca: str = ""  # the CA of the agents' certificates, for tls_verify_client
@@ -84,6 +88,7 @@ class ControlNode:
         self.subscribers: dict[str, set[AgentSession]] = {}
         self.speaker: BgpSpeaker | None = None
         self.xmpp_server: asyncio.Server | None = None
+        self.xmpp_gate = connlimits.Gate(settings.xmpp_limits, "xmpp")  # counts connections
         self.xmpp_port = 0
         self.config_revision = 0
         self._peers: list[PeerConfig] = []
@@ -98,12 +103,13 @@ class ControlNode:
             files = tls.TlsFiles(
                 self.s.tls_cert, self.s.tls_key, self.s.tls_ca, self.s.tls_verify_client
             )
+            ctx = tls.server_context(files)
             self.xmpp_server = await tls.start_server(
-                self._accept_agent, host, port, tls.server_context(files), self.refused
+                self._accept_agent, host, port, ctx, self.refused, gate=self.xmpp_gate
             )
         else:
-            self.xmpp_server = await asyncio.start_server(
-                self._accept_agent, host, port, reuse_address=True
+            self.xmpp_server = await connlimits.start_server(
+                self._accept_agent, host, port, self.xmpp_gate
             )
         self.xmpp_port = self.xmpp_server.sockets[0].getsockname()[1]
         log.info("xmpp listening", extra={"host": self.s.xmpp_host, "port": self.xmpp_port})
@@ -479,6 +485,9 @@ class ControlNode:
             "xmpp_port": self.xmpp_port,
             "xmpp_tls": self._tls_mode(),
             "agents_refused": self.agents_refused,
+            # open XMPP connections, and those closed at once over xmpp.max_connections*
+            "xmpp_connections": self.xmpp_gate.open,
+            "xmpp_connections_refused": self.xmpp_gate.refused,
             "bgp_port": self.speaker.port if self.speaker else None,
             "config_revision": self.config_revision,
             "agents": [

@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .httplimits import runner_options
+from .httplimits import gate, runner_options
 
 log = logging.getLogger(__name__)
 
@@ -61,17 +61,20 @@ def add_background(
 
 
 async def serve(app: web.Application, host: str, port: int, service: str) -> None:
-    """Serve `app` until SIGTERM or SIGINT, then shut down cleanly."""
+    """Serve `app` until SIGTERM or SIGINT, then shut down cleanly. Connections are
+    counted against the app's `http.max_connections*` limits (`connlimits`)."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     runner = web.AppRunner(app, access_log=None, **runner_options(app))
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True)
-    await site.start()
+    assert runner.server is not None
+    server = await loop.create_server(
+        gate(app, service).wrap(runner.server), host, port, reuse_address=True
+    )
     # The bound port is logged so a caller that asked for port 0 can find it.
-    ports = [addr[1] for addr in runner.addresses if isinstance(addr, tuple)]
+    ports = [s.getsockname()[1] for s in server.sockets]
     log.info(
         "listening", extra={"event": "listening", "host": host, "ports": ports, "svc": service}
     )
@@ -79,6 +82,7 @@ async def serve(app: web.Application, host: str, port: int, service: str) -> Non
         await stop.wait()
         log.info("shutting down", extra={"event": "shutdown"})
     finally:
+        server.close()
         await runner.cleanup()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)

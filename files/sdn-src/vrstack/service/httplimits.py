@@ -10,18 +10,21 @@
   otherwise the handler's read fails, the client gets 408 and the connection is closed.
 
 The size of a body is each application's `client_max_size` (413 past it). Settings:
-`http.header_timeout` and `http.body_timeout` in the service's config file.
+`http.header_timeout` and `http.body_timeout` in the service's config file, and the
+connection counts `http.max_connections` and `http.max_connections_per_source`
+(`connlimits`, applied by `daemon.serve` and the agent's TLS listener).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
+from . import connlimits
 from .settings import Settings
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -31,6 +34,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class HttpLimits:
     header_timeout: float = 30.0
     body_timeout: float = 30.0
+    connections: connlimits.ConnLimits = field(default_factory=connlimits.ConnLimits)
 
 
 LIMITS_KEY = web.AppKey("vrstack_http_limits", HttpLimits)
@@ -46,6 +50,7 @@ def from_settings(settings: Settings) -> HttpLimits:
     limits = HttpLimits(
         header_timeout=settings.get_float("http.header_timeout", d.header_timeout),
         body_timeout=settings.get_float("http.body_timeout", d.body_timeout),
+        connections=connlimits.from_settings(settings, "http", d.connections),
     )
     for name, value in (
         ("http.header_timeout", limits.header_timeout),
@@ -67,6 +72,11 @@ def install(app: web.Application, limits: HttpLimits) -> None:
 def runner_options(app: web.Application) -> dict[str, Any]:
     """Keyword arguments for `web.AppRunner` that apply the app's header timeout."""
     return {"keepalive_timeout": app.get(LIMITS_KEY, HttpLimits()).header_timeout}
+
+
+def gate(app: web.Application, listener: str) -> connlimits.Gate:
+    """The connection limits of `app` for its listener (`listener` names it in logs)."""
+    return connlimits.Gate(app.get(LIMITS_KEY, HttpLimits()).connections, listener)
 
 
 def _body_deadline(seconds: float) -> Any:
@@ -93,4 +103,4 @@ def _body_deadline(seconds: float) -> Any:
     return middleware
 
 
-__all__ = ["BodyTimeout", "HttpLimits", "from_settings", "install", "runner_options"]
+__all__ = ["BodyTimeout", "HttpLimits", "from_settings", "gate", "install", "runner_options"]

@@ -14,9 +14,10 @@ import time
 
 
 class RawClient:
-    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
+    def __init__(self, port: int, host: str = "127.0.0.1", source: str = "") -> None:
         self.host = host
         self.port = port
+        self.source = source  # a local address to connect from (another 127.0.0.x)
         self.received = b""
         self.opened_at = 0.0
         self.closed_at: float | None = None  # monotonic time the server closed or reset
@@ -24,7 +25,10 @@ class RawClient:
         self._writer: asyncio.StreamWriter | None = None
 
     async def connect(self) -> RawClient:
-        reader, self._writer = await asyncio.open_connection(self.host, self.port)
+        local = (self.source, 0) if self.source else None
+        reader, self._writer = await asyncio.open_connection(
+            self.host, self.port, local_addr=local
+        )
         self.opened_at = time.monotonic()
         self._task = asyncio.ensure_future(self._read(reader))
         return self

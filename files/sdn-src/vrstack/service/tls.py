@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .connlimits import Gate, Slot, streams
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -172,15 +173,27 @@ def refusal_reason(exc: BaseException) -> str:
 class _Paused(asyncio.Protocol):
     """Holds an accepted connection unread until the TLS handshake takes it over."""
 
-    def __init__(self, upgrade: Callable[[asyncio.Transport], Coroutine[Any, Any, None]]) -> None:
+    def __init__(
+        self,
+        upgrade: Callable[[asyncio.Transport, Slot | None], Coroutine[Any, Any, None]],
+        gate: Gate | None,
+    ) -> None:
         self._upgrade = upgrade
+        self._gate = gate
         self._tasks: set[asyncio.Task[None]] = set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         # Not one byte may reach a plain reader: the handshake must see the ClientHello.
         transport.pause_reading()
-        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(self._upgrade(transport))
+        slot = None
+        if self._gate is not None:  # counted from the accept: handshakes hold a place too
+            slot = self._gate.admit(transport)
+            if slot is None:
+                return
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(
+            self._upgrade(transport, slot)
+        )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -192,13 +205,13 @@ async def start_server(
     ctx: ssl.SSLContext,
     refused: Refused,
     handshake_timeout: float = 10.0,
+    gate: Gate | None = None,
 ) -> asyncio.Server:
-    """Like `asyncio.start_server(ssl=ctx)`, with `refused(peer, reason)` for failed handshakes."""
-
-    def streams() -> asyncio.Protocol:
-        return asyncio.StreamReaderProtocol(asyncio.StreamReader(), handler)
-
-    return await start_protocol_server(streams, host, port, ctx, refused, handshake_timeout)
+    """Like `asyncio.start_server(ssl=ctx)`, with `refused(peer, reason)` for failed
+    handshakes and `gate`'s connection limits."""
+    return await start_protocol_server(
+        streams(handler), host, port, ctx, refused, handshake_timeout, gate
+    )
 
 
 async def start_protocol_server(
@@ -208,15 +221,18 @@ async def start_protocol_server(
     ctx: ssl.SSLContext,
     refused: Refused,
     handshake_timeout: float = 10.0,
+    gate: Gate | None = None,
 ) -> asyncio.Server:
     """`loop.create_server(factory, ssl=ctx)` that reports refused handshakes; any
-    protocol (an aiohttp server's `runner.server` too) gets the connection after TLS."""
+    protocol (an aiohttp server's `runner.server` too) gets the connection after TLS.
+    With `gate`, a connection over its limits is closed before the handshake."""
     loop = asyncio.get_running_loop()
 
-    async def upgrade(transport: asyncio.Transport) -> None:
+    async def upgrade(transport: asyncio.Transport, slot: Slot | None) -> None:
         peer = transport.get_extra_info("peername") or ("?", 0)
         address = f"{peer[0]}:{peer[1]}"
-        protocol = factory()
+        # The slot goes with the TLS connection: given back when that is lost.
+        protocol = gate.protocol(factory, slot) if gate and slot else factory()
         try:
             tls = await loop.start_tls(
                 transport,
@@ -227,15 +243,19 @@ async def start_protocol_server(
             )
         except (OSError, TimeoutError, ConnectionError, EOFError) as exc:
             transport.close()
+            if slot is not None:
+                slot.release()
             refused(address, refusal_reason(exc))
             return
         if tls is None:  # the peer went away during the handshake
+            if slot is not None:
+                slot.release()
             refused(address, "connection closed during the handshake")
             return
         protocol.connection_made(tls)  # e.g. creates the writer and runs `handler`
 
     return await loop.create_server(
-        lambda: _Paused(upgrade), host, port, reuse_address=True, start_serving=True
+        lambda: _Paused(upgrade, gate), host, port, reuse_address=True, start_serving=True
     )
 
 
