@@ -46,7 +46,8 @@ class BirdLab:
     def sh(self, *cmd: str) -> None:
         subprocess.run(cmd, check=True, capture_output=True, timeout=30)
 
-    def up(self, route_target: str, password: str = "") -> None:
+    def up(self, route_target: str, password: str = "", config: str = "") -> None:
+        """Start BIRD with `config`, default a passive peer importing everything."""
         self.sh("ip", "netns", "add", self.ns)
         netnskit.veth(self.veth, ("", self.ours), (self.ns, self.bird))
         inns = ("ip", "netns", "exec", self.ns)
@@ -54,7 +55,8 @@ class BirdLab:
         password_line = f'\n  password "{password}";' if password else ""
         conf = self.workdir / "bird.conf"
         conf.write_text(
-            f"""
+            config
+            or f"""
 router id {self.bird};
 vpn4 table vpntab4;
 protocol device {{}}
