@@ -6,11 +6,17 @@ closed within the header timeout; a body trickled a byte at a time gets 408 with
 body timeout; a body declared larger than 16 MiB gets 413 before it is read, and one
 sent chunked gets 413 once it passes 16 MiB. Meanwhile another client keeps creating
 projects, and none of the bad requests leaves anything in the store.
+
+Then the connection limits (`http.max_connections*`): one source opening more than its
+cap has the extra connections closed at once, unanswered, while another source is
+served and the good client goes on; the total cap holds; closed connections give their
+places back; each refusing source is logged, a flood in few lines.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -37,13 +43,13 @@ def _head(extra: str) -> bytes:
     return HEAD.format(token=ADMIN_TOKEN, extra=extra).encode()
 
 
-@pytest.fixture
-def api(tmp_path: Path) -> Iterator[Daemon]:
+@contextlib.contextmanager
+def api_daemon(tmp_path: Path, http: dict[str, Any]) -> Iterator[Daemon]:
     config = {
         "listen": {"host": "127.0.0.1", "port": 0},
         "store": {"backend": "sqlite", "path": str(tmp_path / "config.db")},
         "auth": {"backend": "static", "admin_token": ADMIN_TOKEN, "reader_token": READER_TOKEN},
-        "http": {"header_timeout": TIMEOUT, "body_timeout": TIMEOUT},
+        "http": http,
     }
     daemon = Daemon("vrstack.config.main", config, tmp_path, "api")
     daemon.start()
@@ -51,6 +57,14 @@ def api(tmp_path: Path) -> Iterator[Daemon]:
         yield daemon
     finally:
         assert daemon.terminate() == 0
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[Daemon]:
+    # The crowds below come from one address: room for them.
+    http = {"header_timeout": TIMEOUT, "body_timeout": TIMEOUT, "max_connections_per_source": 500}
+    with api_daemon(tmp_path, http) as daemon:
+        yield daemon
 
 
 class GoodClient:
@@ -154,5 +168,113 @@ async def test_bad_http_settings_name_the_field(tmp_path: Path) -> None:
     }
     daemon = Daemon("vrstack.config.main", config, tmp_path, "api")
     with pytest.raises(RuntimeError, match=r"http\.body_timeout: must be between 0\.1 and 3600"):
+        daemon.start()
+    assert daemon.wait() == 2
+
+
+HEALTH = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+
+
+async def _refused(clients: list[RawClient], count: int) -> list[RawClient]:
+    """Wait (bounded) until `count` of `clients` are closed; those must have got nothing."""
+    for _attempt in range(100):
+        closed = [c for c in clients if c.closed_at is not None]
+        if len(closed) >= count:
+            break
+        await asyncio.sleep(0.05)
+    assert len(closed) >= count, f"{len(closed)} of {len(clients)} closed, wanted {count}"
+    for c in closed:
+        assert c.received == b"", c.received  # closed, not answered
+        assert c.closed_at is not None and c.closed_at - c.opened_at <= SLACK
+    return closed
+
+
+async def _served(port: int, source: str, attempts: int = 1) -> RawClient:
+    """GET /health from `source`: 200, retried (bounded) while the connection is refused."""
+    for _attempt in range(attempts):
+        c = await RawClient(port, source=source).connect()
+        await c.send(HEALTH)
+        with contextlib.suppress(AssertionError):
+            await c.answered_within(time.monotonic(), SLACK + 3)
+            assert c.status() == 200, c.received
+            return c
+        c.close()
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{source} not served in {attempts} attempts")
+
+
+@pytest.mark.asyncio
+async def test_connection_limits_per_source_and_in_total(tmp_path: Path) -> None:
+    per_source, total = 4, 10
+    http = {"max_connections": total, "max_connections_per_source": per_source}
+    with api_daemon(tmp_path, http) as api:
+        good = GoodClient(api.url)
+        stop = asyncio.Event()
+        traffic = asyncio.ensure_future(good.run(stop))
+        began = time.monotonic()
+        opened: list[RawClient] = []
+        try:
+            # One source opens three times its cap: the rest are closed at once.
+            flood = [await RawClient(api.port, source="127.0.0.2").connect() for _ in range(12)]
+            opened += flood
+            await _refused(flood, 12 - per_source)
+            await asyncio.sleep(0.5)  # a late close would show here
+            kept = [c for c in flood if c.closed_at is None]
+            assert len(kept) == per_source, len(kept)
+
+            # Another source is served meanwhile (and the good client goes on).
+            (await _served(api.port, "127.0.0.3")).close()
+            stop.set()
+            await asyncio.wait_for(traffic, 30)  # re-raises a failed request
+
+            # The total: 4 + 4 open, so a third source gets 2 of its 4 (or 1 while the
+            # good client's last connection is still counted).
+            second = [await RawClient(api.port, source="127.0.0.3").connect() for _ in range(4)]
+            opened += second
+            third = [await RawClient(api.port, source="127.0.0.4").connect() for _ in range(4)]
+            opened += third
+            await _refused(third, 4 - (total - 2 * per_source))
+            await asyncio.sleep(0.5)
+            assert not [c for c in second if c.closed_at is not None]
+
+            # Closed connections free their places: the flooding source is served again.
+            for c in kept:
+                c.close()
+            (await _served(api.port, "127.0.0.2", attempts=50)).close()
+        finally:
+            stop.set()
+            for c in opened:
+                c.close()
+            await asyncio.wait_for(traffic, 30)
+        took = time.monotonic() - began
+        lines = [line for line in api.logs() if line.get("msg") == "connection refused"]
+
+    assert len(good.created) >= 3, good.created
+    assert good.slowest < 5.0, good.slowest
+    # Each refusing source is named; the flood's 8 refusals make at most a line per 10 s.
+    flood_lines = [line for line in lines if line.get("addr") == "127.0.0.2"]
+    assert flood_lines and flood_lines[0]["reason"] == "max_connections_per_source", lines
+    assert len(flood_lines) <= 1 + int(took // 10), flood_lines
+    assert any(
+        line.get("addr") == "127.0.0.4" and line["reason"] == "max_connections" for line in lines
+    ), lines
+    print(
+        f"served {len(good.created)} creates meanwhile (slowest {good.slowest:.2f}s); "
+        f"{len(lines)} refusal lines in {took:.1f}s: {lines}"
+    )
+
+
+@pytest.mark.asyncio
+async def test_connection_limit_settings_name_the_field(tmp_path: Path) -> None:
+    config = {
+        "listen": {"host": "127.0.0.1", "port": 0},
+        "store": {"backend": "sqlite", "path": str(tmp_path / "config.db")},
+        "auth": {"backend": "static", "admin_token": ADMIN_TOKEN},
+        "http": {"max_connections": 10, "max_connections_per_source": 11},
+    }
+    daemon = Daemon("vrstack.config.main", config, tmp_path, "api")
+    with pytest.raises(
+        RuntimeError, match=r"http\.max_connections_per_source: must be at most http\.max"
+    ):
         daemon.start()
     assert daemon.wait() == 2
