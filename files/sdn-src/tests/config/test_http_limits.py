@@ -28,7 +28,7 @@ import pytest
 from vrstack.config.client import ConfigClient
 from vrstack.config.openapi import MAX_BODY
 from vrstack.config.testing import ADMIN_TOKEN, READER_TOKEN, Daemon
-from vrstack.service.rawclient import RawClient
+from vrstack.service.rawclient import RawClient, wait_refused
 
 TIMEOUT = 2.0  # both http timeouts
 SLACK = 2.0  # scheduling on a loaded 2-core machine
@@ -43,15 +43,18 @@ def _head(extra: str) -> bytes:
     return HEAD.format(token=ADMIN_TOKEN, extra=extra).encode()
 
 
-@contextlib.contextmanager
-def api_daemon(tmp_path: Path, http: dict[str, Any]) -> Iterator[Daemon]:
-    config = {
+def api_config(tmp_path: Path, http: dict[str, Any]) -> dict[str, Any]:
+    return {
         "listen": {"host": "127.0.0.1", "port": 0},
         "store": {"backend": "sqlite", "path": str(tmp_path / "config.db")},
         "auth": {"backend": "static", "admin_token": ADMIN_TOKEN, "reader_token": READER_TOKEN},
         "http": http,
     }
-    daemon = Daemon("vrstack.config.main", config, tmp_path, "api")
+
+
+@contextlib.contextmanager
+def api_daemon(tmp_path: Path, http: dict[str, Any]) -> Iterator[Daemon]:
+    daemon = Daemon("vrstack.config.main", api_config(tmp_path, http), tmp_path, "api")
     daemon.start()
     try:
         yield daemon
@@ -159,34 +162,26 @@ async def test_slow_and_oversized_requests_are_cut_off_while_others_are_served(
 
 
 @pytest.mark.asyncio
-async def test_bad_http_settings_name_the_field(tmp_path: Path) -> None:
-    config = {
-        "listen": {"host": "127.0.0.1", "port": 0},
-        "store": {"backend": "sqlite", "path": str(tmp_path / "config.db")},
-        "auth": {"backend": "static", "admin_token": ADMIN_TOKEN},
-        "http": {"body_timeout": 0},
-    }
-    daemon = Daemon("vrstack.config.main", config, tmp_path, "api")
-    with pytest.raises(RuntimeError, match=r"http\.body_timeout: must be between 0\.1 and 3600"):
+@pytest.mark.parametrize(
+    ("http", "message"),
+    [
+        ({"body_timeout": 0}, r"http\.body_timeout: must be between 0\.1 and 3600"),
+        (
+            {"max_connections": 10, "max_connections_per_source": 11},
+            r"http\.max_connections_per_source: must be at most http\.max_connections \(10\)",
+        ),
+    ],
+)
+async def test_bad_http_settings_name_the_field(
+    tmp_path: Path, http: dict[str, Any], message: str
+) -> None:
+    daemon = Daemon("vrstack.config.main", api_config(tmp_path, http), tmp_path, "api")
+    with pytest.raises(RuntimeError, match=message):
         daemon.start()
     assert daemon.wait() == 2
 
 
 HEALTH = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-
-
-async def _refused(clients: list[RawClient], count: int) -> list[RawClient]:
-    """Wait (bounded) until `count` of `clients` are closed; those must have got nothing."""
-    for _attempt in range(100):
-        closed = [c for c in clients if c.closed_at is not None]
-        if len(closed) >= count:
-            break
-        await asyncio.sleep(0.05)
-    assert len(closed) >= count, f"{len(closed)} of {len(clients)} closed, wanted {count}"
-    for c in closed:
-        assert c.received == b"", c.received  # closed, not answered
-        assert c.closed_at is not None and c.closed_at - c.opened_at <= SLACK
-    return closed
 
 
 async def _served(port: int, source: str, attempts: int = 1) -> RawClient:
@@ -217,7 +212,7 @@ async def test_connection_limits_per_source_and_in_total(tmp_path: Path) -> None
             # One source opens three times its cap: the rest are closed at once.
             flood = [await RawClient(api.port, source="127.0.0.2").connect() for _ in range(12)]
             opened += flood
-            await _refused(flood, 12 - per_source)
+            await wait_refused(flood, 12 - per_source, SLACK)
             await asyncio.sleep(0.5)  # a late close would show here
             kept = [c for c in flood if c.closed_at is None]
             assert len(kept) == per_source, len(kept)
@@ -233,7 +228,7 @@ async def test_connection_limits_per_source_and_in_total(tmp_path: Path) -> None
             opened += second
             third = [await RawClient(api.port, source="127.0.0.4").connect() for _ in range(4)]
             opened += third
-            await _refused(third, 4 - (total - 2 * per_source))
+            await wait_refused(third, 4 - (total - 2 * per_source), SLACK)
             await asyncio.sleep(0.5)
             assert not [c for c in second if c.closed_at is not None]
 
@@ -262,19 +257,3 @@ async def test_connection_limits_per_source_and_in_total(tmp_path: Path) -> None
         f"served {len(good.created)} creates meanwhile (slowest {good.slowest:.2f}s); "
         f"{len(lines)} refusal lines in {took:.1f}s: {lines}"
     )
-
-
-@pytest.mark.asyncio
-async def test_connection_limit_settings_name_the_field(tmp_path: Path) -> None:
-    config = {
-        "listen": {"host": "127.0.0.1", "port": 0},
-        "store": {"backend": "sqlite", "path": str(tmp_path / "config.db")},
-        "auth": {"backend": "static", "admin_token": ADMIN_TOKEN},
-        "http": {"max_connections": 10, "max_connections_per_source": 11},
-    }
-    daemon = Daemon("vrstack.config.main", config, tmp_path, "api")
-    with pytest.raises(
-        RuntimeError, match=r"http\.max_connections_per_source: must be at most http\.max"
-    ):
-        daemon.start()
-    assert daemon.wait() == 2

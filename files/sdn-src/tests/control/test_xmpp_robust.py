@@ -30,7 +30,7 @@ from vrstack.control.simagent import SimAgent
 from vrstack.control.xmpp import Nexthop
 from vrstack.service import connlimits
 from vrstack.service.connlimits import ConnLimits
-from vrstack.service.rawclient import RawClient
+from vrstack.service.rawclient import RawClient, wait_refused
 
 HOLD = 9.0
 LIMIT = HOLD * xmpp.STANZA_SHARE  # 3 s for a header or a stanza
@@ -76,6 +76,26 @@ class Exchange:
         self.a, self.b = a, b
         self.rounds = 0
         self.slowest = 0.0
+        self.stop = asyncio.Event()
+        self.task: asyncio.Future[None] | None = None
+
+    @classmethod
+    async def start(cls, port: int, ping_interval: float) -> Exchange:
+        """compute1 and compute2 (from 127.0.0.1) connected, subscribed and exchanging."""
+        a = SimAgent("compute1", "127.0.0.1", port, ping_interval=ping_interval)
+        b = SimAgent("compute2", "127.0.0.1", port, ping_interval=ping_interval)
+        for agent in (a, b):
+            await agent.connect()
+            await agent.subscribe(INSTANCE)
+        exchange = cls(a, b)
+        exchange.task = asyncio.ensure_future(exchange.run(exchange.stop))
+        return exchange
+
+    async def finish(self) -> None:
+        """Stop exchanging; re-raises a failed exchange."""
+        self.stop.set()
+        assert self.task is not None
+        await asyncio.wait_for(self.task, 30)
 
     async def run(self, stop: asyncio.Event) -> None:
         for i in range(1, 10_000):
@@ -106,14 +126,8 @@ async def test_bad_clients_are_closed_in_time_and_agents_keep_exchanging_routes(
 ) -> None:
     caplog.set_level(logging.INFO, logger="vrstack.control.agents")
     port = node.xmpp_port
-    a = SimAgent("compute1", "127.0.0.1", port, ping_interval=HOLD / 6)
-    b = SimAgent("compute2", "127.0.0.1", port, ping_interval=HOLD / 6)
-    for agent in (a, b):
-        await agent.connect()
-        await agent.subscribe(INSTANCE)
-    exchange = Exchange(a, b)
-    stop = asyncio.Event()
-    traffic = asyncio.ensure_future(exchange.run(stop))
+    exchange = await Exchange.start(port, HOLD / 6)
+    a, b = exchange.a, exchange.b
     report: dict[str, float] = {}
     try:
         # A crowd of connections that never open their stream.
@@ -180,8 +194,7 @@ async def test_bad_clients_are_closed_in_time_and_agents_keep_exchanging_routes(
         assert any(f"larger than {xmpp.MAX_STANZA}" in e for e in errors), errors
         assert sum("not complete within" in e for e in errors) >= 3 + IDLE_CONNECTIONS, errors
     finally:
-        stop.set()
-        await asyncio.wait_for(traffic, 30)  # re-raises a failed exchange
+        await exchange.finish()
     # The good agents never lost their sessions and routes flowed all along.
     assert not a.closed.is_set() and not b.closed.is_set()
     assert set(node.agents) == {"compute1", "compute2"}
@@ -215,20 +228,6 @@ def test_parser_times_unfinished_stanzas_only() -> None:
     assert p.partial_since is None
 
 
-async def _refused(clients: list[RawClient], count: int) -> list[RawClient]:
-    """Wait (bounded) until `count` of `clients` are closed; those must have got nothing."""
-    for _attempt in range(100):
-        closed = [c for c in clients if c.closed_at is not None]
-        if len(closed) >= count:
-            break
-        await asyncio.sleep(0.05)
-    assert len(closed) >= count, f"{len(closed)} of {len(clients)} closed, wanted {count}"
-    for c in closed:
-        assert c.received == b"", c.received  # closed before a word was said
-        assert c.closed_at is not None and c.closed_at - c.opened_at <= SLACK
-    return closed
-
-
 async def _opens_stream(source: str, port: int, name: str) -> RawClient:
     """A client from `source` that opens its stream and gets the node's header back."""
     c = await RawClient(port, source=source).connect()
@@ -250,21 +249,15 @@ async def test_connection_limits_per_source_and_in_total(
     # A long hold time: the connections the limits admit stay until the test ends.
     async with running_node(60.0, ConnLimits(total, per_source)) as node:
         port = node.xmpp_port
-        a = SimAgent("compute1", "127.0.0.1", port, ping_interval=5.0)
-        b = SimAgent("compute2", "127.0.0.1", port, ping_interval=5.0)
-        for agent in (a, b):
-            await agent.connect()
-            await agent.subscribe(INSTANCE)
-        exchange = Exchange(a, b)
-        stop = asyncio.Event()
-        traffic = asyncio.ensure_future(exchange.run(stop))
+        exchange = await Exchange.start(port, 5.0)
+        a, b = exchange.a, exchange.b
         began = time.monotonic()
         opened: list[RawClient] = []
         try:
             # One source opens three times its cap: the rest are closed at once.
             flood = [await RawClient(port, source="127.0.0.2").connect() for _ in range(12)]
             opened += flood
-            await _refused(flood, 12 - per_source)
+            await wait_refused(flood, 12 - per_source, SLACK)
             await asyncio.sleep(0.5)  # a late close would show here
             kept = [c for c in flood if c.closed_at is None]
             assert len(kept) == per_source, len(kept)
@@ -277,7 +270,7 @@ async def test_connection_limits_per_source_and_in_total(
             # The total: 7 open, so a third source gets 3 of its 4.
             third = [await RawClient(port, source="127.0.0.4").connect() for _ in range(4)]
             opened += third
-            await _refused(third, 1)
+            await wait_refused(third, 1, SLACK)
             assert node.introspect()["xmpp_connections"] == total
             assert sum(c.closed_at is None for c in third) == total - 7
 
@@ -295,8 +288,7 @@ async def test_connection_limits_per_source_and_in_total(
         finally:
             for c in opened:
                 c.close()
-            stop.set()
-            await asyncio.wait_for(traffic, 30)  # re-raises a failed exchange
+            await exchange.finish()
         took = time.monotonic() - began
 
         # The good agents kept their sessions and exchanged routes all along.

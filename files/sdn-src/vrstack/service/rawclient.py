@@ -26,9 +26,7 @@ class RawClient:
 
     async def connect(self) -> RawClient:
         local = (self.source, 0) if self.source else None
-        reader, self._writer = await asyncio.open_connection(
-            self.host, self.port, local_addr=local
-        )
+        reader, self._writer = await asyncio.open_connection(self.host, self.port, local_addr=local)
         self.opened_at = time.monotonic()
         self._task = asyncio.ensure_future(self._read(reader))
         return self
@@ -105,4 +103,21 @@ class RawClient:
             self._task.cancel()
 
 
-__all__ = ["RawClient"]
+async def wait_refused(clients: list[RawClient], count: int, bound: float) -> list[RawClient]:
+    """Wait (bounded) until `count` of `clients` are closed, and check that each closed one
+    was closed within `bound` seconds of connecting without a byte from the server (a
+    connection refused over a limit). Returns the closed ones."""
+    closed: list[RawClient] = []
+    for _attempt in range(int(bound / 0.05) + 100):
+        closed = [c for c in clients if c.closed_at is not None]
+        if len(closed) >= count:
+            break
+        await asyncio.sleep(0.05)
+    assert len(closed) >= count, f"{len(closed)} of {len(clients)} closed, wanted {count}"
+    for c in closed:
+        assert c.received == b"", c.received  # closed, not answered
+        assert c.closed_at is not None and c.closed_at - c.opened_at <= bound
+    return closed
+
+
+__all__ = ["RawClient", "wait_refused"]
