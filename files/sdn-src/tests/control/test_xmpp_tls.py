@@ -26,6 +26,8 @@ from vrstack.control import main as control_main
 from vrstack.control.node import ControlNode, NodeSettings
 from vrstack.control.xmpp import Nexthop
 from vrstack.service import tls
+from vrstack.service.connlimits import ConnLimits
+from vrstack.service.rawclient import RawClient, wait_refused
 from vrstack.service.settings import ConfigError, Settings
 
 INSTANCE = "default-domain:demo:blue:blue"
@@ -162,6 +164,57 @@ async def test_agents_exchange_routes_over_mutual_tls(
     assert writer is not None
     assert writer.get_extra_info("ssl_object").version() in ("TLSv1.2", "TLSv1.3")
     assert writer.get_extra_info("peercert")["subject"] == ((("commonName", "ctl1.test"),),)
+
+
+@pytest.mark.asyncio
+async def test_connection_limits_hold_through_tls_handshakes(
+    pki: Pki, agents: Callable[..., Running]
+) -> None:
+    """A place is taken at the accept, before the handshake: a failed handshake gives it
+    back, a connection over the limit is closed before any TLS, and a TLS session that
+    ends gives its place back."""
+    node = ControlNode(
+        NodeSettings(
+            name="ctl1",
+            bgp_address="127.0.0.41",
+            xmpp_port=0,
+            tls_cert=str(pki.control.cert),
+            tls_key=str(pki.control.key),
+            tls_ca=str(pki.ca.path),
+            tls_verify_client=True,
+            xmpp_limits=ConnLimits(3, 3),
+        )
+    )
+    await node.start()
+    raws: list[RawClient] = []
+    try:
+        gate = node.xmpp_gate
+        # An agent of another CA retries every 0.2 s: each refused handshake frees its place.
+        rogue = agents("compute3", node.xmpp_port, agent_files(pki, pki.rogue))
+        await until(lambda: node.agents_refused >= 5)
+        rogue.stop.set()
+        await asyncio.wait_for(rogue.task, 10)
+        await until(lambda: gate.open == 0)
+        a = agents("compute1", node.xmpp_port, agent_files(pki, pki.compute1))
+        b = agents("compute2", node.xmpp_port, agent_files(pki, pki.compute2))
+        await until(lambda: a.session.up and b.session.up)
+        assert gate.open == 2
+        # The third place, then one over the limit: closed before a byte of TLS.
+        raws = [await RawClient(node.xmpp_port).connect() for _ in range(2)]
+        await wait_refused(raws, 1, 2.0)
+        assert gate.open == 3 and gate.refused == 1
+        for c in raws:  # its handshake ends with the connection: the place is free again
+            c.close()
+        await until(lambda: gate.open == 2)
+        # An agent that stops gives its TLS session's place back.
+        b.stop.set()
+        await asyncio.wait_for(b.task, 10)
+        await until(lambda: gate.open == 1)
+        assert a.session.up
+    finally:
+        for c in raws:
+            c.close()
+        await node.stop()
 
 
 @pytest.mark.asyncio
