@@ -8,11 +8,14 @@
   and small batch limits: slowloris connections on the query API, a sender trickling
   its batch, batches over the size and record limits, while a good sender's reports are
   stored and a reader's queries answered.
+- A real collector process with `http.max_connections_per_source` at 3: one address's
+  extra connections are closed at once while another address queries.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import os
@@ -28,7 +31,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from vrstack.config.testing import ADMIN_TOKEN, READER_TOKEN, Daemon
-from vrstack.service.rawclient import RawClient
+from vrstack.service.rawclient import RawClient, wait_refused
 
 EXAMPLES = int(os.environ.get("VRSTACK_FUZZ_EXAMPLES", "150"))
 EDGES = st.sampled_from(
@@ -189,13 +192,13 @@ MAX_RECORDS = 100
 MAX_BYTES = 64 * 1024
 
 
-@pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[Daemon]:
+@contextlib.contextmanager
+def collector_daemon(tmp_path: Path, http: dict[str, Any]) -> Iterator[Daemon]:
     config = {
         "listen": {"host": "127.0.0.1", "port": 0},
         "store": {"path": str(tmp_path / "analytics.db")},
         "auth": {"backend": "static", "admin_token": ADMIN_TOKEN, "reader_token": READER_TOKEN},
-        "http": {"header_timeout": TIMEOUT, "body_timeout": TIMEOUT},
+        "http": http,
         "limits": {
             "max_batch_records": MAX_RECORDS,
             "max_batch_bytes": MAX_BYTES,
@@ -208,6 +211,12 @@ def daemon(tmp_path: Path) -> Iterator[Daemon]:
         yield d
     finally:
         assert d.terminate() == 0
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[Daemon]:
+    with collector_daemon(tmp_path, {"header_timeout": TIMEOUT, "body_timeout": TIMEOUT}) as d:
+        yield d
 
 
 def _post(path: str, extra: str) -> bytes:
@@ -304,3 +313,37 @@ async def test_slow_and_oversized_senders_while_a_good_one_is_served(daemon: Dae
     assert good.sent >= 10 and good.slowest < 5.0, (good.sent, good.slowest)
     print(f"good sender: {good.sent} batches, {good.queries} queries, slowest {good.slowest:.2f}s")
     print(report)
+
+
+@pytest.mark.asyncio
+async def test_one_source_over_its_connection_cap_while_others_are_served(
+    tmp_path: Path,
+) -> None:
+    """`http.max_connections_per_source` in collector.yaml: the extra connections of one
+    address are closed at once, unanswered; another address queries and the good sender
+    reports meanwhile (the limits themselves: tests/config/test_http_limits.py)."""
+    per_source = 3
+    with collector_daemon(tmp_path, {"max_connections_per_source": per_source}) as daemon:
+        good = GoodSender(daemon.url)
+        stop = asyncio.Event()
+        traffic = asyncio.ensure_future(good.run(stop))
+        flood: list[RawClient] = []
+        try:
+            flood = [await RawClient(daemon.port, source="127.0.0.2").connect() for _ in range(8)]
+            await wait_refused(flood, 8 - per_source, SLACK)
+            query = _encode({"table": "flows", "select": ["count()"]})
+            other = await RawClient(daemon.port, source="127.0.0.3").connect()
+            await other.send(_post("/query", f"Content-Length: {len(query)}\r\n") + query)
+            await other.answered_within(time.monotonic(), SLACK + 3)
+            assert other.status() == 200, other.received
+            other.close()
+            await asyncio.sleep(0.5)  # a late close would show here
+            assert sum(c.closed_at is None for c in flood) == per_source
+        finally:
+            for c in flood:
+                c.close()
+            stop.set()
+            await asyncio.wait_for(traffic, 30)  # re-raises a failed report or query
+        lines = [line for line in daemon.logs() if line.get("msg") == "connection refused"]
+    assert good.sent >= 3, good.sent
+    assert [line["addr"] for line in lines] == ["127.0.0.2"], lines
