@@ -7,7 +7,7 @@ TLS listener, the control node's XMPP port) wraps its protocol factory with a `G
 a connection over `max_connections_per_source` for its source address, or over
 `max_connections` in all, is closed at once, before a byte is read, and the refusal is
 logged with the source (at most one line per source per `LOG_INTERVAL`, and at most
-`LOG_BURST` lines per interval in all, each line counting what it stands for).
+`LOG_BURST` lines per interval in all, each line counting the refusals it stands for).
 
 Settings, in the section of the listener (`http.` or `xmpp.`):
 `max_connections` and `max_connections_per_source`.
@@ -74,9 +74,9 @@ class Gate:
         self.open = 0
         self.by_source: dict[str, int] = {}
         self.refused = 0
-        self._logged: dict[str, float] = {}  # source -> when its last line went out
-        self._unlogged: dict[str, int] = {}  # source -> refusals since its last line
-        self._window = 0.0
+        # source -> [when its last line went out, refusals since, the last reason]
+        self._recent: dict[str, list[Any]] = {}
+        self._window = float("-inf")
         self._lines = 0
 
     def admit(self, transport: asyncio.BaseTransport) -> Slot | None:
@@ -107,19 +107,32 @@ class Gate:
 
     def _log_refusal(self, source: str, reason: str) -> None:
         now = time.monotonic()
+        carried = 0
         if now - self._window >= LOG_INTERVAL:
             self._window, self._lines = now, 0
-            # Forget quiet sources: a scan of many addresses cannot grow these maps.
-            self._logged = {s: t for s, t in self._logged.items() if now - t < LOG_INTERVAL}
-            self._unlogged = {s: n for s, n in self._unlogged.items() if s in self._logged}
-        if now - self._logged.get(source, float("-inf")) < LOG_INTERVAL:
-            # logged within the interval: count it for the source's next line
-            self._unlogged[source] = self._unlogged.get(source, 0) + 1
+            # Forget sources quiet for an interval (so a scan of many addresses cannot
+            # grow this map), saying first what they were refused since their last line.
+            for other, (at, unlogged, why) in list(self._recent.items()):
+                if now - at < LOG_INTERVAL:
+                    continue
+                del self._recent[other]
+                if other == source:
+                    carried = unlogged  # said with this refusal below
+                elif unlogged:
+                    self._line(other, why, unlogged)
+        recent = self._recent.get(source)
+        if recent is not None:  # a line within the interval: count this for the next one
+            recent[1] += 1
+            recent[2] = reason
             return
+        if self._lines < LOG_BURST:
+            self._recent[source] = [now, 0, reason]
+            self._line(source, reason, carried + 1)
+
+    def _line(self, source: str, reason: str, refused: int) -> None:
         if self._lines >= LOG_BURST:
             return
         self._lines += 1
-        self._logged[source] = now
         log.warning(
             "connection refused",
             extra={
@@ -127,8 +140,7 @@ class Gate:
                 "addr": source,
                 "reason": reason,
                 "limit": getattr(self.limits, reason),
-                # this one and those not logged since the source's previous line
-                "refused": 1 + self._unlogged.pop(source, 0),
+                "refused": refused,  # since this source's previous line
             },
         )
 

@@ -1,0 +1,149 @@
+"""The connection gate on its own: counts, refusals and their log lines.
+
+The listener tests (tests/control/test_xmpp_robust.py, test_xmpp_tls.py,
+tests/config/test_http_limits.py) run it on real sockets; here a transport stand-in
+gives the peer address and records the abort, and the clock is set by hand, so the
+rate limit of the log lines is checked exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from vrstack.service import connlimits
+from vrstack.service.connlimits import ConnLimits, Gate
+from vrstack.service.settings import ConfigError, Settings
+
+
+class Transport:
+    """The neighbour: a peer address, and whether the gate aborted the connection."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.aborted = False
+
+    def get_extra_info(self, name: str) -> object:
+        return (self.address, 40000) if name == "peername" else None
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+class Clock:
+    now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    c = Clock()
+    monkeypatch.setattr(connlimits, "time", c)
+    return c
+
+
+def admit(gate: Gate, address: str) -> connlimits.Slot | None:
+    t = Transport(address)
+    slot = gate.admit(t)  # type: ignore[arg-type]
+    assert t.aborted == (slot is None)
+    return slot
+
+
+def refusal_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.getMessage() == "connection refused"]
+
+
+def test_caps_per_source_and_in_total_and_released_places(clock: Clock) -> None:
+    gate = Gate(ConnLimits(max_connections=5, max_connections_per_source=3), "t")
+    a = [admit(gate, "198.18.0.1") for _ in range(4)]
+    assert [s is not None for s in a] == [True, True, True, False]
+    b = [admit(gate, "198.18.0.2") for _ in range(3)]
+    assert [s is not None for s in b] == [True, True, False]  # the total (5) first
+    assert (gate.open, gate.refused) == (5, 2)
+    slot = a[0]
+    assert slot is not None
+    slot.release()
+    slot.release()  # once only
+    assert gate.open == 4 and gate.by_source == {"198.18.0.1": 2, "198.18.0.2": 2}
+    assert admit(gate, "198.18.0.3") is not None
+    for s in [*a, *b]:
+        if s is not None:
+            s.release()
+    assert gate.by_source == {"198.18.0.3": 1}  # no empty entries left behind
+
+
+def test_refusals_are_logged_once_per_source_per_interval_with_a_count(
+    clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="vrstack.service.connlimits")
+    gate = Gate(ConnLimits(max_connections=10, max_connections_per_source=1), "t")
+    admit(gate, "198.18.0.1")
+    for _ in range(50):
+        assert admit(gate, "198.18.0.1") is None
+        clock.now += 0.1  # 5 s in all: within one interval
+    lines = refusal_lines(caplog)
+    assert len(lines) == 1
+    first = lines[0].__dict__
+    assert (first["addr"], first["reason"], first["limit"], first["refused"]) == (
+        "198.18.0.1",
+        "max_connections_per_source",
+        1,
+        1,
+    )
+    clock.now += connlimits.LOG_INTERVAL
+    admit(gate, "198.18.0.1")
+    lines = refusal_lines(caplog)
+    assert len(lines) == 2 and lines[1].__dict__["refused"] == 50  # 49 unlogged + this one
+
+
+def test_many_sources_make_a_bounded_number_of_lines(
+    clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="vrstack.service.connlimits")
+    gate = Gate(ConnLimits(max_connections=1, max_connections_per_source=1), "t")
+    admit(gate, "198.18.1.1")
+    for i in range(200):
+        admit(gate, f"198.18.2.{i}")
+    assert len(refusal_lines(caplog)) == connlimits.LOG_BURST
+    assert refusal_lines(caplog)[0].__dict__["reason"] == "max_connections"
+    clock.now += connlimits.LOG_INTERVAL
+    for i in range(200):
+        admit(gate, f"198.18.3.{i}")
+    assert len(refusal_lines(caplog)) == 2 * connlimits.LOG_BURST
+    assert len(gate._recent) <= connlimits.LOG_BURST  # the first window's sources forgotten
+
+
+def test_settings_are_read_and_checked(tmp_path: Path) -> None:
+    def load(text: str) -> Settings:
+        path = tmp_path / "svc.yaml"
+        path.write_text(text)
+        return Settings.load(path)
+
+    default = ConnLimits(768, 8)
+    assert connlimits.from_settings(load("{}"), "xmpp", default) == default
+    got = connlimits.from_settings(load("http: {max_connections: 50}"), "http", default)
+    assert got == ConnLimits(50, 8)
+    with pytest.raises(ConfigError, match=r"svc\.yaml: http\.max_connections_per_source: "):
+        connlimits.from_settings(load("http: {max_connections: 5}"), "http", default)
+    with pytest.raises(ConfigError, match=r"xmpp\.max_connections: must be between 1 and"):
+        connlimits.from_settings(load("xmpp: {max_connections: 0}"), "xmpp", default)
+
+
+def test_a_quiet_source_s_unlogged_refusals_are_said_at_the_next_interval(
+    clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="vrstack.service.connlimits")
+    gate = Gate(ConnLimits(max_connections=10, max_connections_per_source=1), "t")
+    for address in ("198.18.0.1", "198.18.0.2"):
+        admit(gate, address)
+    for _ in range(5):
+        admit(gate, "198.18.0.1")  # one line, four counted
+    clock.now += connlimits.LOG_INTERVAL
+    admit(gate, "198.18.0.2")  # the next interval: 198.18.0.1's four are said first
+    said = [(r.__dict__["addr"], r.__dict__["refused"]) for r in refusal_lines(caplog)]
+    assert said == [("198.18.0.1", 1), ("198.18.0.1", 4), ("198.18.0.2", 1)]
+    assert list(gate._recent) == ["198.18.0.2"]
