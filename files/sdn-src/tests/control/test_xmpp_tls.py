@@ -65,10 +65,9 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 # ---- a control node and agent sessions in this process --------------------------------
 
 
-@pytest_asyncio.fixture
-async def mutual(pki: Pki) -> AsyncIterator[ControlNode]:
+def mutual_node(pki: Pki, **settings: Any) -> ControlNode:
     """A control node that requires agents to present a certificate from the test CA."""
-    node = ControlNode(
+    return ControlNode(
         NodeSettings(
             name="ctl1",
             bgp_address="127.0.0.41",
@@ -77,8 +76,14 @@ async def mutual(pki: Pki) -> AsyncIterator[ControlNode]:
             tls_key=str(pki.control.key),
             tls_ca=str(pki.ca.path),
             tls_verify_client=True,
+            **settings,
         )
     )
+
+
+@pytest_asyncio.fixture
+async def mutual(pki: Pki) -> AsyncIterator[ControlNode]:
+    node = mutual_node(pki)
     await node.start()
     yield node
     await node.stop()
@@ -173,18 +178,7 @@ async def test_connection_limits_hold_through_tls_handshakes(
     """A place is taken at the accept, before the handshake: a failed handshake gives it
     back, a connection over the limit is closed before any TLS, and a TLS session that
     ends gives its place back."""
-    node = ControlNode(
-        NodeSettings(
-            name="ctl1",
-            bgp_address="127.0.0.41",
-            xmpp_port=0,
-            tls_cert=str(pki.control.cert),
-            tls_key=str(pki.control.key),
-            tls_ca=str(pki.ca.path),
-            tls_verify_client=True,
-            xmpp_limits=ConnLimits(3, 3),
-        )
-    )
+    node = mutual_node(pki, xmpp_limits=ConnLimits(3, 3))
     await node.start()
     raws: list[RawClient] = []
     try:

@@ -9,6 +9,7 @@ rate limit of the log lines is checked exactly.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,13 @@ class Clock:
 
 
 @pytest.fixture
+def lines(caplog: pytest.LogCaptureFixture) -> Callable[[], list[logging.LogRecord]]:
+    """The gate's refusal lines logged so far."""
+    caplog.set_level(logging.WARNING, logger="vrstack.service.connlimits")
+    return lambda: [r for r in caplog.records if r.getMessage() == "connection refused"]
+
+
+@pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     c = Clock()
     monkeypatch.setattr(connlimits, "time", c)
@@ -51,10 +59,6 @@ def admit(gate: Gate, address: str) -> connlimits.Slot | None:
     slot = gate.admit(t)  # type: ignore[arg-type]
     assert t.aborted == (slot is None)
     return slot
-
-
-def refusal_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.getMessage() == "connection refused"]
 
 
 def test_caps_per_source_and_in_total_and_released_places(clock: Clock) -> None:
@@ -77,17 +81,16 @@ def test_caps_per_source_and_in_total_and_released_places(clock: Clock) -> None:
 
 
 def test_refusals_are_logged_once_per_source_per_interval_with_a_count(
-    clock: Clock, caplog: pytest.LogCaptureFixture
+    clock: Clock, lines: Callable[[], list[logging.LogRecord]]
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="vrstack.service.connlimits")
     gate = Gate(ConnLimits(max_connections=10, max_connections_per_source=1), "t")
     admit(gate, "198.18.0.1")
     for _ in range(50):
         assert admit(gate, "198.18.0.1") is None
         clock.now += 0.1  # 5 s in all: within one interval
-    lines = refusal_lines(caplog)
-    assert len(lines) == 1
-    first = lines[0].__dict__
+    said = lines()
+    assert len(said) == 1
+    first = said[0].__dict__
     assert (first["addr"], first["reason"], first["limit"], first["refused"]) == (
         "198.18.0.1",
         "max_connections_per_source",
@@ -96,24 +99,23 @@ def test_refusals_are_logged_once_per_source_per_interval_with_a_count(
     )
     clock.now += connlimits.LOG_INTERVAL
     admit(gate, "198.18.0.1")
-    lines = refusal_lines(caplog)
-    assert len(lines) == 2 and lines[1].__dict__["refused"] == 50  # 49 unlogged + this one
+    said = lines()
+    assert len(said) == 2 and said[1].__dict__["refused"] == 50  # 49 unlogged + this one
 
 
 def test_many_sources_make_a_bounded_number_of_lines(
-    clock: Clock, caplog: pytest.LogCaptureFixture
+    clock: Clock, lines: Callable[[], list[logging.LogRecord]]
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="vrstack.service.connlimits")
     gate = Gate(ConnLimits(max_connections=1, max_connections_per_source=1), "t")
     admit(gate, "198.18.1.1")
     for i in range(200):
         admit(gate, f"198.18.2.{i}")
-    assert len(refusal_lines(caplog)) == connlimits.LOG_BURST
-    assert refusal_lines(caplog)[0].__dict__["reason"] == "max_connections"
+    assert len(lines()) == connlimits.LOG_BURST
+    assert lines()[0].__dict__["reason"] == "max_connections"
     clock.now += connlimits.LOG_INTERVAL
     for i in range(200):
         admit(gate, f"198.18.3.{i}")
-    assert len(refusal_lines(caplog)) == 2 * connlimits.LOG_BURST
+    assert len(lines()) == 2 * connlimits.LOG_BURST
     assert len(gate._recent) <= connlimits.LOG_BURST  # the first window's sources forgotten
 
 
@@ -134,9 +136,8 @@ def test_settings_are_read_and_checked(tmp_path: Path) -> None:
 
 
 def test_a_quiet_source_s_unlogged_refusals_are_said_at_the_next_interval(
-    clock: Clock, caplog: pytest.LogCaptureFixture
+    clock: Clock, lines: Callable[[], list[logging.LogRecord]]
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="vrstack.service.connlimits")
     gate = Gate(ConnLimits(max_connections=10, max_connections_per_source=1), "t")
     for address in ("198.18.0.1", "198.18.0.2"):
         admit(gate, address)
@@ -144,6 +145,6 @@ def test_a_quiet_source_s_unlogged_refusals_are_said_at_the_next_interval(
         admit(gate, "198.18.0.1")  # one line, four counted
     clock.now += connlimits.LOG_INTERVAL
     admit(gate, "198.18.0.2")  # the next interval: 198.18.0.1's four are said first
-    said = [(r.__dict__["addr"], r.__dict__["refused"]) for r in refusal_lines(caplog)]
+    said = [(r.__dict__["addr"], r.__dict__["refused"]) for r in lines()]
     assert said == [("198.18.0.1", 1), ("198.18.0.1", 4), ("198.18.0.2", 1)]
     assert list(gate._recent) == ["198.18.0.2"]
