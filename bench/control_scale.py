@@ -104,7 +104,15 @@ async def run_one(n: int, m: int, timeout: float, workdir: Path) -> dict[str, An
                 "api": {"url": url, "token": ADMIN_TOKEN},
                 "listen": {"host": "127.0.0.1", "port": 0},
                 "bgp": {"address": "127.0.0.41", "port": free_port()},
-                "xmpp": {"host": "127.0.0.1", "port": 0, "hold_time": 600},
+                # Every simulated agent connects from 127.0.0.1: lift the per-source cap
+                # (8 by default, docs/security.md) to the run's size.
+                "xmpp": {
+                    "host": "127.0.0.1",
+                    "port": 0,
+                    "hold_time": 600,
+                    "max_connections": n + 64,
+                    "max_connections_per_source": n + 64,
+                },
                 "log": {"level": "info"},
             },
             workdir,

@@ -84,6 +84,22 @@ def make_app(node: ControlNode, analytics: report.Options | None = None) -> web.
     return app
 
 
+def bgp_gateways(settings: Settings) -> frozenset[str] | None:
+    """`bgp.gateways`: the gateways' addresses this node peers with (absent: every one)."""
+    raw = (settings.data.get("bgp") or {}).get("gateways")
+    if raw is None:
+        return None
+    if not isinstance(raw, list):
+        raise settings.error("bgp.gateways", "must be a list of gateway IPv4 addresses")
+    out = set()
+    for i, addr in enumerate(raw):
+        try:
+            out.add(str(ipaddress.IPv4Address(str(addr))))
+        except ValueError:
+            raise settings.error(f"bgp.gateways[{i}]", f"not an IPv4 address: {addr!r}") from None
+    return frozenset(out)
+
+
 def bgp_passwords(settings: Settings) -> tuple[str, dict[str, str]]:
     """`bgp.password` (control nodes) and `bgp.peer_passwords` ({address: password})."""
     password = settings.get_str("bgp.password", "")
@@ -135,6 +151,7 @@ def load(settings: Settings) -> tuple[NodeSettings, str, str, str, int]:
         ns.tls_cert, ns.tls_key, ns.tls_ca = xmpp_tls.cert, xmpp_tls.key, xmpp_tls.ca
         ns.tls_verify_client = xmpp_tls.verify_peer
     ns.bgp_password, ns.bgp_peer_passwords = bgp_passwords(settings)
+    ns.bgp_gateways = bgp_gateways(settings)
     ns.router_id = settings.get_str("bgp.router_id", ns.bgp_address)
     for field, value in (("bgp.address", ns.bgp_address), ("bgp.router_id", ns.router_id)):
         try:

@@ -60,6 +60,9 @@ class NodeSettings:
     # `bgp_peer_passwords` by peer address (gateways; overrides bgp_password).
     bgp_password: str = field(default="", repr=False)
     bgp_peer_passwords: dict[str, str] = field(default_factory=dict, repr=False)
+    # Gateway routers (bgp-router role `gateway`) to peer with, by address: the fabric
+    # model's `gateway.peers` (docs/architecture.md). None: every gateway.
+    bgp_gateways: frozenset[str] | None = None
     xmpp_host: str = "127.0.0.1"
     xmpp_port: int = 5269
     xmpp_hold_time: float = 90.0
@@ -238,6 +241,9 @@ class ControlNode:
                 continue
             if "inet-vpn" not in r.get("families", ["inet-vpn"]):
                 continue
+            gateways = self.s.bgp_gateways
+            if r["role"] == "gateway" and gateways is not None and r["address"] not in gateways:
+                continue  # another control node's gateway
             peers.append(
                 PeerConfig(
                     r["name"],

@@ -203,6 +203,7 @@ def test_lab_control_config(tmp_path: Path) -> None:
     assert (ns.xmpp_host, ns.xmpp_port) == ("198.18.2.16", 5269)
     assert ns.tls_verify_client and ns.tls_ca == str(tmp_path / "ca.crt")
     assert ns.bgp_password == "b" * 32 and ns.bgp_peer_passwords == {}
+    assert ns.bgp_gateways == frozenset()  # the lab has no gateway: none to peer with
 
 
 def test_gateway_gets_its_own_bgp_password(tmp_path: Path) -> None:
@@ -224,6 +225,7 @@ def test_gateway_gets_its_own_bgp_password(tmp_path: Path) -> None:
     stored = yaml.safe_load(secrets.read_text())
     assert ns.bgp_peer_passwords == {"198.19.254.1": stored["sdn_bgp_gateway_edge1_password"]}
     assert ns.bgp_password == stored["sdn_bgp_password"] != ns.bgp_peer_passwords["198.19.254.1"]
+    assert ns.bgp_gateways == frozenset({"198.19.254.1"})  # edge1 lists ctl1 in its peers
 
 
 @pytest.mark.parametrize(
