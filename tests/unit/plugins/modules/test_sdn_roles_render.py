@@ -29,6 +29,7 @@ from vrstack.agent.main import load as load_agent  # noqa: E402
 from vrstack.config import auth  # noqa: E402
 from vrstack.config.main import store_from_settings  # noqa: E402
 from vrstack.control.main import load as load_control  # noqa: E402
+from vrstack.service import connlimits  # noqa: E402
 from vrstack.service.settings import Settings  # noqa: E402
 
 LAB = ROOT / "inventories" / "lab"
@@ -324,3 +325,18 @@ def test_sdn_playbook_syntax_with_freebsd_inventory() -> None:
         check=False,
     )
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+@pytest.mark.parametrize(
+    ("inventory", "per_source"), [(LAB, 128), (ROOT / "inventories" / "ha-lab", 768)]
+)
+def test_api_per_source_cap_behind_haproxy(
+    tmp_path: Path, inventory: Path, per_source: int
+) -> None:
+    """With several controllers every client reaches the config API through haproxy, from a
+    controller's address: the per-source cap is then the total, not 128."""
+    host = "lab-ctl1" if inventory == LAB else "ha-ctl1"
+    t = render_vars(inventory, host, ["sdn_package", "sdn_config"], **TOKENS)
+    api = settings(tmp_path, "api.yaml", render(t, "sdn_config", "api.yaml.j2"))
+    limits = connlimits.from_settings(api, "http", connlimits.ConnLimits())
+    assert (limits.max_connections, limits.max_connections_per_source) == (768, per_source)
