@@ -85,7 +85,7 @@ def play(tmp_path: Path) -> tuple[Path, list[str]]:
     task["ansible.builtin.template"].pop("owner")
     cmd, env = run(tmp_path, task, GATEWAY_PASSWORD)
     outputs = []
-    for _ in range(2):
+    for _attempt in range(2):
         res = subprocess.run(
             cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False
         )

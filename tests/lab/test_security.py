@@ -87,7 +87,7 @@ async def _scan(targets: list[str], ports: list[int], timeout: float, limit: int
         for ip, port in jobs:
             out[ip].setdefault(await _tcp(ip, port, timeout), []).append(port)
 
-    await asyncio.gather(*(worker() for _ in range(limit)))
+    await asyncio.gather(*(worker() for _worker in range(limit)))
     for states in out.values():
         for found in states.values():
             found.sort()
