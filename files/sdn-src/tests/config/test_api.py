@@ -94,6 +94,22 @@ async def test_bad_bodies_name_the_field_and_write_nothing(
     assert await revision(admin) == before
 
 
+@pytest.mark.parametrize(
+    ("rtype", "body", "field"),
+    [
+        ("project", {"uuid": None}, "uuid"),  # left out: a new uuid; null: refused
+        ("project", {"parent_uuid": None}, "parent_uuid"),  # a project has no parent
+        ("project", {"parent_uuid": "00000000-0000-4000-8000-000000000001"}, "parent_uuid"),
+    ],
+)
+async def test_null_is_not_absent(
+    admin: ConfigClient, rtype: str, body: dict[str, Any], field: str
+) -> None:
+    before = await revision(admin)
+    await expect_error(admin.create(rtype, {"name": "p", **body}), 400, field)
+    assert await revision(admin) == before
+
+
 async def test_not_json_and_unknown_routes_are_json_errors(admin: ConfigClient) -> None:
     async with admin.session.post(f"{admin.url}/projects", data=b"{nope") as resp:
         assert resp.status == 400 and "JSON" in (await resp.json())["error"]

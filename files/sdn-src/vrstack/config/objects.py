@@ -166,13 +166,16 @@ class ConfigDB:
         if body.get("name") is None:
             raise FieldError("name", "is required")
         name = NAME.check(body.pop("name"), "name")
+        # Absent and null differ: the document allows leaving `uuid` out, never null.
+        if "uuid" in body and body["uuid"] is None:
+            raise FieldError("uuid", "must be a uuid string (leave it out to get a new one)")
+        if not res.parent and "parent_uuid" in body:
+            raise FieldError("parent_uuid", f"a {res.name} has no parent")
         parent_uuid = body.pop("parent_uuid", None)
         uid = body.pop("uuid", None)
         uid = Ref(target=res.name).check(uid, "uuid") if uid is not None else str(uuidlib.uuid4())
         if res.parent and parent_uuid is None:
             raise FieldError("parent_uuid", f"is required: the uuid of the {res.parent}")
-        if not res.parent and parent_uuid is not None:
-            raise FieldError("parent_uuid", f"a {res.name} has no parent")
         if parent_uuid is not None:
             parent_uuid = Ref(target=res.parent or "").check(parent_uuid, "parent_uuid")
         if res.name == "global-config" and name != "default":
