@@ -136,8 +136,12 @@ def test_same_password_establishes(hosts: TwoHosts) -> None:
         hosts.last("b"),
     )
     assert hosts.last("a")["auth"] == "md5" and hosts.last("b")["auth"] == "md5"
-    # Nothing refused on the way.
-    assert not any(hosts.md5_counters("a").values()), hosts.md5_counters("a")
+    # Nothing unsigned or wrongly signed on the way. (TCPMD5Unexpected, a signed segment
+    # where no key is set yet, may count one: b's first SYN can beat a's listener key,
+    # which is set once a has read its peers; b's retry then gets in.)
+    counters = hosts.md5_counters("a")
+    assert counters.get("TcpExtTCPMD5NotFound", 0) == 0, counters
+    assert counters.get("TcpExtTCPMD5Failure", 0) == 0, counters
 
 
 @pytest.mark.parametrize("b_password", ["another-password-0002", ""], ids=["wrong", "missing"])
