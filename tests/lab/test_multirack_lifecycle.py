@@ -4,18 +4,24 @@ A copy of inventories/multirack-lab gains one compute; `tools/lab.py up` starts 
 that host (same cluster, so the same lab), `playbooks/add-compute.yml` deploys it and
 registers its virtual-router, and `playbooks/verify.yml` on it sees its agent with
 sessions to two control nodes. Every other host must report changed=0 except the
-first controller (the registration). The host stays until the lab is destroyed
-(its state file records it). Run: VRSTACK_MULTIRACK=1 pytest tests/lab/test_multirack_lifecycle.py
+first controller (the registration). Then `playbooks/remove-compute.yml` takes it out
+again: refused (nothing removed) while a port is bound to it, done once the port is
+gone. The container stays until the lab is destroyed (its state file records it).
+Run: VRSTACK_MULTIRACK=1 pytest tests/lab/test_multirack_lifecycle.py (in file order).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -24,6 +30,7 @@ REPO = Path(__file__).resolve().parents[2]
 INVENTORY = REPO / "inventories" / "multirack-lab"
 NEW = "mr-cmp13"
 SKIP_TAGS = os.environ.get("VRSTACK_LAB_SKIP_TAGS", "openstack")
+STATE = Path.home() / ".local/share/vrstack/multirack"
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("VRSTACK_MULTIRACK") != "1",
@@ -44,13 +51,42 @@ def recap(output: str) -> dict[str, int]:
     return {host: int(changed) for host, changed in found}
 
 
-def test_add_one_compute(tmp_path: Path) -> None:
+def host_var(inv: Path, host: str, name: str) -> Any:
+    out = run("ansible-inventory", "-i", str(inv), "--host", host, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout)[name]
+
+
+def api(inv: Path, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    """One admin request to the config API on the first controller; None for a 404."""
+    token = yaml.safe_load((STATE / "secrets.yml").read_text())["sdn_api_admin_token"]
+    url = f"http://{host_var(inv, 'mr-ctl1', 'vrstack_fabric_ip')}:8082{path}"
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method)
+    req.add_header("X-Auth-Token", token)
+    req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            text = resp.read()
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return None
+        raise AssertionError(f"{method} {path}: {exc.code} {exc.read()[:500]!r}") from None
+    return json.loads(text) if text else None
+
+
+def grown_inventory(tmp_path: Path) -> Path:
+    """inventories/multirack-lab plus the new compute, in tmp_path."""
     fabric = yaml.safe_load((INVENTORY / "fabric.yml").read_text())
     fabric["hosts"][NEW] = {"rack": "r1", "roles": ["compute"]}
     inv = tmp_path / "inventory"
     inv.mkdir()
     (inv / "fabric.yml").write_text(yaml.safe_dump(fabric, sort_keys=False))
+    return inv
 
+
+def test_add_one_compute(tmp_path: Path) -> None:
+    inv = grown_inventory(tmp_path)
     up = run(sys.executable, "tools/lab.py", "up", "--inventory", str(inv), timeout=600)
     assert up.returncode == 0, up.stderr[-2000:]
 
@@ -78,4 +114,53 @@ def test_add_one_compute(tmp_path: Path) -> None:
         "ansible-playbook", "-i", str(inv), "playbooks/add-compute.yml",
         "-e", f"vrstack_new_compute={NEW}", f"--skip-tags={SKIP_TAGS}",
     )  # fmt: skip
+    assert again.returncode == 0 and set(recap(again.stdout).values()) == {0}, again.stdout[-3000:]
+
+
+def remove(inv: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return run(
+        "ansible-playbook", "-i", str(inv), "playbooks/remove-compute.yml",
+        "-e", f"vrstack_removed_compute={NEW}", f"--skip-tags={SKIP_TAGS}", *extra,
+    )  # fmt: skip
+
+
+def test_remove_one_compute(tmp_path: Path) -> None:
+    inv = grown_inventory(tmp_path)
+    found = api(inv, "GET", f"/virtual-routers?name={NEW}")["items"]
+    assert found, f"{NEW} is not registered: run test_add_one_compute first"
+    vrouter = found[0]["uuid"]
+
+    # A port bound there: the removal waits, then stops without removing anything.
+    tag = f"rm-{os.getpid()}"
+    project = api(inv, "POST", "/projects", {"name": tag})
+    net = api(inv, "POST", "/virtual-networks", {"name": tag, "parent_uuid": project["uuid"]})
+    port = api(
+        inv, "POST", "/virtual-machine-interfaces",
+        {"name": tag, "parent_uuid": project["uuid"], "virtual_network": net["uuid"],
+         "virtual_router": vrouter},
+    )  # fmt: skip
+    try:
+        refused = remove(inv, "-e", "sdn_config_remove_wait=5")
+        assert refused.returncode != 0, refused.stdout[-3000:]
+        assert tag in refused.stdout, refused.stdout[-3000:]
+        assert api(inv, "GET", f"/virtual-routers/{vrouter}") is not None
+    finally:
+        api(inv, "DELETE", f"/virtual-machine-interfaces/{port['uuid']}")
+        api(inv, "DELETE", f"/virtual-networks/{net['uuid']}")
+        api(inv, "DELETE", f"/projects/{project['uuid']}")
+
+    done = remove(inv)
+    assert done.returncode == 0, done.stdout[-4000:]
+    changed = recap(done.stdout)
+    assert changed[NEW] > 0 and changed["mr-ctl1"] > 0, changed
+    others = {h: n for h, n in changed.items() if h not in (NEW, "mr-ctl1", "localhost")}
+    assert all(n == 0 for n in others.values()), f"other hosts changed: {others}"
+    assert api(inv, "GET", f"/virtual-routers/{vrouter}") is None
+    agent = run(
+        "ansible", "-i", str(inv), NEW, "-m", "ansible.builtin.command",
+        "-a", "systemctl is-active vrstack-agent.service",
+    )  # fmt: skip
+    assert "inactive" in agent.stdout, agent.stdout
+
+    again = remove(inv)
     assert again.returncode == 0 and set(recap(again.stdout).values()) == {0}, again.stdout[-3000:]
