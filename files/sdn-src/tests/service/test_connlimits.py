@@ -116,7 +116,55 @@ def test_many_sources_make_a_bounded_number_of_lines(
     for i in range(200):
         admit(gate, f"198.18.3.{i}")
     assert len(lines()) == 2 * connlimits.LOG_BURST
-    assert len(gate._recent) <= connlimits.LOG_BURST  # the first window's sources forgotten
+    # The 20 said in the first interval are forgotten; the other 180 still hold a
+    # refusal to say (20 said now, as the new interval began), and the 200 new ones.
+    assert len(gate._recent) == 380
+
+
+def refused_by_source(said: list[logging.LogRecord]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for r in said:
+        out[r.__dict__["addr"]] = out.get(r.__dict__["addr"], 0) + r.__dict__["refused"]
+    return out
+
+
+def test_refusals_past_the_burst_are_counted_and_said_later(
+    clock: Clock, lines: Callable[[], list[logging.LogRecord]]
+) -> None:
+    """Sources refused while the burst is spent get no line then, but their refusals
+    are said in later intervals: the lines' counts add up to the gate's, per source."""
+    gate = Gate(ConnLimits(max_connections=1, max_connections_per_source=1), "t")
+    admit(gate, "198.18.1.1")
+    sources = [f"198.18.2.{i}" for i in range(30)]
+    for _ in range(3):
+        for address in sources:  # 90 refusals: 20 lines, then the burst is spent
+            admit(gate, address)
+    assert len(lines()) == connlimits.LOG_BURST
+    for _ in range(3):  # each interval one refusal from elsewhere lets 20 more lines out
+        clock.now += connlimits.LOG_INTERVAL
+        admit(gate, "198.18.3.1")
+    said = refused_by_source(lines())
+    assert said == {**{a: 3 for a in sources}, "198.18.3.1": 3}
+    assert sum(said.values()) == gate.refused == 93
+    assert len(lines()) <= 4 * connlimits.LOG_BURST
+
+
+def test_sources_beyond_the_tracked_ones_share_one_count(
+    clock: Clock, lines: Callable[[], list[logging.LogRecord]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(connlimits, "MAX_TRACKED", 5)
+    gate = Gate(ConnLimits(max_connections=1, max_connections_per_source=1), "t")
+    admit(gate, "198.18.1.1")
+    for i in range(12):
+        admit(gate, f"198.18.2.{i}")
+    assert len(gate._recent) == 5  # bounded
+    said = refused_by_source(lines())
+    assert said == {**{f"198.18.2.{i}": 1 for i in range(5)}, connlimits.OTHERS: 1}
+    clock.now += connlimits.LOG_INTERVAL
+    admit(gate, "198.18.2.0")  # the six unsaid are said with the next interval's first line
+    said = refused_by_source(lines())
+    assert said[connlimits.OTHERS] == 7 and said["198.18.2.0"] == 2
+    assert sum(said.values()) == gate.refused == 13
 
 
 def test_settings_are_read_and_checked(tmp_path: Path) -> None:
@@ -147,4 +195,27 @@ def test_a_quiet_source_s_unlogged_refusals_are_said_at_the_next_interval(
     admit(gate, "198.18.0.2")  # the next interval: 198.18.0.1's four are said first
     said = [(r.__dict__["addr"], r.__dict__["refused"]) for r in lines()]
     assert said == [("198.18.0.1", 1), ("198.18.0.1", 4), ("198.18.0.2", 1)]
-    assert list(gate._recent) == ["198.18.0.2"]
+    clock.now += connlimits.LOG_INTERVAL
+    admit(gate, "198.18.0.2")
+    assert list(gate._recent) == ["198.18.0.2"]  # 198.18.0.1, quiet for an interval, forgotten
+
+
+def test_an_allow_hook_refuses_other_sources_before_the_caps(
+    clock: Clock, lines: Callable[[], list[logging.LogRecord]]
+) -> None:
+    gate = Gate(
+        ConnLimits(max_connections=10, max_connections_per_source=2),
+        "bgp",
+        allow={"198.18.0.1"}.__contains__,
+    )
+    assert admit(gate, "198.18.0.9") is None
+    assert [admit(gate, "198.18.0.1") is not None for _ in range(3)] == [True, True, False]
+    assert (gate.open, gate.refused, gate.by_source) == (2, 2, {"198.18.0.1": 2})
+    first, second = (r.__dict__ for r in lines())
+    assert (first["listener"], first["addr"], first["reason"]) == (
+        "bgp",
+        "198.18.0.9",
+        "not_allowed",
+    )
+    assert "limit" not in first  # no number to name: the source is not allowed at all
+    assert (second["reason"], second["limit"]) == ("max_connections_per_source", 2)

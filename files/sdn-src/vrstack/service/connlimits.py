@@ -3,13 +3,15 @@
 Timeouts (`httplimits`, the XMPP deadlines) close slow clients in time, but one source
 could still open connections faster than they expire and use up the process's file
 descriptors. Every listener (the HTTP services through `daemon.serve` and the agent's
-TLS listener, the control node's XMPP port) wraps its protocol factory with a `Gate`:
-a connection over `max_connections_per_source` for its source address, or over
+TLS listener, the control node's XMPP and BGP ports) wraps its protocol factory with a
+`Gate`: a connection from a source its `allow` hook refuses (BGP: not a configured
+peer), over `max_connections_per_source` for its source address, or over
 `max_connections` in all, is closed at once, before a byte is read, and the refusal is
 logged with the source (at most one line per source per `LOG_INTERVAL`, and at most
-`LOG_BURST` lines per interval in all, each line counting the refusals it stands for).
+`LOG_BURST` lines per interval in all, each line counting the refusals it stands for;
+refusals not yet said are counted for the source's next line, so the counts add up).
 
-Settings, in the section of the listener (`http.` or `xmpp.`):
+Settings, in the section of the listener (`http.`, `xmpp.` or `bgp.`):
 `max_connections` and `max_connections_per_source`.
 """
 
@@ -29,6 +31,11 @@ StreamHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable
 
 LOG_INTERVAL = 10.0  # seconds between refusal lines for one source
 LOG_BURST = 20  # refusal lines per LOG_INTERVAL for all sources together
+# Sources whose refusals are counted one by one; beyond, a flood of addresses shares
+# one count (OTHERS), so the memory stays bounded.
+MAX_TRACKED = 1024
+OTHERS = "other sources"
+NOT_ALLOWED = "not_allowed"  # the reason when the gate's `allow` hook says no
 # The soft file descriptor limit of a systemd service is 1024: stay under it.
 DEFAULT_TOTAL = 768
 
@@ -65,17 +72,30 @@ class Slot:
             self._gate._release(self.source)
 
 
-class Gate:
-    """Counts a listener's open connections and refuses those over its limits."""
+@dataclass
+class _Tally:
+    """What one source's refusal lines have said, and what is left to say."""
 
-    def __init__(self, limits: ConnLimits, listener: str) -> None:
+    reason: str
+    said_at: float | None = None  # when its last line went out; None: never
+    unsaid: int = 0  # refusals since that line
+
+
+class Gate:
+    """Counts a listener's open connections and refuses those over its limits, or from
+    a source `allow` (when given) says no to."""
+
+    def __init__(
+        self, limits: ConnLimits, listener: str, allow: Callable[[str], bool] | None = None
+    ) -> None:
         self.limits = limits
         self.listener = listener
+        self.allow = allow
         self.open = 0
         self.by_source: dict[str, int] = {}
         self.refused = 0
-        # source -> [when its last line went out, refusals since, the last reason]
-        self._recent: dict[str, list[Any]] = {}
+        self._recent: dict[str, _Tally] = {}
+        self._others = _Tally(NOT_ALLOWED)  # refusals of sources beyond MAX_TRACKED
         self._window = float("-inf")
         self._lines = 0
 
@@ -84,7 +104,9 @@ class Gate:
         peer = transport.get_extra_info("peername")
         source = str(peer[0]) if isinstance(peer, tuple) and peer else "?"
         have = self.by_source.get(source, 0)
-        if have >= self.limits.max_connections_per_source:
+        if self.allow is not None and not self.allow(source):
+            reason = NOT_ALLOWED
+        elif have >= self.limits.max_connections_per_source:
             reason = "max_connections_per_source"
         elif self.open >= self.limits.max_connections:
             reason = "max_connections"
@@ -106,43 +128,57 @@ class Gate:
             self.by_source.pop(source, None)
 
     def _log_refusal(self, source: str, reason: str) -> None:
+        """Count the refusal for its source and say it when the rate limits allow.
+
+        Every refusal lands in exactly one tally and every line says (and empties) one,
+        so the `refused` fields of the lines add up to the refusals, just later when
+        the burst is spent."""
         now = time.monotonic()
-        carried = 0
         if now - self._window >= LOG_INTERVAL:
             self._window, self._lines = now, 0
-            # Forget sources quiet for an interval (so a scan of many addresses cannot
-            # grow this map), saying first what they were refused since their last line.
-            for other, (at, unlogged, why) in list(self._recent.items()):
-                if now - at < LOG_INTERVAL:
-                    continue
-                del self._recent[other]
-                if other == source:
-                    carried = unlogged  # said with this refusal below
-                elif unlogged:
-                    self._line(other, why, unlogged)
-        recent = self._recent.get(source)
-        if recent is not None:  # a line within the interval: count this for the next one
-            recent[1] += 1
-            recent[2] = reason
-            return
-        if self._lines < LOG_BURST:
-            self._recent[source] = [now, 0, reason]
-            self._line(source, reason, carried + 1)
+            self._catch_up(now, source)
+        tally = self._recent.get(source)
+        if tally is None:
+            if len(self._recent) < MAX_TRACKED:
+                tally = self._recent[source] = _Tally(reason)
+            else:
+                source, tally = OTHERS, self._others
+        tally.unsaid += 1
+        tally.reason = reason
+        self._say(source, tally, now)
 
-    def _line(self, source: str, reason: str, refused: int) -> None:
+    def _catch_up(self, now: float, current: str) -> None:
+        """At a new interval: say what other sources were refused since their last line
+        (`current`'s is said with its refusal), and forget those quiet for an interval
+        (so a scan of many addresses cannot grow the map)."""
+        for source, tally in list(self._recent.items()):
+            if source == current:
+                continue
+            if tally.unsaid:
+                self._say(source, tally, now)
+            elif tally.said_at is not None and now - tally.said_at >= LOG_INTERVAL:
+                del self._recent[source]
+        if self._others.unsaid:
+            self._say(OTHERS, self._others, now)
+
+    def _say(self, source: str, tally: _Tally, now: float) -> None:
+        """One line for the tally's refusals, unless its source had one within the
+        interval or the burst is spent (then they wait for a later line)."""
+        if tally.said_at is not None and now - tally.said_at < LOG_INTERVAL:
+            return
         if self._lines >= LOG_BURST:
             return
         self._lines += 1
-        log.warning(
-            "connection refused",
-            extra={
-                "listener": self.listener,
-                "addr": source,
-                "reason": reason,
-                "limit": getattr(self.limits, reason),
-                "refused": refused,  # since this source's previous line
-            },
-        )
+        extra: dict[str, Any] = {
+            "listener": self.listener,
+            "addr": source,
+            "reason": tally.reason,
+            "refused": tally.unsaid,  # since this source's previous line
+        }
+        if tally.reason != NOT_ALLOWED:
+            extra["limit"] = getattr(self.limits, tally.reason)
+        log.warning("connection refused", extra=extra)
+        tally.said_at, tally.unsaid = now, 0
 
     def protocol(
         self, factory: Callable[[], asyncio.BaseProtocol], slot: Slot | None = None
