@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -163,4 +164,43 @@ def test_remove_one_compute(tmp_path: Path) -> None:
     assert "inactive" in agent.stdout, agent.stdout
 
     again = remove(inv)
+    assert again.returncode == 0 and set(recap(again.stdout).values()) == {0}, again.stdout[-3000:]
+
+
+def main_pids(unit: str) -> dict[str, str]:
+    """Compute -> MainPID of a systemd unit, read through Ansible."""
+    out = run(
+        "ansible", "-i", str(INVENTORY), "compute", "-o", "-m", "ansible.builtin.command",
+        "-a", f"systemctl show --property=MainPID --value {unit}",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout[-2000:]
+    return dict(re.findall(r"^(\S+) \| CHANGED \| rc=0 \| \(stdout\) (\d+)", out.stdout, re.M))
+
+
+def test_rolling_upgrade(tmp_path: Path) -> None:
+    """The next version is this source plus one module: every SDN service restarts, one
+    node (or batch) at a time, while vrouterd, whose source did not change, keeps running."""
+    src = tmp_path / "sdn-src"
+    shutil.copytree(REPO / "files" / "sdn-src", src, ignore=shutil.ignore_patterns("__pycache__"))
+    (src / "vrstack" / "upgrade_marker.py").write_text(f'"""Upgrade test {os.getpid()}."""\n')
+    datapath = main_pids("vrouterd.service")
+    agents = main_pids("vrstack-agent.service")
+    assert datapath and all(pid != "0" for pid in datapath.values()), datapath
+
+    start = time.monotonic()
+    up = run(
+        "ansible-playbook", "-i", str(INVENTORY), "playbooks/upgrade.yml",
+        "-e", f"sdn_package_src={src}", f"--skip-tags={SKIP_TAGS}",
+    )  # fmt: skip
+    took = time.monotonic() - start
+    assert up.returncode == 0, up.stdout[-4000:]
+    print(f"rolling upgrade: {took:.0f}s")
+    assert main_pids("vrouterd.service") == datapath
+    restarted = main_pids("vrstack-agent.service")
+    assert all(restarted[h] != agents[h] for h in agents), (agents, restarted)
+
+    again = run(
+        "ansible-playbook", "-i", str(INVENTORY), "playbooks/upgrade.yml",
+        "-e", f"sdn_package_src={src}", f"--skip-tags={SKIP_TAGS}",
+    )  # fmt: skip
     assert again.returncode == 0 and set(recap(again.stdout).values()) == {0}, again.stdout[-3000:]
