@@ -20,6 +20,7 @@ import contextlib
 import ipaddress
 import json
 import logging
+import ssl
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -63,6 +64,7 @@ class AgentSettings:
     vif_ports_dir: str = ""  # the os-vif plugin's port records, read at start
     config_api_url: str = ""  # where port states are reported; empty: not reported
     config_api_token: str = ""  # a token that may write port-state objects
+    config_api_ssl: ssl.SSLContext | None = None  # checks an https:// config API
     tap_poll: float = 2.0  # seconds between looks for taps (besides link notifications)
 
 
@@ -129,7 +131,12 @@ class Agent:
         self._ports_sent: dict[str, Any] = {}
         self.status = (
             StatusReporter(
-                ConfigClient(settings.config_api_url, settings.config_api_token), settings.name
+                ConfigClient(
+                    settings.config_api_url,
+                    settings.config_api_token,
+                    ssl_context=settings.config_api_ssl,
+                ),
+                settings.name,
             )
             if settings.config_api_url
             else None

@@ -12,16 +12,14 @@ peer's address and the reason.
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import logging
-import signal
 from dataclasses import dataclass
 
 from aiohttp import web
 
-from ..service import httplimits, tls
-from ..service.daemon import serve as serve_plain
+from ..service import tls
+from ..service.daemon import serve as serve_http
 from ..service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -68,37 +66,4 @@ def _refused(address: str, reason: str) -> None:
 
 async def serve(app: web.Application, where: Listener, service: str) -> None:
     """Serve `app` until SIGTERM or SIGINT: plain on loopback, else mutual TLS."""
-    if where.tls is None:
-        await serve_plain(app, where.host, where.port, service)
-        return
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    runner = web.AppRunner(app, access_log=None, **httplimits.runner_options(app))
-    await runner.setup()
-    assert runner.server is not None
-    ctx = tls.server_context(where.tls)
-    server = await tls.start_protocol_server(
-        runner.server, where.host, where.port, ctx, _refused, gate=httplimits.gate(app, service)
-    )
-    ports = [s.getsockname()[1] for s in server.sockets]
-    log.info(
-        "listening",
-        extra={
-            "event": "listening",
-            "host": where.host,
-            "ports": ports,
-            "svc": service,
-            "tls": True,
-        },
-    )
-    try:
-        await stop.wait()
-        log.info("shutting down", extra={"event": "shutdown"})
-    finally:
-        server.close()
-        await runner.cleanup()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
-    log.info("stopped", extra={"event": "stopped"})
+    await serve_http(app, where.host, where.port, service, where.tls, _refused)

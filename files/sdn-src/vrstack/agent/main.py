@@ -189,6 +189,7 @@ def load(settings: Settings) -> tuple[AgentSettings, str, int]:
         vif_ports_dir=settings.get_str("vif_ports_dir", ""),
         config_api_url=settings.get_str("config_api.url", ""),
         config_api_token=settings.get_str("config_api.token", ""),
+        config_api_ssl=tls.https_client(settings, "config_api.url", "config_api.tls"),
         tap_poll=settings.get_float("tap_poll", 2.0),
     )
     if agent.ping_interval <= 0 or agent.retry <= 0 or agent.flow_idle <= 0:

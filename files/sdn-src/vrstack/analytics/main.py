@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..config import auth
 from ..service import httplimits, tls
-from ..service.daemon import serve
+from ..service.daemon import http_tls, serve
 from ..service.jsonlog import setup_logging
 from ..service.settings import ConfigError, Settings
 from .overview import fabric_from_settings
@@ -166,12 +166,13 @@ def main(argv: list[str] | None = None) -> int:
         http = httplimits.from_settings(settings)
         host = settings.get_str("listen.host", "127.0.0.1")
         port = settings.get_int("listen.port", 8081, low=0, high=65535)
+        https = http_tls(settings)
     except ConfigError as exc:
         print(f"vrstack-collector: config error: {exc}", file=sys.stderr)
         return 2
     app = make_app(store, authenticator, options, http)
     try:
-        asyncio.run(serve(app, host, port, "vrstack-collector"))
+        asyncio.run(serve(app, host, port, "vrstack-collector", https))
     except StoreError as exc:
         print(f"vrstack-collector: store: {exc}", file=sys.stderr)
         return 1

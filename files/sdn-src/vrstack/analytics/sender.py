@@ -1,6 +1,6 @@
 """Send records to the collector: what services and agents use (docs/sdn-analytics.md).
 
-    sender = Sender("http://198.18.1.11:8081", source="compute1", token="...")
+    sender = Sender("https://198.18.1.11:8081", source="compute1", token="...", ssl_context=ctx)
     add_background(app, "analytics", sender.run)        # or: task = create_task(sender.run(stop))
     sender.emit("status", service="vrstack-agent", state="up", interval=10, connections=[...])
     sender.emit("flow", start=..., end=..., vrf=..., src_ip=..., ...)
@@ -11,7 +11,8 @@ the queue only when the collector acknowledged it (it is then committed there), 
 lost connection or a collector restart loses nothing while the queue has room. When the
 collector is away long enough for the queue to fill, the oldest records are dropped and
 counted in `stats["dropped"]`. Every record gets an id unique to this sender, so a
-batch resent after a lost answer is not stored twice.
+batch resent after a lost answer is not stored twice. An https:// collector is checked
+with `ssl_context` (the deployment CA; `service.tls.https_client`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import logging
 import random
 import re
 import secrets
+import ssl
 import time
 from collections import deque
 from typing import Any
@@ -47,8 +49,10 @@ class Sender:
         backoff_min: float = 0.5,
         backoff_max: float = 30.0,
         timeout: float = 10.0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.url = url.rstrip("/") + "/ingest/" + source
+        self.ssl_context = ssl_context
         self.source = source
         self.headers = {"Content-Type": "application/x-ndjson"}
         if token:
@@ -103,7 +107,10 @@ class Sender:
     async def run(self, stop: asyncio.Event) -> None:
         """Send until `stop` is set, then make one last attempt at what is left."""
         timeout = aiohttp.ClientTimeout(total=self.timeout)
-        async with aiohttp.ClientSession(timeout=timeout, headers=self.headers) as session:
+        connector = aiohttp.TCPConnector(ssl=self.ssl_context or True)
+        async with aiohttp.ClientSession(
+            timeout=timeout, headers=self.headers, connector=connector
+        ) as session:
             while not stop.is_set():
                 await self._wait(stop, self.flush_interval)
                 await self._drain(session, stop)

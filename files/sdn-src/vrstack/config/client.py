@@ -10,6 +10,9 @@ The mirror is what other services (schema transformer, control node, agent) buil
 
 A reconnect resumes from the last revision seen, so no change is missed; when the
 server no longer has that history (410) the mirror lists everything again.
+
+An https:// URL is checked with `ssl_context` (`service.tls.https_client` builds it from
+a daemon's settings: the deployment CA, the server's name or address).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -41,10 +45,18 @@ class ApiError(Exception):
 
 
 class ConfigClient:
-    def __init__(self, url: str, token: str, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        timeout: float = 10.0,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.url = url.rstrip("/")
         self.token = token
         self.timeout = timeout
+        self.ssl_context = ssl_context
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> ConfigClient:
@@ -61,7 +73,11 @@ class ConfigClient:
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = aiohttp.ClientSession(headers={"X-Auth-Token": self.token})
+            # ssl=True: https:// without a context of its own checks against the system CAs.
+            connector = aiohttp.TCPConnector(ssl=self.ssl_context or True)
+            self._session = aiohttp.ClientSession(
+                headers={"X-Auth-Token": self.token}, connector=connector
+            )
         return self._session
 
     async def request(

@@ -10,7 +10,7 @@ import asyncio
 import sys
 
 from ..service import httplimits
-from ..service.daemon import serve
+from ..service.daemon import http_tls, serve
 from ..service.jsonlog import setup_logging
 from ..service.settings import ConfigError, Settings
 from ..status import report
@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         port = settings.get_int("listen.port", 8082, low=0, high=65535)
         analytics = report.options(settings)
         http = httplimits.from_settings(settings)
+        https = http_tls(settings)
     except ConfigError as exc:
         print(f"vrstack-api: config error: {exc}", file=sys.stderr)
         return 2
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     app = make_app(db, authenticator, backend, http)
     report.add_reporting(app, analytics, "vrstack-api", lambda: snapshot(db, backend))
     try:
-        asyncio.run(serve(app, host, port, "vrstack-api"))
+        asyncio.run(serve(app, host, port, "vrstack-api", https))
     except StoreUnavailable as exc:
         print(f"vrstack-api: store: {exc}", file=sys.stderr)
         return 1

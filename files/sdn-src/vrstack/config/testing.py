@@ -139,6 +139,7 @@ class Daemon:
         self.profile = profile  # a file: run under cProfile, written at a clean exit
         self.config_path = workdir / f"{name}.yaml"
         self.config_path.write_text(json.dumps(config))  # JSON is valid YAML
+        self.scheme = "https" if (config.get("http") or {}).get("tls") else "http"
         self.log_path = workdir / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
@@ -171,7 +172,7 @@ class Daemon:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def logs(self) -> Iterator[dict[str, Any]]:
         """The JSON log lines of the current run."""

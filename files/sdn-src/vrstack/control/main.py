@@ -174,11 +174,12 @@ def main(argv: list[str] | None = None) -> int:
         ns, url, token, host, port = load(settings)
         level = settings.get_choice("log.level", ("debug", "info", "warning", "error"), "info")
         analytics = report.options(settings)
+        api_ssl = tls.https_client(settings, "api.url", "api.tls")
     except ConfigError as exc:
         print(f"vrstack-control: config error: {exc}", file=sys.stderr)
         return 2
     setup_logging("vrstack-control", level)
-    node = ControlNode(ns, Mirror(ConfigClient(url, token), CONFIG_TYPES))
+    node = ControlNode(ns, Mirror(ConfigClient(url, token, ssl_context=api_ssl), CONFIG_TYPES))
     try:
         asyncio.run(serve(make_app(node, analytics), host, port, "vrstack-control"))
     except OSError as exc:

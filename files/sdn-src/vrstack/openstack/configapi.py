@@ -3,17 +3,21 @@
 Neutron's API workers and nova-compute call us synchronously and their virtualenv has
 no aiohttp, so this is `vrstack.config.client.ConfigClient`'s interface over urllib:
 same paths (from the one model), same `ApiError` shape (status, body, message).
+An https:// API is checked against `ca_file` (the deployment CA; the system CAs when
+empty) and the name or address in the URL.
 """
 
 from __future__ import annotations
 
 import json
+import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
 from typing import Any
 
 from ..config.model import RESOURCES
+from ..service import tls
 
 JSON = dict[str, Any]
 
@@ -33,10 +37,13 @@ class ApiError(Exception):
 
 
 class SyncConfigClient:
-    def __init__(self, url: str, token: str, timeout: float = 10.0) -> None:
+    def __init__(self, url: str, token: str, timeout: float = 10.0, ca_file: str = "") -> None:
         self.url = url.rstrip("/")
         self.token = token
         self.timeout = timeout
+        self.ssl_context: ssl.SSLContext | None = None
+        if self.url.startswith("https://"):  # a bad CA file fails here, naming it
+            self.ssl_context = tls.client_context(tls.TlsFiles(ca=ca_file))
 
     def request(
         self,
@@ -58,7 +65,9 @@ class SyncConfigClient:
         for key, value in (headers or {}).items():
             req.add_header(key, value)
         try:
-            with urllib.request.urlopen(req, timeout=timeout or self.timeout) as resp:
+            with urllib.request.urlopen(
+                req, timeout=timeout or self.timeout, context=self.ssl_context
+            ) as resp:
                 raw = resp.read()
                 return json.loads(raw) if raw else None
         except urllib.error.HTTPError as exc:

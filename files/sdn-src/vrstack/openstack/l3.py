@@ -31,7 +31,7 @@ from oslo_config import cfg
 from oslo_log import log as logging
 
 from . import mapping, ml2
-from .configapi import ApiError, SyncConfigClient
+from .configapi import ApiError
 
 LOG = logging.getLogger(__name__)
 JSON = dict[str, Any]
@@ -48,7 +48,7 @@ class VrstackL3Plugin(service_base.ServicePluginBase, l3_db.L3_NAT_dbonly_mixin)
     def __init__(self) -> None:
         super().__init__()
         conf = cfg.CONF[ml2.GROUP]
-        self.backend = ml2.Backend(SyncConfigClient(conf.api_url, conf.api_token, conf.timeout))
+        self.backend = ml2.Backend(ml2.config_client(conf))
 
     @classmethod
     def get_plugin_type(cls) -> str:

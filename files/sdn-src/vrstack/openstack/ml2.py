@@ -23,7 +23,8 @@ the worker `get_workers()` returns, which Neutron starts in `neutron-periodic-wo
     [ml2]
     mechanism_drivers = vrstack
     [ml2_vrstack]
-    api_url = http://198.18.1.11:8082
+    api_url = https://198.18.1.11:8082
+    api_ca_file = /etc/vrstack/pki/ca.crt
     api_token = ...
 """
 
@@ -57,6 +58,11 @@ GROUP = "ml2_vrstack"
 VIF_TYPE = "vrouter"
 OPTS = [
     cfg.StrOpt("api_url", default="http://127.0.0.1:8082", help="The vrstack config API"),
+    cfg.StrOpt(
+        "api_ca_file",
+        default="",
+        help="The CA that signed an https api_url's certificate; empty: the system CAs",
+    ),
     cfg.StrOpt("api_token", default="", secret=True, help="A read-write token"),
     cfg.FloatOpt("timeout", default=10.0, min=0.1, help="Seconds per config API request"),
     cfg.IntOpt(
@@ -74,6 +80,11 @@ OPTS = [
     ),
 ]
 cfg.CONF.register_opts(OPTS, GROUP)
+
+
+def config_client(conf: Any) -> SyncConfigClient:
+    """A config API client from the `[ml2_vrstack]` options."""
+    return SyncConfigClient(conf.api_url, conf.api_token, conf.timeout, conf.api_ca_file)
 
 
 class ConfigApiRejected(n_exc.BadRequest):  # type: ignore[misc]
@@ -197,9 +208,7 @@ class Backend:
 class VrstackMechanismDriver(api.MechanismDriver):  # type: ignore[misc]
     def initialize(self) -> None:
         conf = cfg.CONF[GROUP]
-        self.backend = Backend(
-            SyncConfigClient(conf.api_url, conf.api_token, conf.timeout), self._neutron_group
-        )
+        self.backend = Backend(config_client(conf), self._neutron_group)
         self.synced: dict[str, Any] = {}  # neutron id -> what resync last wrote it from
         sg, rule = resources.SECURITY_GROUP, resources.SECURITY_GROUP_RULE
         for callback, resource, event in (
@@ -406,8 +415,7 @@ class VrstackMechanismDriver(api.MechanismDriver):  # type: ignore[misc]
 
     def watch_port_states(self, stop: threading.Event) -> None:
         conf = cfg.CONF[GROUP]
-        client = SyncConfigClient(conf.api_url, conf.api_token, conf.timeout)
-        PortStateWatcher(client, self.port_state, conf.watch_timeout).run(stop)
+        PortStateWatcher(config_client(conf), self.port_state, conf.watch_timeout).run(stop)
 
     # ---- resync -----------------------------------------------------------------------
 

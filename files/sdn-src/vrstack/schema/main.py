@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from ..config.client import ConfigClient
+from ..service import tls
 from ..service.daemon import add_background, add_health, serve
 from ..service.jsonlog import setup_logging
 from ..service.settings import ConfigError, Settings
@@ -71,13 +72,14 @@ def main(argv: list[str] | None = None) -> int:
         if not url.startswith(("http://", "https://")):
             raise settings.error("api.url", f"must be an http(s) URL, got {url!r}")
         token = settings.get_str("api.token")
+        api_ssl = tls.https_client(settings, "api.url", "api.tls")
         host = settings.get_str("listen.host", "127.0.0.1")
         port = settings.get_int("listen.port", 8087, low=0, high=65535)
         analytics = report.options(settings)
     except ConfigError as exc:
         print(f"vrstack-schema: config error: {exc}", file=sys.stderr)
         return 2
-    transformer = SchemaTransformer(ConfigClient(url, token))
+    transformer = SchemaTransformer(ConfigClient(url, token, ssl_context=api_ssl))
     asyncio.run(serve(make_app(transformer, analytics), host, port, "vrstack-schema"))
     return 0
 

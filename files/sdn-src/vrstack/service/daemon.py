@@ -2,7 +2,9 @@
 
 Each service builds its `web.Application` (routes, startup/cleanup hooks for its
 background tasks) and hands it to `serve`; `serve` adds `/health`, binds, and waits
-for a signal, then stops accepting requests and runs the cleanup hooks.
+for a signal, then stops accepting requests and runs the cleanup hooks. With TLS files
+(`http_tls` reads them from the `http.tls` settings) it serves HTTPS, and each failed
+handshake is logged with the peer's address and the reason.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from typing import Any
 
 from aiohttp import web
 
+from . import tls
 from .httplimits import gate, runner_options
+from .settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +64,30 @@ def add_background(
     app.cleanup_ctx.append(ctx)
 
 
-async def serve(app: web.Application, host: str, port: int, service: str) -> None:
-    """Serve `app` until SIGTERM or SIGINT, then shut down cleanly. Connections are
-    counted against the app's `http.max_connections*` limits (`connlimits`)."""
+def http_tls(settings: Settings) -> tls.TlsFiles | None:
+    """`http.tls.cert` and `.key` (checked now, naming the field): HTTPS when set."""
+    return tls.server_files(settings, "http.tls")
+
+
+def _refused(service: str) -> tls.Refused:
+    def refused(address: str, reason: str) -> None:
+        log.warning("client refused", extra={"addr": address, "reason": reason, "svc": service})
+
+    return refused
+
+
+async def serve(
+    app: web.Application,
+    host: str,
+    port: int,
+    service: str,
+    tls_files: tls.TlsFiles | None = None,
+    refused: tls.Refused | None = None,
+) -> None:
+    """Serve `app` until SIGTERM or SIGINT, then shut down cleanly; HTTPS with
+    `tls_files`, where `refused(peer, reason)` hears of failed handshakes (default: a
+    "client refused" warning). Connections are counted against the app's
+    `http.max_connections*` limits (`connlimits`)."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -70,13 +95,31 @@ async def serve(app: web.Application, host: str, port: int, service: str) -> Non
     runner = web.AppRunner(app, access_log=None, **runner_options(app))
     await runner.setup()
     assert runner.server is not None
-    server = await loop.create_server(
-        gate(app, service).wrap(runner.server), host, port, reuse_address=True
-    )
+    limits = gate(app, service)
+    if tls_files is None:
+        server = await loop.create_server(
+            limits.wrap(runner.server), host, port, reuse_address=True
+        )
+    else:
+        server = await tls.start_protocol_server(
+            runner.server,
+            host,
+            port,
+            tls.server_context(tls_files),
+            refused or _refused(service),
+            gate=limits,
+        )
     # The bound port is logged so a caller that asked for port 0 can find it.
     ports = [s.getsockname()[1] for s in server.sockets]
     log.info(
-        "listening", extra={"event": "listening", "host": host, "ports": ports, "svc": service}
+        "listening",
+        extra={
+            "event": "listening",
+            "host": host,
+            "ports": ports,
+            "svc": service,
+            "tls": tls_files is not None,
+        },
     )
     try:
         await stop.wait()

@@ -149,6 +149,21 @@ def client_files(settings: Settings, prefix: str) -> TlsFiles | None:
     return _checked(settings, prefix, files, server=False)
 
 
+def https_client(settings: Settings, url_field: str, prefix: str) -> ssl.SSLContext | None:
+    """The client context for the http(s) URL in `url_field`: None for http://, else one
+    that checks the server against `<prefix>.ca` (the system CAs when empty) by the name
+    or address in the URL. A CA with an http:// URL is a mistake, not a silent no-op."""
+    url = settings.get_str(url_field, "")
+    files = client_files(settings, prefix)
+    if not url.startswith("https://"):
+        if files is not None:
+            raise settings.error(
+                f"{prefix}.ca", f"is set but {url_field} is not an https:// URL ({url!r})"
+            )
+        return None
+    return client_context(files or TlsFiles())
+
+
 # ---- a server that reports refused peers ----------------------------------------------
 
 
@@ -198,6 +213,49 @@ class _Paused(asyncio.Protocol):
         task.add_done_callback(self._tasks.discard)
 
 
+class _Held(asyncio.Protocol):
+    """Keeps what TLS decrypts before `connection_made` and hands it on after: the TLS
+    layer reads on as soon as the handshake ends, and a client's first request often
+    comes with its last handshake message, before `start_tls` has returned."""
+
+    def __init__(self, inner: asyncio.BaseProtocol) -> None:
+        self._inner: Any = inner
+        self._early: list[bytes] = []
+        self._eof = False
+        self._made = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._inner.connection_made(transport)
+        self._made = True
+        for data in self._early:
+            self._inner.data_received(data)
+        self._early.clear()
+        if self._eof:
+            self._inner.eof_received()
+
+    def data_received(self, data: bytes) -> None:
+        if self._made:
+            self._inner.data_received(data)
+        else:
+            self._early.append(data)
+
+    def eof_received(self) -> bool | None:
+        if self._made:
+            result: bool | None = self._inner.eof_received()
+            return result
+        self._eof = True
+        return True  # keep the transport open until the protocol has seen it
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+
 async def start_server(
     handler: Handler,
     host: str,
@@ -232,7 +290,7 @@ async def start_protocol_server(
         peer = transport.get_extra_info("peername") or ("?", 0)
         address = f"{peer[0]}:{peer[1]}"
         # The slot goes with the TLS connection: given back when that is lost.
-        protocol = gate.protocol(factory, slot) if gate and slot else factory()
+        protocol = _Held(gate.protocol(factory, slot) if gate and slot else factory())
         try:
             tls = await loop.start_tls(
                 transport,
@@ -274,6 +332,7 @@ __all__ = [
     "TlsFiles",
     "client_context",
     "client_files",
+    "https_client",
     "peer_subject",
     "refusal_reason",
     "server_context",

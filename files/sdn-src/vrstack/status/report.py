@@ -7,7 +7,8 @@ status. Without the section nothing is sent.
 
 ```yaml
 analytics:
-  url: http://198.18.1.16:8081   # the collector; empty or absent: no reports
+  url: https://198.18.1.16:8081  # the collector; empty or absent: no reports
+  tls: {ca: /etc/vrstack/pki/ca.crt}  # checks an https collector (default: system CAs)
   token: "..."                    # an admin token of the collector (optional)
   source: lab-ctl1                # the node's name (default: the host name)
   interval: 30                    # seconds between reports
@@ -24,6 +25,7 @@ import contextlib
 import logging
 import re
 import socket
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +33,7 @@ from typing import Any
 from aiohttp import web
 
 from ..analytics.sender import Sender
+from ..service import tls
 from ..service.daemon import add_background
 from ..service.settings import Settings
 
@@ -60,6 +63,7 @@ class Options:
     token: str
     source: str
     interval: float
+    ssl_context: ssl.SSLContext | None = None
 
 
 def options(settings: Settings) -> Options | None:
@@ -77,7 +81,8 @@ def options(settings: Settings) -> Options | None:
     interval = settings.get_float("analytics.interval", 30.0)
     if not 1 <= interval <= 3600:
         raise settings.error("analytics.interval", f"must be 1 to 3600 seconds, got {interval}")
-    return Options(url, settings.get_str("analytics.token", ""), source, interval)
+    ctx = tls.https_client(settings, "analytics.url", "analytics.tls")
+    return Options(url, settings.get_str("analytics.token", ""), source, interval, ctx)
 
 
 class Reporter:
@@ -132,7 +137,7 @@ def add_reporting(
     """Report `service` from this daemon when its config has `analytics.url` (`opts`)."""
     if opts is None:
         return None
-    sender = Sender(opts.url, opts.source, opts.token or None)
+    sender = Sender(opts.url, opts.source, opts.token or None, ssl_context=opts.ssl_context)
     reporter = Reporter(sender, service, opts.interval, snapshot)
     add_background(app, "analytics-report", reporter.run, stop_timeout=sender.timeout + 5)
     return reporter
