@@ -1,19 +1,25 @@
 """Helpers for the control node tests: a config API with the schema transformer, control
-nodes on loopback addresses (127.0.0.x, one per node so BGP can tell them apart), and
-helpers to create the config every test needs."""
+nodes on loopback addresses (127.0.0.x, one per node so BGP can tell them apart),
+helpers to create the config every test needs, a `control.yaml` written and loaded, and
+a route sink that records what a BGP speaker hands it."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from vrstack.config.client import ConfigClient, Mirror
 from vrstack.config.store_sqlite import SQLiteStore
 from vrstack.config.testing import ADMIN_TOKEN, free_port, running_api
+from vrstack.control import bgp_codec as bc
+from vrstack.control.bgp import Peer
 from vrstack.control.node import CONFIG_TYPES, ControlNode, NodeSettings
 from vrstack.schema.transformer import SchemaTransformer
+from vrstack.service.settings import Settings
 
 JSON = dict[str, Any]
 ASN = 64512
@@ -113,3 +119,31 @@ async def running_cluster(db_path: str) -> AsyncIterator[Cluster]:
             stop.set()
             await asyncio.wait_for(task, 15)
             await schema.client.close()
+
+
+def control_settings(tmp_path: Path, bgp: JSON, **sections: Any) -> Settings:
+    """`control.yaml` in tmp_path with an API section (never reached: the tests only read
+    the file), `bgp` (its address 127.0.0.44 unless given) and any other sections, loaded
+    as `vrstack-control` loads it."""
+    path = tmp_path / "control.yaml"
+    data = {
+        "api": {"url": "http://127.0.0.1:1", "token": "t" * 16},
+        "bgp": {"address": "127.0.0.44", **bgp},
+        **sections,
+    }
+    path.write_text(json.dumps(data))
+    return Settings.load(path)
+
+
+class RecordingSink:
+    """A BGP speaker's route sink that keeps the UPDATEs and counts the sessions lost."""
+
+    def __init__(self) -> None:
+        self.updates: list[bc.Update] = []
+        self.downs = 0
+
+    def bgp_update(self, peer: Peer, update: bc.Update) -> None:
+        self.updates.append(update)
+
+    def bgp_down(self, peer: Peer) -> None:
+        self.downs += 1

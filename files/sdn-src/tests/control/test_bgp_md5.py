@@ -23,13 +23,13 @@ from typing import Any
 
 import netnskit
 import pytest
-from controlkit import Cluster
+from controlkit import Cluster, control_settings
 from netnskit import sh
 
 from vrstack.config.testing import free_port
 from vrstack.control import main as control_main
 from vrstack.control import tcp_md5
-from vrstack.service.settings import ConfigError, Settings
+from vrstack.service.settings import ConfigError
 
 HERE = Path(__file__).resolve().parent
 PASSWORD = "md5-test-password-0001"
@@ -196,20 +196,13 @@ def test_set_and_remove_key_on_a_socket() -> None:
 # ---- config file --------------------------------------------------------------------------
 
 
-def settings(tmp_path: Path, bgp: dict[str, Any]) -> Settings:
-    path = tmp_path / "control.yaml"
-    data = {"api": {"url": "http://127.0.0.1:1", "token": "t" * 16}, "bgp": bgp}
-    path.write_text(json.dumps(data))
-    return Settings.load(path)
-
-
 def test_config_reads_passwords(tmp_path: Path) -> None:
     bgp = {
         "address": "127.0.0.44",
         "password": PASSWORD,
         "peer_passwords": {"198.18.254.1": "gateway-password-0003"},
     }
-    ns = control_main.load(settings(tmp_path, bgp))[0]
+    ns = control_main.load(control_settings(tmp_path, bgp))[0]
     assert ns.bgp_password == PASSWORD
     assert ns.bgp_peer_passwords == {"198.18.254.1": "gateway-password-0003"}
     assert PASSWORD not in repr(ns)  # never in a log line or traceback
@@ -229,7 +222,7 @@ def test_bad_passwords_name_file_and_field(
     tmp_path: Path, extra: dict[str, Any], field: str, words: str
 ) -> None:
     with pytest.raises(ConfigError) as err:
-        control_main.load(settings(tmp_path, {"address": "127.0.0.44", **extra}))
+        control_main.load(control_settings(tmp_path, extra))
     text = str(err.value)
     assert text.startswith(f"{tmp_path / 'control.yaml'}: {field}: "), text
     assert words in text and "x" * 81 not in text

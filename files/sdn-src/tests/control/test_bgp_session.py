@@ -8,29 +8,18 @@ from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
+from controlkit import RecordingSink
 
 from vrstack.control import bgp_codec as bc
-from vrstack.control.bgp import Advert, BgpSpeaker, Peer, PeerConfig
+from vrstack.control.bgp import Advert, BgpSpeaker, PeerConfig
 
 pytestmark = pytest.mark.asyncio
 PEER = "127.0.0.21"
 
 
-class Sink:
-    def __init__(self) -> None:
-        self.updates: list[bc.Update] = []
-        self.downs = 0
-
-    def bgp_update(self, peer: Peer, update: bc.Update) -> None:
-        self.updates.append(update)
-
-    def bgp_down(self, peer: Peer) -> None:
-        self.downs += 1
-
-
 @pytest_asyncio.fixture
-async def speaker() -> AsyncIterator[tuple[BgpSpeaker, Sink]]:
-    sink = Sink()
+async def speaker() -> AsyncIterator[tuple[BgpSpeaker, RecordingSink]]:
+    sink = RecordingSink()
     sp = BgpSpeaker(sink, "127.0.0.20", 64512, "127.0.0.20", 0, connect_retry=60)
     await sp.start()
     # The peer's port is closed: the speaker only accepts (our raw socket connects to it).
@@ -55,7 +44,7 @@ async def open_session(
     return reader, writer
 
 
-async def test_wrong_peer_as_gets_open_error(speaker: tuple[BgpSpeaker, Sink]) -> None:
+async def test_wrong_peer_as_gets_open_error(speaker: tuple[BgpSpeaker, RecordingSink]) -> None:
     sp, _ = speaker
     reader, writer = await open_session(sp, asn=65000)
     msg = await read_msg(reader)
@@ -64,7 +53,7 @@ async def test_wrong_peer_as_gets_open_error(speaker: tuple[BgpSpeaker, Sink]) -
 
 
 async def established(
-    sp: BgpSpeaker, sink: Sink
+    sp: BgpSpeaker, sink: RecordingSink
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     reader, writer = await open_session(sp)
     assert isinstance(await read_msg(reader), bc.Keepalive)
@@ -76,7 +65,7 @@ async def established(
 
 
 async def test_malformed_update_gets_notification_and_session_drops(
-    speaker: tuple[BgpSpeaker, Sink],
+    speaker: tuple[BgpSpeaker, RecordingSink],
 ) -> None:
     sp, sink = speaker
     reader, writer = await established(sp, sink)
@@ -94,7 +83,7 @@ async def test_malformed_update_gets_notification_and_session_drops(
     writer.close()
 
 
-async def test_bad_marker_gets_header_error(speaker: tuple[BgpSpeaker, Sink]) -> None:
+async def test_bad_marker_gets_header_error(speaker: tuple[BgpSpeaker, RecordingSink]) -> None:
     sp, sink = speaker
     reader, writer = await established(sp, sink)
     writer.write(b"\x00" * 19)
@@ -104,7 +93,7 @@ async def test_bad_marker_gets_header_error(speaker: tuple[BgpSpeaker, Sink]) ->
 
 
 async def test_updates_reach_the_sink_and_exports_are_sent(
-    speaker: tuple[BgpSpeaker, Sink],
+    speaker: tuple[BgpSpeaker, RecordingSink],
 ) -> None:
     sp, sink = speaker
     reader, writer = await established(sp, sink)
@@ -145,7 +134,7 @@ async def test_updates_reach_the_sink_and_exports_are_sent(
     writer.close()
 
 
-async def test_silent_peer_hits_the_hold_timer(speaker: tuple[BgpSpeaker, Sink]) -> None:
+async def test_silent_peer_hits_the_hold_timer(speaker: tuple[BgpSpeaker, RecordingSink]) -> None:
     sp, _ = speaker
     reader, writer = await open_session(sp, hold=3)
     assert isinstance(await read_msg(reader), bc.Keepalive)

@@ -4,15 +4,15 @@ gateway."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from controlkit import control_settings
 
 from vrstack.control import main as control_main
 from vrstack.control.node import ControlNode, NodeSettings
-from vrstack.service.settings import ConfigError, Settings
+from vrstack.service.settings import ConfigError
 
 JSON = dict[str, Any]
 
@@ -57,12 +57,7 @@ async def test_only_the_gateways_that_list_this_node() -> None:
 
 
 def load(tmp_path: Path, bgp: JSON) -> NodeSettings:
-    path = tmp_path / "control.yaml"
-    bgp = {"address": "198.18.1.11", **bgp}
-    path.write_text(
-        json.dumps({"api": {"url": "http://127.0.0.1:1", "token": "t" * 16}, "bgp": bgp})
-    )
-    return control_main.load(Settings.load(path))[0]
+    return control_main.load(control_settings(tmp_path, bgp))[0]
 
 
 def test_config_file_setting(tmp_path: Path) -> None:

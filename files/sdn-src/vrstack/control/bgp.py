@@ -5,6 +5,10 @@
 keeps one when both sides connect at once), hands received routes to its `RouteSink`,
 and sends every peer the routes in `exports` (the node's locally originated VPN routes).
 Routes learnt from a peer are never sent on to others: control nodes are a full mesh.
+
+The listener admits connections through a `connlimits.Gate`: one from an address that
+is not a configured peer is closed at once (nothing read or sent), a peer holds at most
+two (a collision needs both, briefly), and all of them at most `max_connections`.
 """
 
 from __future__ import annotations
@@ -18,11 +22,15 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ..service import connlimits
 from . import bgp_codec as bc
 from . import tcp_md5
 
 log = logging.getLogger(__name__)
 MAX_NLRI_PER_UPDATE = 200  # 16 bytes each: well under the 4096-byte message limit
+# Incoming connections (`bgp.max_connections*`): two per peer for a collision (RFC 4271
+# 6.8); the total must exceed the number of peers.
+BGP_LIMITS = connlimits.ConnLimits(max_connections=64, max_connections_per_source=2)
 
 
 @dataclass(frozen=True)
@@ -282,6 +290,7 @@ class BgpSpeaker:
         port: int,
         connect_retry: float = 5.0,
         open_timeout: float = 30.0,
+        limits: connlimits.ConnLimits = BGP_LIMITS,
     ) -> None:
         self.sink = sink
         self.router_id = router_id
@@ -292,6 +301,8 @@ class BgpSpeaker:
         self.connect_retry = connect_retry
         self.open_timeout = open_timeout
         self.peers: dict[str, Peer] = {}  # by address
+        # Counts accepted connections (`open`, `refused`): only configured peers get in.
+        self.gate = connlimits.Gate(limits, "bgp", allow=lambda source: source in self.peers)
         self.exports: dict[tuple[str, str], Advert] = {}
         self.server: asyncio.Server | None = None
         self._listener_keys: dict[str, str] = {}  # address -> MD5 password on the listener
@@ -305,8 +316,8 @@ class BgpSpeaker:
         task.add_done_callback(self._tasks.discard)
 
     async def start(self) -> None:
-        self.server = await asyncio.start_server(
-            self._accept, self.address, self.port, reuse_address=True
+        self.server = await connlimits.start_server(
+            self._accept, self.address, self.port, self.gate
         )
         self.port = self.server.sockets[0].getsockname()[1]
         self._sync_listener_keys()
@@ -412,8 +423,7 @@ class BgpSpeaker:
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         remote = writer.get_extra_info("peername")[0]
         peer = self.peers.get(remote)
-        if peer is None or self.stopping:
-            log.warning("bgp connection from an unknown address", extra={"remote": remote})
+        if peer is None or self.stopping:  # deconfigured (or stopping) since the gate let it in
             writer.close()
             return
         await Session(self, reader, writer, peer, outbound=False).run()
