@@ -12,68 +12,19 @@ Run: VRSTACK_MULTIRACK=1 pytest tests/lab/test_multirack_lifecycle.py (in file o
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
-from typing import Any
 
-import pytest
 import yaml
+from multirack import INVENTORY, REPO, SKIP_TAGS, api, needs_lab, recap, run
 
-REPO = Path(__file__).resolve().parents[2]
-INVENTORY = REPO / "inventories" / "multirack-lab"
+pytestmark = needs_lab
 NEW = "mr-cmp13"
-SKIP_TAGS = os.environ.get("VRSTACK_LAB_SKIP_TAGS", "openstack")
-STATE = Path.home() / ".local/share/vrstack/multirack"
-
-pytestmark = pytest.mark.skipif(
-    os.environ.get("VRSTACK_MULTIRACK") != "1",
-    reason="needs the deployed multirack lab (VRSTACK_MULTIRACK=1, make test-multirack)",
-)
-
-
-def run(*cmd: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
-    return subprocess.run(
-        list(cmd), cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, check=False
-    )
-
-
-def recap(output: str) -> dict[str, int]:
-    """Host -> changed count from ansible-playbook's PLAY RECAP."""
-    found = re.findall(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", output, re.MULTILINE)
-    return {host: int(changed) for host, changed in found}
-
-
-def host_var(inv: Path, host: str, name: str) -> Any:
-    out = run("ansible-inventory", "-i", str(inv), "--host", host, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    return json.loads(out.stdout)[name]
-
-
-def api(inv: Path, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    """One admin request to the config API on the first controller; None for a 404."""
-    token = yaml.safe_load((STATE / "secrets.yml").read_text())["sdn_api_admin_token"]
-    url = f"http://{host_var(inv, 'mr-ctl1', 'vrstack_fabric_ip')}:8082{path}"
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method)
-    req.add_header("X-Auth-Token", token)
-    req.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            text = resp.read()
-    except urllib.error.HTTPError as exc:
-        if exc.code == 404:
-            return None
-        raise AssertionError(f"{method} {path}: {exc.code} {exc.read()[:500]!r}") from None
-    return json.loads(text) if text else None
 
 
 def grown_inventory(tmp_path: Path) -> Path:
@@ -127,14 +78,14 @@ def remove(inv: Path, *extra: str) -> subprocess.CompletedProcess[str]:
 
 def test_remove_one_compute(tmp_path: Path) -> None:
     inv = grown_inventory(tmp_path)
-    found = api(inv, "GET", f"/virtual-routers?name={NEW}")["items"]
+    found = api("GET", f"/virtual-routers?name={NEW}")["items"]
     assert found, f"{NEW} is not registered: run test_add_one_compute first"
     vrouter = found[0]["uuid"]
 
     # A port bound there: the removal waits, then stops without removing anything.
     tag = f"rm-{os.getpid()}"
-    project = api(inv, "POST", "/projects", {"name": tag})
-    net = api(inv, "POST", "/virtual-networks", {"name": tag, "parent_uuid": project["uuid"]})
+    project = api("POST", "/projects", {"name": tag})
+    net = api("POST", "/virtual-networks", {"name": tag, "parent_uuid": project["uuid"]})
     port = api(
         inv, "POST", "/virtual-machine-interfaces",
         {"name": tag, "parent_uuid": project["uuid"], "virtual_network": net["uuid"],
@@ -144,11 +95,11 @@ def test_remove_one_compute(tmp_path: Path) -> None:
         refused = remove(inv, "-e", "sdn_config_remove_wait=5")
         assert refused.returncode != 0, refused.stdout[-3000:]
         assert tag in refused.stdout, refused.stdout[-3000:]
-        assert api(inv, "GET", f"/virtual-routers/{vrouter}") is not None
+        assert api("GET", f"/virtual-routers/{vrouter}") is not None
     finally:
-        api(inv, "DELETE", f"/virtual-machine-interfaces/{port['uuid']}")
-        api(inv, "DELETE", f"/virtual-networks/{net['uuid']}")
-        api(inv, "DELETE", f"/projects/{project['uuid']}")
+        api("DELETE", f"/virtual-machine-interfaces/{port['uuid']}")
+        api("DELETE", f"/virtual-networks/{net['uuid']}")
+        api("DELETE", f"/projects/{project['uuid']}")
 
     done = remove(inv)
     assert done.returncode == 0, done.stdout[-4000:]
@@ -156,7 +107,7 @@ def test_remove_one_compute(tmp_path: Path) -> None:
     assert changed[NEW] > 0 and changed["mr-ctl1"] > 0, changed
     others = {h: n for h, n in changed.items() if h not in (NEW, "mr-ctl1", "localhost")}
     assert all(n == 0 for n in others.values()), f"other hosts changed: {others}"
-    assert api(inv, "GET", f"/virtual-routers/{vrouter}") is None
+    assert api("GET", f"/virtual-routers/{vrouter}") is None
     agent = run(
         "ansible", "-i", str(inv), NEW, "-m", "ansible.builtin.command",
         "-a", "systemctl is-active vrstack-agent.service",
