@@ -1,6 +1,7 @@
 """OpenStack integration tests: they need Neutron and os-vif, which only the venv of
 `scripts/openstack-venv.sh` has; anywhere else (the dev venv's `make sdn-test`) the whole
-directory is skipped with the reason."""
+directory is skipped with the reason. The Neutron-side tests share their ML2 scaffolding
+through `neutronkit`."""
 
 from __future__ import annotations
 

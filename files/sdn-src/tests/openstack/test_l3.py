@@ -6,42 +6,24 @@ driver's resync puts them back in line."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
-import pytest
+import neutronkit
 from neutron.db import l3_db
 from neutron.tests.unit.api import test_extensions
 from neutron.tests.unit.extensions import test_l3
-from neutron.tests.unit.plugins.ml2 import test_plugin
 from neutron_lib import constants as n_const
 from neutron_lib.api.definitions import portbindings
 from neutron_lib.plugins import constants as plugin_constants
 from neutron_lib.plugins import directory
-from oslo_config import cfg
-from test_ml2 import api_call, revision
+from neutronkit import api_call, revision
 
-from vrstack.config.testing import ADMIN_TOKEN, Daemon
+from vrstack.config.testing import ADMIN_TOKEN
 from vrstack.openstack import l3, mapping, ml2
 
 
-class TestVrstackL3(test_l3.L3NatTestCaseMixin, test_plugin.Ml2PluginV2TestCase):
-    _mechanism_drivers: ClassVar[list[str]] = ["vrstack"]
+class TestVrstackL3(test_l3.L3NatTestCaseMixin, neutronkit.VrstackMl2Case):
     l3_plugin = "vrstack_l3"  # by its entry point, as neutron.conf names it
-    cfgapi: Daemon
-
-    @pytest.fixture(autouse=True)
-    def _api(self, config_api: Daemon) -> None:
-        self.cfgapi = config_api
-
-    def get_additional_service_plugins(self) -> dict[str, str]:
-        # revision_number (what the resync skips on) comes from this plugin.
-        return {"revisions": "revisions"}
-
-    def preSetUp(self) -> None:
-        cfg.CONF.set_override("api_url", self.cfgapi.url, ml2.GROUP)
-        cfg.CONF.set_override("api_token", ADMIN_TOKEN, ml2.GROUP)
-        cfg.CONF.set_override("timeout", 5.0, ml2.GROUP)
-        cfg.CONF.set_override("resync_interval", 0, ml2.GROUP)
 
     def setUp(self) -> None:
         super().setUp()
@@ -168,7 +150,7 @@ class TestVrstackL3(test_l3.L3NatTestCaseMixin, test_plugin.Ml2PluginV2TestCase)
         self._router_interface_action("add", rid, sub_b, None)
         port = self._make_port(self.fmt, a, fixed_ips=[{"subnet_id": sub_a}])["port"]
         fip = self._make_floatingip(self.fmt, ext, port_id=port["id"])["floatingip"]
-        mech: ml2.VrstackMechanismDriver = self.driver.mechanism_manager.mech_drivers["vrstack"].obj
+        mech = self.mech
         mech.resync(self.context)  # finds the L3 plugin; earlier tests' leftovers go
         synced: dict[str, Any] = {}
         written = self.get(f"/logical-routers/{rid}")

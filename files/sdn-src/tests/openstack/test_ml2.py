@@ -4,25 +4,21 @@ base: the API, ML2, IPAM and an in-memory SQLite database) writing to a real
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
-import urllib.error
-import urllib.request
-from typing import Any, ClassVar
+from typing import Any
 from unittest import mock
 
-import pytest
+import neutronkit
 from neutron.db import models_v2, provisioning_blocks
-from neutron.tests.unit.plugins.ml2 import test_plugin
 from neutron_lib import context as n_context
 from neutron_lib.api.definitions import portbindings
 from neutron_lib.callbacks import resources
 from neutron_lib.db import api as db_api
-from oslo_config import cfg
+from neutronkit import api_call, revision
 
-from vrstack.config.testing import ADMIN_TOKEN, Daemon, free_port
+from vrstack.config.testing import ADMIN_TOKEN, free_port
 from vrstack.openstack import mapping, ml2
 from vrstack.openstack.configapi import SyncConfigClient
 from vrstack.openstack.portstate import PortStateWatcher
@@ -30,43 +26,9 @@ from vrstack.openstack.portstate import PortStateWatcher
 HOST = "compute1"
 
 
-def api_call(api: Daemon, method: str, path: str, body: Any = None) -> Any:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(api.url + path, data=data, method=method)
-    req.add_header("X-Auth-Token", ADMIN_TOKEN)
-    req.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            raw = resp.read()
-            return json.loads(raw) if raw else None
-    except urllib.error.HTTPError as exc:
-        if exc.code == 404:
-            return None
-        raise
-
-
-def revision(api: Daemon) -> int:
-    return int(api_call(api, "GET", "/projects?limit=1")["revision"])
-
-
-class TestVrstackDriver(test_plugin.Ml2PluginV2TestCase):
-    _mechanism_drivers: ClassVar[list[str]] = ["vrstack"]
-    cfgapi: Daemon
-
-    @pytest.fixture(autouse=True)
-    def _api(self, config_api: Daemon) -> None:
-        self.cfgapi = config_api
-
-    def get_additional_service_plugins(self) -> dict[str, str]:
-        # revision_number comes from this plugin, loaded by default outside of tests.
-        return {"revisions": "revisions"}
-
+class TestVrstackDriver(neutronkit.VrstackMl2Case):
     def preSetUp(self) -> None:
-        cfg.CONF.set_override("api_url", self.cfgapi.url, ml2.GROUP)
-        cfg.CONF.set_override("api_token", ADMIN_TOKEN, ml2.GROUP)
-        cfg.CONF.set_override("timeout", 5.0, ml2.GROUP)
-        cfg.CONF.set_override("resync_interval", 0, ml2.GROUP)
-        cfg.CONF.set_override("watch_timeout", 1.0, ml2.GROUP)
+        super().preSetUp()
         if not api_call(self.cfgapi, "GET", f"/virtual-routers?name={HOST}")["items"]:
             api_call(
                 self.cfgapi,
@@ -74,13 +36,6 @@ class TestVrstackDriver(test_plugin.Ml2PluginV2TestCase):
                 "/virtual-routers",
                 {"name": HOST, "fabric_address": "198.18.2.11", "datapath": "user"},
             )
-
-    @property
-    def mech(self) -> ml2.VrstackMechanismDriver:
-        driver: ml2.VrstackMechanismDriver = self.driver.mechanism_manager.mech_drivers[
-            "vrstack"
-        ].obj
-        return driver
 
     def vn(self, net_id: str) -> Any:
         return api_call(self.cfgapi, "GET", f"/virtual-networks/{net_id}")

@@ -6,60 +6,17 @@ no-rule group for port security without groups), and the resync restores and pru
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
-from typing import Any, ClassVar
+from typing import Any
 
-import pytest
-from neutron.tests.unit.plugins.ml2 import test_plugin
-from oslo_config import cfg
+import neutronkit
+from neutronkit import api_call
 
-from vrstack.config.testing import ADMIN_TOKEN, Daemon
-from vrstack.openstack import mapping, ml2
+from vrstack.openstack import mapping
 
 JSON = dict[str, Any]
 
 
-def api_call(api: Daemon, method: str, path: str, body: Any = None) -> Any:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(api.url + path, data=data, method=method)
-    req.add_header("X-Auth-Token", ADMIN_TOKEN)
-    req.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            raw = resp.read()
-            return json.loads(raw) if raw else None
-    except urllib.error.HTTPError as exc:
-        if exc.code == 404:
-            return None
-        raise
-
-
-class TestSecurityGroups(test_plugin.Ml2PluginV2TestCase):
-    _mechanism_drivers: ClassVar[list[str]] = ["vrstack"]
-    cfgapi: Daemon
-
-    @pytest.fixture(autouse=True)
-    def _api(self, config_api: Daemon) -> None:
-        self.cfgapi = config_api
-
-    def get_additional_service_plugins(self) -> dict[str, str]:
-        return {"revisions": "revisions"}
-
-    def preSetUp(self) -> None:
-        cfg.CONF.set_override("api_url", self.cfgapi.url, ml2.GROUP)
-        cfg.CONF.set_override("api_token", ADMIN_TOKEN, ml2.GROUP)
-        cfg.CONF.set_override("timeout", 5.0, ml2.GROUP)
-        cfg.CONF.set_override("resync_interval", 0, ml2.GROUP)
-
-    @property
-    def mech(self) -> ml2.VrstackMechanismDriver:
-        driver: ml2.VrstackMechanismDriver = self.driver.mechanism_manager.mech_drivers[
-            "vrstack"
-        ].obj
-        return driver
-
+class TestSecurityGroups(neutronkit.VrstackMl2Case):
     def neutron(self, method: str, collection: str, body: JSON | None = None, id: str = "") -> Any:
         """One request to Neutron's API; returns (status, body)."""
         if method == "POST":
