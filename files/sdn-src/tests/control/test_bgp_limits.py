@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -15,7 +16,7 @@ from controlkit import RecordingSink
 
 from vrstack.control import bgp_codec as bc
 from vrstack.control.bgp import Advert, BgpSpeaker, PeerConfig
-from vrstack.service.connlimits import ConnLimits
+from vrstack.service.connlimits import LOG_INTERVAL, ConnLimits
 
 pytestmark = pytest.mark.asyncio
 ASN = 64512
@@ -97,10 +98,12 @@ async def test_a_stranger_is_closed_unanswered_and_the_real_session_carries_on(
         flaps = [sp.introspect()[0]["flaps"] for sp in (a, b)]
         refused_before = a.gate.refused
 
+        began = time.monotonic()
         conns = [await dial(a, STRANGER) for _ in range(5)]
         answers = [await first_bytes(reader) for reader, _ in conns]
         for _, writer in conns:
             writer.close()
+        took = time.monotonic() - began
         assert answers == [b""] * 5, "a stranger must get nothing, not even an OPEN"
         assert a.gate.refused - refused_before == 5
         assert STRANGER not in a.gate.by_source
@@ -121,7 +124,8 @@ async def test_a_stranger_is_closed_unanswered_and_the_real_session_carries_on(
             await sp.stop()
     said = [r for r in refusal_lines() if r["addr"] == STRANGER]
     assert said and said[0]["listener"] == "bgp" and said[0]["reason"] == "not_allowed"
-    assert len(said) == 1, "one line for the five (rate limited)"
+    # Rate limited: one line for the five, or one per 10 s on a very slow machine.
+    assert len(said) <= 1 + int(took // LOG_INTERVAL), said
 
 
 async def test_a_peer_gets_two_connections_not_a_third(
