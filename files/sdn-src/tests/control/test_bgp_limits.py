@@ -1,6 +1,7 @@
 """The BGP listener's connection gate on real sockets (127.0.0.x sources): an address
 that is not a peer is closed unanswered while a real session carries on, a peer gets
-two connections and not a third, and the total caps all sources."""
+two connections and not a third, and the total caps all sources; the control node
+reads `bgp.max_connections*` and counts the refusals in its introspect."""
 
 from __future__ import annotations
 
@@ -9,14 +10,19 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from controlkit import RecordingSink
+from controlkit import RecordingSink, control_settings
 
 from vrstack.control import bgp_codec as bc
-from vrstack.control.bgp import Advert, BgpSpeaker, PeerConfig
+from vrstack.control import main as control_main
+from vrstack.control.bgp import BGP_LIMITS, Advert, BgpSpeaker, PeerConfig
+from vrstack.control.node import ControlNode
 from vrstack.service.connlimits import LOG_INTERVAL, ConnLimits
+from vrstack.service.settings import ConfigError
 
 pytestmark = pytest.mark.asyncio
 ASN = 64512
@@ -164,3 +170,27 @@ async def test_the_total_caps_all_peers(
             writer.close()
     said = [r for r in refusal_lines() if r["addr"] == PEER3]
     assert [(r["reason"], r["limit"]) for r in said] == [("max_connections", 2)]
+
+
+async def test_the_control_node_counts_and_reads_its_bgp_limits(tmp_path: Path) -> None:
+    assert control_main.load(control_settings(tmp_path, {}))[0].bgp_limits == BGP_LIMITS
+    bgp = {"address": LONE, "asn": ASN, "max_connections": 8, "max_connections_per_source": 1}
+    ns = control_main.load(control_settings(tmp_path, bgp))[0]
+    assert ns.bgp_limits == ConnLimits(8, 1)
+    node = ControlNode(replace(ns, bgp_port=0, xmpp_host="127.0.0.1", xmpp_port=0))
+    await node.start()  # no config API: BGP with no peers, so every connection is a stranger
+    try:
+        assert node.speaker is not None
+        reader, writer = await dial(node.speaker, STRANGER)
+        assert await first_bytes(reader) == b""
+        writer.close()
+        intro = node.introspect()
+        assert (intro["bgp_connections"], intro["bgp_connections_refused"]) == (0, 1)
+    finally:
+        await node.stop()
+    with pytest.raises(ConfigError) as err:
+        bgp = {"max_connections": 1, "max_connections_per_source": 2}
+        control_main.load(control_settings(tmp_path, bgp))
+    assert str(err.value).startswith(
+        f"{tmp_path / 'control.yaml'}: bgp.max_connections_per_source: must be at most"
+    ), str(err.value)

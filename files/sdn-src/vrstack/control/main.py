@@ -20,6 +20,7 @@ from ..service.jsonlog import setup_logging
 from ..service.settings import ConfigError, Settings
 from ..status import report
 from . import tcp_md5
+from .bgp import BGP_LIMITS
 from .node import CONFIG_TYPES, XMPP_LIMITS, ControlNode, NodeSettings
 
 
@@ -141,6 +142,7 @@ def load(settings: Settings) -> tuple[NodeSettings, str, str, str, int]:
         bgp_address=settings.get_str("bgp.address"),
         bgp_port=settings.get_int("bgp.port", 179, low=0, high=65535),
         connect_retry=settings.get_float("bgp.connect_retry", 5.0),
+        bgp_limits=connlimits.from_settings(settings, "bgp", BGP_LIMITS),
         xmpp_host=settings.get_str("xmpp.host", "0.0.0.0"),
         xmpp_port=settings.get_int("xmpp.port", 5269, low=0, high=65535),
         xmpp_hold_time=settings.get_float("xmpp.hold_time", 90.0),

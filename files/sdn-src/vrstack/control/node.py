@@ -25,7 +25,7 @@ from ..config.client import ApiError
 from ..service import connlimits, tls
 from . import bgp_codec as bc
 from .agents import AgentSession
-from .bgp import Advert, BgpSpeaker, Peer, PeerConfig
+from .bgp import BGP_LIMITS, Advert, BgpSpeaker, Peer, PeerConfig
 from .routes import Change, Path, RouteTable
 from .xmpp import Nexthop
 
@@ -63,6 +63,8 @@ class NodeSettings:
     # Gateway routers (bgp-router role `gateway`) to peer with, by address: the fabric
     # model's `gateway.peers` (docs/architecture.md). None: every gateway.
     bgp_gateways: frozenset[str] | None = None
+    # Incoming BGP connections: only from peers, 2 each, 64 in all (`bgp.max_connections*`).
+    bgp_limits: connlimits.ConnLimits = BGP_LIMITS
     xmpp_host: str = "127.0.0.1"
     xmpp_port: int = 5269
     xmpp_hold_time: float = 90.0
@@ -127,6 +129,7 @@ class ControlNode:
             self.s.bgp_address,
             self.s.bgp_port,
             connect_retry=self.s.connect_retry,
+            limits=self.s.bgp_limits,
         )
         await self.speaker.start()
         for inst, prefix in [
@@ -494,6 +497,9 @@ class ControlNode:
             # open XMPP connections, and those closed at once over xmpp.max_connections*
             "xmpp_connections": self.xmpp_gate.open,
             "xmpp_connections_refused": self.xmpp_gate.refused,
+            # the same for BGP: refused when not from a peer or over bgp.max_connections*
+            "bgp_connections": self.speaker.gate.open if self.speaker else 0,
+            "bgp_connections_refused": self.speaker.gate.refused if self.speaker else 0,
             "bgp_port": self.speaker.port if self.speaker else None,
             "config_revision": self.config_revision,
             "agents": [
