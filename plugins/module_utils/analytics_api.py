@@ -26,7 +26,11 @@ class QueryError(api_client.Failure):
 
 
 def open_url_poster(
-    base_url: str, token: str, timeout: float = 30.0, validate_certs: bool = True
+    base_url: str,
+    token: str,
+    timeout: float = 30.0,
+    validate_certs: bool = True,
+    ca_path: str | None = None,
 ) -> Post:
     """A `post` over the modules' HTTP client (module_utils/api_client.py)."""
     headers = {"X-Auth-Token": token} if token else {}
@@ -35,7 +39,7 @@ def open_url_poster(
         url = base_url.rstrip("/") + path
         try:
             status, _hdrs, raw = api_client.request(
-                url, "POST", body, headers, timeout, validate_certs
+                url, "POST", body, headers, timeout, validate_certs, ca_path
             )
         except api_client.Unreachable as exc:
             raise QueryError(

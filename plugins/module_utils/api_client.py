@@ -35,8 +35,10 @@ def request(
     headers: dict[str, str] | None = None,
     timeout: float = 10.0,
     validate_certs: bool = True,
+    ca_path: str | None = None,
 ) -> tuple[int, dict[str, str], bytes]:
-    """Status, headers and raw body of one request; `body` is sent as JSON."""
+    """Status, headers and raw body of one request; `body` is sent as JSON. An https URL's
+    certificate is checked against `ca_path` (the deployment CA) when given."""
     from http.client import HTTPConnection, HTTPException
     from urllib.error import HTTPError, URLError
     from urllib.parse import urlsplit
@@ -71,6 +73,7 @@ def request(
             headers=hdrs,
             timeout=timeout,
             validate_certs=validate_certs,
+            ca_path=ca_path or None,
         )
         return resp.status, dict(resp.headers), resp.read()
     except HTTPError as exc:

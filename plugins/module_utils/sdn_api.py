@@ -35,7 +35,11 @@ class ApiError(api_client.Failure):
 
 
 def open_url_sender(
-    base_url: str, token: str, timeout: float = 10.0, validate_certs: bool = True
+    base_url: str,
+    token: str,
+    timeout: float = 10.0,
+    validate_certs: bool = True,
+    ca_path: str | None = None,
 ) -> Send:
     """A `send` over the modules' HTTP client (module_utils/api_client.py)."""
 
@@ -44,7 +48,7 @@ def open_url_sender(
         hdrs = {"X-Auth-Token": token, **headers}
         try:
             status, rhdrs, raw = api_client.request(
-                url, method, body, hdrs, timeout, validate_certs
+                url, method, body, hdrs, timeout, validate_certs, ca_path
             )
         except api_client.Unreachable as exc:
             raise ApiError(f"cannot reach the config API at {base_url}: {exc}") from None

@@ -60,12 +60,9 @@ options:
     description: Seconds to wait for each page.
     type: int
     default: 30
-  validate_certs:
-    description: Verify the API's TLS certificate (https URLs).
-    type: bool
-    default: true
 extends_documentation_fragment:
   - vrstack.cloud.read_only
+  - vrstack.cloud.api_tls
 attributes:
   platform:
     description: Any host that reaches the analytics API.
@@ -76,7 +73,8 @@ author:
 EXAMPLES = r"""
 - name: Top talkers of the last hour
   vrstack.cloud.analytics_query:
-    url: http://198.18.1.16:8081
+    url: https://198.18.1.16:8081
+    ca_path: /etc/vrstack/pki/ca.crt
     token: "{{ analytics_reader_token }}"
     table: flows
     select: [src_ip, dst_ip, "sum(bytes)"]
@@ -88,7 +86,8 @@ EXAMPLES = r"""
 
 - name: Errors logged today on lab-cmp1
   vrstack.cloud.analytics_query:
-    url: http://198.18.1.16:8081
+    url: https://198.18.1.16:8081
+    ca_path: /etc/vrstack/pki/ca.crt
     table: logs
     where:
       - {field: source, value: lab-cmp1}
@@ -153,13 +152,14 @@ def main() -> None:
             "max_pages": {"type": "int", "default": 1},
             "timeout": {"type": "int", "default": 30},
             "validate_certs": {"type": "bool", "default": True},
+            "ca_path": {"type": "path"},
         },
         supports_check_mode=True,
     )
     p = module.params
     if not 1 <= p["max_pages"] <= 1000:
         module.fail_json(msg="analytics_query: max_pages: between 1 and 1000")
-    post = open_url_poster(p["url"], p["token"], p["timeout"], p["validate_certs"])
+    post = open_url_poster(p["url"], p["token"], p["timeout"], p["validate_certs"], p["ca_path"])
     finish(
         module,
         "analytics_query",

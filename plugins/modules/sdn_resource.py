@@ -49,10 +49,8 @@ options:
     description: Seconds to wait for each HTTP request.
     type: int
     default: 10
-  validate_certs:
-    description: Verify the API's TLS certificate (https URLs).
-    type: bool
-    default: true
+extends_documentation_fragment:
+  - vrstack.cloud.api_tls
 attributes:
   check_mode:
     support: full
@@ -71,7 +69,8 @@ author:
 EXAMPLES = r"""
 - name: Set the global config from the fabric
   vrstack.cloud.sdn_resource:
-    url: http://198.18.1.16:8082
+    url: https://198.18.1.16:8082
+    ca_path: /etc/vrstack/pki/ca.crt
     token: "{{ lookup('vrstack.cloud.secret', 'sdn_api_admin_token') }}"
     type: global-config
     name: default
@@ -82,7 +81,8 @@ EXAMPLES = r"""
 
 - name: Register a compute
   vrstack.cloud.sdn_resource:
-    url: http://198.18.1.16:8082
+    url: https://198.18.1.16:8082
+    ca_path: /etc/vrstack/pki/ca.crt
     token: "{{ sdn_token }}"
     type: virtual-router
     name: lab-cmp1
@@ -92,7 +92,8 @@ EXAMPLES = r"""
 
 - name: Forget a control node
   vrstack.cloud.sdn_resource:
-    url: http://198.18.1.16:8082
+    url: https://198.18.1.16:8082
+    ca_path: /etc/vrstack/pki/ca.crt
     token: "{{ sdn_token }}"
     type: bgp-router
     name: lab-ctl3
@@ -145,11 +146,14 @@ def main() -> None:
             "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
             "timeout": {"type": "int", "default": 10},
             "validate_certs": {"type": "bool", "default": True},
+            "ca_path": {"type": "path"},
         },
         supports_check_mode=True,
     )
     p = module.params
-    api = Api(open_url_sender(p["url"], p["token"], p["timeout"], p["validate_certs"]))
+    api = Api(
+        open_url_sender(p["url"], p["token"], p["timeout"], p["validate_certs"], p["ca_path"])
+    )
     req = Request(
         rtype=p["type"],
         name=p["name"],

@@ -38,6 +38,7 @@ CLUSTER_KEYS = {
     "loopback_pool",
     "vips",
     "os",
+    "sdn_tls",
 }
 SPINE_KEYS = {"name", "asn", "link_pool"}
 GATEWAY_KEYS = {"name", "address", "asn", "peers", "route_target", "routed_networks", "managed"}
@@ -191,6 +192,10 @@ def _parse_cluster(chk: _Checker, raw: Any) -> dict:
         chk.add(
             "cluster", "os", f"unsupported OS {os_name!r}; supported: {', '.join(SUPPORTED_OS)}"
         )
+    sdn_tls = data.get("sdn_tls", True)
+    if not isinstance(sdn_tls, bool):
+        chk.add("cluster", "sdn_tls", f"{sdn_tls!r} must be true or false")
+        sdn_tls = True
     pool = _network(chk, "cluster", "loopback_pool", data.get("loopback_pool"))
     vips: dict[str, netaddr.IPAddress] = {}
     for vip_name, value in _mapping(chk, "cluster", "vips", data.get("vips"), False).items():
@@ -208,6 +213,7 @@ def _parse_cluster(chk: _Checker, raw: Any) -> dict:
         "loopback_pool": pool,
         "vips": vips,
         "os": os_name,
+        "sdn_tls": sdn_tls,
     }
 
 
@@ -664,10 +670,15 @@ def build_model(data: Any, source: str) -> dict[str, Any]:
     return _to_plain(cluster, spine, gateway, links, racks, hosts)
 
 
-def _endpoints(vips: dict, hosts: dict) -> dict[str, Any]:
+# The SDN APIs' ports: haproxy and the firewall use the same ones.
+API_PORT, ANALYTICS_PORT = 8082, 8081
+
+
+def _endpoints(vips: dict, hosts: dict, tls: bool) -> dict[str, Any]:
     """Where clients reach the shared services: the internal VIP when a role has
     several hosts and there are several controllers (haproxy/keepalived run on the
-    controllers and hold the VIP only then), else that role's first host.
+    controllers and hold the VIP only then), else that role's first host; the SDN
+    APIs' URLs too (https unless `cluster.sdn_tls` is false).
     Roles read these instead of each working it out again."""
 
     def members(role: str) -> list[str]:
@@ -679,12 +690,17 @@ def _endpoints(vips: dict, hosts: dict) -> dict[str, Any]:
             return str(vips["internal"])
         return found[0] if found else None
 
+    def url(address: str | None, port: int) -> str | None:
+        return f"{'https' if tls else 'http'}://{address}:{port}" if address else None
+
     return {
         "api": one("controller"),
         "database": one("database"),
         "messaging": members("messaging"),
         "memcached": members("controller"),
         "analytics": one("analytics"),
+        "api_url": url(one("controller"), API_PORT),
+        "analytics_url": url(one("analytics"), ANALYTICS_PORT),
     }
 
 
@@ -701,7 +717,8 @@ def _to_plain(
         "vni_range": cluster["vni_range"],
         "loopback_pool": str(cluster["loopback_pool"]) if cluster["loopback_pool"] else None,
         "vips": {k: str(v) for k, v in cluster["vips"].items()},
-        "endpoints": _endpoints(cluster["vips"], hosts),
+        "sdn_tls": cluster["sdn_tls"],
+        "endpoints": _endpoints(cluster["vips"], hosts, cluster["sdn_tls"]),
         "spine": None
         if spine is None
         else {

@@ -10,6 +10,7 @@ daemon at start, naming the field.
 from __future__ import annotations
 
 import asyncio
+import json
 import ssl
 import subprocess
 import sys
@@ -33,6 +34,7 @@ from vrstack.openstack.configapi import ApiError as SyncApiError
 from vrstack.openstack.configapi import SyncConfigClient
 from vrstack.service import tls
 from vrstack.service.settings import ConfigError, Settings
+from vrstack.status import node
 
 API, COLLECTOR = "vrstack.config.main", "vrstack.analytics.main"
 
@@ -231,3 +233,27 @@ def test_blocking_client_names_a_bad_ca_file(tmp_path: Path) -> None:
         SyncConfigClient("https://127.0.0.1:1", ADMIN_TOKEN, 1.0, str(tmp_path / "none.crt"))
     with pytest.raises(urllib.error.URLError):  # http:// needs no CA: it is not read
         urllib.request.urlopen("http://127.0.0.1:1", timeout=1)
+
+
+def test_vrstack_status_reads_an_https_health_with_the_served_certificate(
+    tmp_path: Path, pki: Pki
+) -> None:
+    """`vrstack-status` (sdn_status) asks /health over HTTPS and accepts exactly the
+    certificate the service's config names."""
+    d = Daemon(API, config(API, tmp_path, pki.server), tmp_path, "api")
+    d.start()
+    try:
+        conf = json.loads(d.config_path.read_text())
+        conf["listen"]["port"] = d.port
+        d.config_path.write_text(json.dumps(conf))
+        known = node.Known("vrstack-api", "controller", str(d.config_path), 8082)
+        unit = node.Unit(True, True, "active/running", str(d.config_path))
+        got = node.service_status(node.LocalSystem(), known, unit, 5.0)
+        assert (got.state, got.health) == ("active", f"https://127.0.0.1:{d.port}/health")
+        # Another certificate in the config than the one served: not accepted.
+        conf["http"]["tls"]["cert"] = str(pki.elsewhere.cert)
+        d.config_path.write_text(json.dumps(conf))
+        got = node.service_status(node.LocalSystem(), known, unit, 5.0)
+        assert got.state == "initializing" and "CERTIFICATE_VERIFY_FAILED" in got.reason
+    finally:
+        d.kill()

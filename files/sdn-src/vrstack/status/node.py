@@ -20,6 +20,7 @@ import os
 import platform
 import re
 import socket
+import ssl
 import subprocess
 import urllib.error
 import urllib.request
@@ -71,12 +72,24 @@ class System(Protocol):
 
     def unit(self, name: str) -> Unit: ...
     def kmod_loaded(self) -> bool: ...
-    def get(self, url: str, timeout: float) -> tuple[int, Any]: ...
+    def get(self, url: str, timeout: float, cert: str = "") -> tuple[int, Any]: ...
 
 
 # Health listeners are local or on the fabric: never through an http_proxy of the environment.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 _CONFIG_ARG = re.compile(r"--config[= ](\S+)")
+
+
+def _pinned_opener(cert: str) -> urllib.request.OpenerDirector:
+    """HTTPS that accepts exactly `cert`, the certificate the service is configured
+    with: its own address may be 127.0.0.1 (not in the certificate), but no other key
+    passes for it."""
+    ctx = ssl.create_default_context(cafile=cert)
+    ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    ctx.check_hostname = False
+    return urllib.request.build_opener(
+        urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=ctx)
+    )
 
 
 class LocalSystem:
@@ -133,9 +146,10 @@ class LocalSystem:
             return self._run(["kldstat", "-q", "-n", "vrouter"])[0] == 0
         return os.path.isdir("/sys/module/vrouter")
 
-    def get(self, url: str, timeout: float) -> tuple[int, Any]:
+    def get(self, url: str, timeout: float, cert: str = "") -> tuple[int, Any]:
+        opener = _OPENER if not cert else _pinned_opener(cert)
         try:
-            with _OPENER.open(url, timeout=timeout) as resp:
+            with opener.open(url, timeout=timeout) as resp:
                 status, raw = resp.status, resp.read()
         except urllib.error.HTTPError as exc:
             status, raw = exc.code, exc.read()
@@ -171,22 +185,31 @@ class NodeStatus:
         return out
 
 
+def served_cert(config: str) -> str:
+    """The certificate of an HTTPS listener (`http.tls.cert`); "" for plain HTTP."""
+    try:
+        return Settings.load(config).get_str("http.tls.cert", "")
+    except ConfigError:
+        return ""
+
+
 def health_url(known: Known, config: str) -> tuple[str, str]:
     """The /health URL from the service's config file; ("", why) when it cannot tell."""
     host, port = known.host, known.port
     path = config or known.config
+    scheme = "https" if served_cert(path) else "http"
     try:
         settings = Settings.load(path)
         host = settings.get_str("listen.host", host)
         port = settings.get_int("listen.port", port, low=0, high=65535)
     except ConfigError as exc:
         if os.path.exists(path):  # e.g. no permission: the defaults may still be right
-            return f"http://{host}:{port}/health", f"(defaults: {exc})"
+            return f"{scheme}://{host}:{port}/health", f"(defaults: {exc})"
     if host in ("0.0.0.0", "::", ""):
         host = "127.0.0.1"
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{port}/health", ""
+    return f"{scheme}://{host}:{port}/health", ""
 
 
 _REASON_KEYS = ("error", "last_error", "store_error", "bgp", "reason")
@@ -215,8 +238,9 @@ def service_status(system: System, known: Known, unit: Unit, timeout: float) -> 
     if not known.config:
         return ServiceStatus(known.name, known.role, ACTIVE)
     url, note = health_url(known, unit.config)
+    cert = served_cert(unit.config or known.config)
     try:
-        status, body = system.get(url, timeout)
+        status, body = system.get(url, timeout, cert) if cert else system.get(url, timeout)
     except (OSError, urllib.error.URLError) as exc:
         reason = getattr(exc, "reason", exc)
         return ServiceStatus(

@@ -29,8 +29,10 @@ from vrstack.agent.main import load as load_agent  # noqa: E402
 from vrstack.config import auth  # noqa: E402
 from vrstack.config.main import store_from_settings  # noqa: E402
 from vrstack.control.main import load as load_control  # noqa: E402
-from vrstack.service import connlimits  # noqa: E402
+from vrstack.service import connlimits, tls  # noqa: E402
+from vrstack.service.daemon import http_tls  # noqa: E402
 from vrstack.service.settings import Settings  # noqa: E402
+from vrstack.status import report  # noqa: E402
 
 LAB = ROOT / "inventories" / "lab"
 BSD = ROOT / "inventories" / "example-freebsd"
@@ -78,15 +80,34 @@ def settings(tmp_path: Path, name: str, text: str) -> Settings:
 
 
 def test_lab_api_and_schema_configs(tmp_path: Path) -> None:
-    t = render_vars(LAB, "lab-ctl1", ["sdn_package", "sdn_config"], **TOKENS)
+    pki = node_pki(tmp_path)
+    t = render_vars(
+        LAB, "lab-ctl1", ["sdn_package", "sdn_config"], sdn_config_pki_dir=str(pki), **TOKENS
+    )
     assert t.template(trust_as_template("{{ sdn_config_store }}")) == "sqlite"
     api = settings(tmp_path, "api.yaml", render(t, "sdn_config", "api.yaml.j2"))
     _store, backend = store_from_settings(api)
     assert backend == "sqlite" and api.get_str("store.path") == "/var/lib/sdn-config/config.db"
     assert api.get_str("listen.host") == "198.18.1.16" and api.get_int("listen.port") == 8082
     assert isinstance(auth.from_settings(api), auth.StaticTokens)
-    schema = yaml.safe_load(render(t, "sdn_config", "schema.yaml.j2"))
-    assert schema["api"] == {"url": "http://198.18.1.16:8082", "token": "a" * 32}
+    # HTTPS with the node certificate; reports to the collector checked with the CA.
+    served = http_tls(api)
+    assert served is not None and (served.cert, served.key) == (
+        str(pki / "node.crt"),
+        str(pki / "node.key"),
+    )
+    reports = report.options(api)
+    assert reports is not None and reports.url == "https://198.18.1.16:8081"
+    assert reports.ssl_context is not None
+    schema_text = render(t, "sdn_config", "schema.yaml.j2")
+    schema = yaml.safe_load(schema_text)
+    assert schema["api"] == {
+        "url": "https://198.18.1.16:8082",
+        "token": "a" * 32,
+        "tls": {"ca": str(pki / "ca.crt")},
+    }
+    schema_settings = settings(tmp_path, "schema.yaml", schema_text)
+    assert tls.https_client(schema_settings, "api.url", "api.tls") is not None
     glob = t.template(trust_as_template("{{ sdn_config_global }}"))
     assert glob == {
         "asn": 64512,
@@ -196,7 +217,7 @@ def test_lab_control_config(tmp_path: Path) -> None:
         64512,
     )
     assert (url, token, host, port) == (
-        "http://198.18.1.16:8082",
+        "https://198.18.1.16:8082",
         "t" * 32,
         "127.0.0.1",
         8083,
@@ -256,6 +277,9 @@ def test_lab_agent_config(tmp_path: Path, host: str, controls: list[tuple[str, i
     assert (agent.pkt0_dir, agent.flow_file) == ("/run/vrouter", "/run/vrouter/flows")
     assert agent.label_range == (16, 1048575)
     assert (listen_host, listen_port) == ("127.0.0.1", 8085)
+    # Port states to the config API and records to the collector, both over HTTPS.
+    assert agent.config_api_url == "https://198.18.1.16:8082"
+    assert agent.config_api_ssl is not None and agent.config_api_ssl.check_hostname
     assert agent.xmpp_tls is not None and agent.xmpp_tls.cert == str(tmp_path / "node.crt")
 
 
@@ -340,3 +364,57 @@ def test_api_per_source_cap_behind_haproxy(
     api = settings(tmp_path, "api.yaml", render(t, "sdn_config", "api.yaml.j2"))
     limits = connlimits.from_settings(api, "http", connlimits.ConnLimits())
     assert (limits.max_connections, limits.max_connections_per_source) == (768, per_source)
+
+
+def test_collector_serves_https(tmp_path: Path) -> None:
+    pki = node_pki(tmp_path)
+    t = render_vars(
+        LAB,
+        "lab-ctl1",
+        ["sdn_package", "sdn_analytics"],
+        sdn_analytics_pki_dir=str(pki),
+        sdn_analytics_admin_token="a" * 32,
+        sdn_analytics_reader_token="r" * 32,
+    )
+    collector = settings(
+        tmp_path, "collector.yaml", render(t, "sdn_analytics", "collector.yaml.j2")
+    )
+    served = http_tls(collector)
+    assert served is not None and served.cert == str(pki / "node.crt")
+    url = t.template(trust_as_template("{{ __sdn_analytics_url }}"))
+    assert url == "https://198.18.1.16:8081"
+
+
+def test_sdn_tls_false_renders_plain_http(tmp_path: Path) -> None:
+    """cluster.sdn_tls: false in the fabric file: no http.tls, http:// clients, no CA."""
+    plain = {**TOKENS, "vrstack_fabric": {"sdn_tls": False, "name": "lab", "hosts": {}}}
+    t = render_vars(LAB, "lab-ctl1", ["sdn_package", "sdn_config"], **plain)
+    api = settings(tmp_path, "api.yaml", render(t, "sdn_config", "api.yaml.j2"))
+    assert http_tls(api) is None
+    schema = yaml.safe_load(render(t, "sdn_config", "schema.yaml.j2"))
+    assert schema["api"]["url"] == "http://198.18.1.16:8082" and "tls" not in schema["api"]
+
+
+def test_ha_clients_use_the_vip_over_https() -> None:
+    """Several controllers: every client has the fabric model's URL, the internal VIP, and
+    haproxy passes the TLS through with a verified HTTPS health check."""
+    vip = "https://198.19.41.10:8082"
+    t = render_vars(
+        ROOT / "inventories" / "ha-lab",
+        "ha-ctl1",
+        ["neutron_server"],
+        neutron_server_sdn_api_token="t" * 32,
+    )
+    ml2 = render(t, "neutron_server", "ml2_conf.ini.j2")
+    assert f"api_url = {vip}" in ml2 and "api_ca_file = /etc/vrstack/pki/ca.crt" in ml2
+    t = render_vars(ROOT / "inventories" / "ha-lab", "ha-ctl1", ["sdn_package", "sdn_control"])
+    assert t.template(trust_as_template("{{ sdn_control_api_url }}")) == vip
+    t = render_vars(
+        ROOT / "inventories" / "ha-lab", "ha-ctl1", ["haproxy"], __haproxy_stats_password="s"
+    )
+    cfg = render(t, "haproxy", "haproxy.cfg.j2").split("\nlisten ")
+    sdn = next(block for block in cfg if block.startswith("sdn-config"))
+    assert "mode tcp" in sdn and "http-check send meth GET uri /health" in sdn
+    assert "check-ssl verify required ca-file /etc/vrstack/pki/ca.crt" in sdn
+    keystone = next(block for block in cfg if block.startswith("keystone"))
+    assert "mode tcp" not in keystone and "check-ssl" not in keystone

@@ -207,6 +207,39 @@ def test_endpoints_skip_the_vip_with_one_controller() -> None:
     assert model["endpoints"]["api"] == model["hosts"]["ctl1"]["fabric_ip"]
 
 
+def test_sdn_api_urls_are_https_on_the_endpoint() -> None:
+    """One place for the SDN APIs' URLs: scheme, endpoint (the VIP when several) and port."""
+
+    def several(d: dict) -> None:
+        d["hosts"]["ctl2"]["roles"] = ["controller", "control", "analytics"]
+        d["hosts"]["cmp3"]["roles"] = ["compute", "analytics"]
+
+    ep = model_of(several)["endpoints"]
+    assert ep["api_url"] == "https://198.18.1.10:8082"
+    assert ep["analytics_url"] == "https://198.18.1.10:8081"
+    one = model_of()
+    ctl1 = one["hosts"]["ctl1"]["fabric_ip"]
+    assert one["sdn_tls"] is True
+    assert one["endpoints"]["api_url"] == f"https://{ctl1}:8082"
+    assert one["endpoints"]["analytics_url"] is None  # no analytics host in the base file
+
+
+def test_sdn_tls_false_gives_plain_urls_and_must_be_a_boolean() -> None:
+    def plain(d: dict) -> None:
+        d["cluster"]["sdn_tls"] = False
+
+    model = model_of(plain)
+    assert model["sdn_tls"] is False
+    assert model["endpoints"]["api_url"].startswith("http://")
+    assert model["endpoints"]["api_url"].endswith(":8082")
+
+    def bad(d: dict) -> None:
+        d["cluster"]["sdn_tls"] = "yes"
+
+    with pytest.raises(FabricError, match="field 'sdn_tls': 'yes' must be true or false"):
+        model_of(bad)
+
+
 GATEWAY = {
     "name": "edge1",
     "address": "198.19.0.1",
