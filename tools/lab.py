@@ -1342,9 +1342,10 @@ def print_cloud(lab: Lab) -> None:
     if not openrc.exists() or not api:
         return
     print(f"\ncloud: Keystone http://{api}:5000/v3, Nova :8774, Neutron :9696, Glance :9292")
-    print(f"  SDN config API http://{api}:8082", end="")
-    if lab.endpoints.get("analytics"):
-        print(f", analytics and operator page http://{lab.endpoints['analytics']}:8081/", end="")
+    print(f"  SDN config API {lab.endpoints.get('api_url')}", end="")
+    if lab.endpoints.get("analytics_url"):
+        print(f", analytics and operator page {lab.endpoints['analytics_url']}/", end="")
+    print(f"\n  the SDN APIs' CA: {openrc.parent / 'ca.crt'}", end="")
     print(f"\n  admin credentials: {openrc} (secrets beside it, mode 0600)")
     print(f"  source {openrc}")
     print(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import subprocess
 import urllib.error
 import urllib.request
@@ -58,15 +59,27 @@ class Cli:
         return out.stderr
 
 
+def sdn_context(url: str, state: Path = STATE) -> ssl.SSLContext | None:
+    """What checks an SDN API's certificate: the deployment CA, which vrstack.cloud.pki
+    keeps beside the secrets file on the deploy host (None for an http:// URL)."""
+    return ssl.create_default_context(cafile=str(state / "ca.crt")) if url[:6] == "https:" else None
+
+
+def sdn_open(req: urllib.request.Request, timeout: float, state: Path = STATE) -> Any:
+    """`urlopen` for the SDN APIs (the config API, the collector), over TLS when https."""
+    return urllib.request.urlopen(req, timeout=timeout, context=sdn_context(req.full_url, state))
+
+
 def config_api_object(rtype: str, uuid: str) -> dict[str, Any] | None:
     """An object from the SDN config API, read with the reader token from the secrets file."""
     secrets_file = yaml.safe_load((STATE / "secrets.yml").read_text())
     token = secrets_file["sdn_api_reader_token"]
-    api = openrc_env(STATE / "openrc")["OS_AUTH_URL"].rsplit(":", 1)[0] + ":8082"
+    # The lab's default (cluster.sdn_tls) is HTTPS, on the host the openrc names.
+    api = "https:" + openrc_env(STATE / "openrc")["OS_AUTH_URL"].split(":", 2)[1] + ":8082"
     req = urllib.request.Request(f"{api}/{rtype}s/{uuid}")  # collections are plural
     req.add_header("X-Auth-Token", token)
     try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
+        with sdn_open(req, timeout=10) as resp:
             return json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         if exc.code == 404:

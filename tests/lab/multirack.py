@@ -23,6 +23,7 @@ SKIP_TAGS = os.environ.get("VRSTACK_LAB_SKIP_TAGS", "openstack")
 
 sys.path.insert(0, str(REPO / "tools"))
 import lab as labtool  # noqa: E402  (tools/ is not a package)
+from labcloud import sdn_open  # noqa: E402
 
 needs_lab = pytest.mark.skipif(
     os.environ.get("VRSTACK_MULTIRACK") != "1",
@@ -53,15 +54,16 @@ def address(host: str) -> str:
 
 
 def api(method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    """One admin request to the config API on the first controller; None for a 404."""
+    """One admin request to the config API where its clients reach it (the fabric model's
+    URL: https on the VIP), checked with the deployment CA; None for a 404."""
     token = yaml.safe_load((STATE / "secrets.yml").read_text())["sdn_api_admin_token"]
-    url = f"http://{address('mr-ctl1')}:8082{path}"
+    url = f"{model().endpoints['api_url']}{path}"
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method=method)
     req.add_header("X-Auth-Token", token)
     req.add_header("Content-Type", "application/json")
     try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
+        with sdn_open(req, timeout=10, state=STATE) as resp:
             text = resp.read()
     except urllib.error.HTTPError as exc:
         if exc.code == 404:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
+import http.client
 import json
 import os
 import resource
@@ -144,7 +145,7 @@ if __name__ == "__main__" and sys.argv[1:2] == ["scan"]:
 
 import pytest  # noqa: E402  (the scanner above runs without pytest)
 import yaml  # noqa: E402
-from labcloud import STATE  # noqa: E402
+from labcloud import STATE, sdn_open  # noqa: E402
 
 INVENTORY = os.environ.get("VRSTACK_LAB_INVENTORY", "inventories/lab")
 SPINE_NS = "vrs-spine"  # tools/lab.py's names
@@ -364,7 +365,7 @@ def call(url: str, method: str = "GET", token: str | None = None, body: Any = No
     if token is not None:
         req.add_header("X-Auth-Token", token)
     try:
-        with urllib.request.urlopen(req, timeout=20) as resp:
+        with sdn_open(req, timeout=20) as resp:
             raw = resp.read()
             return resp.status, json.loads(raw) if raw else None
     except urllib.error.HTTPError as exc:
@@ -374,8 +375,19 @@ def call(url: str, method: str = "GET", token: str | None = None, body: Any = No
 WRONG_TOKENS = [None, "", "not-a-token", uuid.uuid4().hex]
 
 
+def refuses_plain_http(url: str) -> None:
+    """An https API answers nothing to plain HTTP (tokens never go in clear) and does not
+    accept a client that lacks the deployment CA."""
+    assert url.startswith("https://"), f"{url}: the lab deploys the SDN APIs over HTTPS"
+    plain = urllib.request.Request("http://" + url.removeprefix("https://") + "/health")
+    with pytest.raises((urllib.error.URLError, OSError, http.client.HTTPException)):
+        urllib.request.urlopen(plain, timeout=10).read()
+    with pytest.raises(urllib.error.URLError, match="CERTIFICATE_VERIFY_FAILED"):
+        urllib.request.urlopen(url + "/health", timeout=10)  # the system CAs only
+
+
 def test_config_api_refuses_missing_and_wrong_tokens(lab: Lab) -> None:
-    api = f"http://{lab.model['endpoints']['api']}:8082"
+    api = lab.model["endpoints"]["api_url"]
     sec = secrets_file()
     reader = sec["sdn_api_reader_token"]
 
@@ -388,6 +400,7 @@ def test_config_api_refuses_missing_and_wrong_tokens(lab: Lab) -> None:
     # of the lab's is touched, and the answer (404, not 401/403) still fails the test.
     victim = str(uuid.uuid4())
     before = count()
+    refuses_plain_http(api)
     problems = []
     new = {"name": f"sec-probe-{uuid.uuid4().hex[:6]}"}
     for token in WRONG_TOKENS:
@@ -413,7 +426,8 @@ def test_config_api_refuses_missing_and_wrong_tokens(lab: Lab) -> None:
 
 
 def test_analytics_api_refuses_missing_and_wrong_tokens(lab: Lab) -> None:
-    api = f"http://{lab.model['endpoints']['analytics']}:8081"
+    api = lab.model["endpoints"]["analytics_url"]
+    refuses_plain_http(api)
     sec = secrets_file()
     marker = f"sec-probe-{uuid.uuid4().hex}"
 
