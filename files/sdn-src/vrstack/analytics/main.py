@@ -16,6 +16,7 @@ from ..service import httplimits, tls
 from ..service.daemon import http_tls, serve
 from ..service.jsonlog import setup_logging
 from ..service.settings import ConfigError, Settings
+from . import access
 from .overview import fabric_from_settings
 from .records import KINDS
 from .server import Limits, Options, make_app
@@ -150,6 +151,7 @@ def options_from_settings(s: Settings) -> Options:
         alarm_interval=alarm_interval,
         fabric=fabric_from_settings(s),
         page_window=s.get_float("page.window", 600.0),
+        project_vrfs=access.from_settings(s),
     )
 
 

@@ -18,7 +18,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -304,8 +304,9 @@ def _cursor(text: Any, digest: str) -> tuple[int, int, float]:
     return offset, snapshot, now
 
 
-def parse(body: Any, now: float) -> Query:
-    """Validate a query body; raises FieldError naming the bad part."""
+def parse(body: Any, now: float, vrfs: Collection[str] | None = None) -> Query:
+    """Validate a query body; raises FieldError naming the bad part. `vrfs`: only rows of
+    these routing instances (a project's view, access.py), on a table with a `vrf`."""
     if not isinstance(body, dict):
         raise FieldError("body", "the query must be a JSON object")
     for key in body:
@@ -355,6 +356,12 @@ def parse(body: Any, now: float) -> Query:
                 raise FieldError(f"select[{i}]", f"{item.label} must be in group_by or aggregated")
 
     where, params = _where(body.get("where", []), cols, now)
+    if vrfs is not None:
+        if "vrf" not in cols:
+            raise FieldError("table", f"{table} has no vrf: it is not a project's")
+        # Sorted: the same view gives the same statement.
+        where.append(f"{q('vrf')} IN ({', '.join('?' * len(vrfs))})" if vrfs else "0 = 1")
+        params += sorted(vrfs)
     tcol = kind.time
     since = None if body.get("since") is None else parse_time(body["since"], "since", now)
     if body.get("until") is not None:

@@ -20,7 +20,7 @@ from ..config.fields import FieldError
 from ..config.server import PUBLIC, auth_middleware, errors_middleware
 from ..service import httplimits
 from ..service.daemon import add_background, add_health
-from . import overview, page, query
+from . import access, overview, page, query
 from .alarms import AlarmBook, status_from_row
 from .openapi import document
 from .records import NAME_RE, check_record
@@ -55,6 +55,7 @@ class Options:
     alarm_interval: float = 5.0
     fabric: overview.Fabric = field(default_factory=lambda: overview.Fabric("", ()))
     page_window: float = 600.0  # seconds of ports, routes and flows the page shows
+    project_vrfs: access.ProjectVrfs | None = None  # Keystone: a project's view (access.py)
 
 
 class Bucket:
@@ -263,7 +264,8 @@ async def run_query(request: web.Request) -> web.Response:
         body = await request.json()
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise FieldError("body", "the body is not valid JSON") from None
-    parsed = query.parse(body, time.time())
+    table = body.get("table") if isinstance(body, dict) else None
+    parsed = query.parse(body, time.time(), await access.visible_vrfs(request, table))
     started = time.monotonic()
     try:
         page = await request.app[COLLECTOR].store.select(parsed)
@@ -375,12 +377,15 @@ def make_app(
             # The page's files hold no data and must load before the operator has given
             # a token; the page then sends the token with its data requests like any client.
             auth_middleware(auth, writes_something, public={*PUBLIC, *page.FILES}),
+            access.fabric_for_admins,
             store_errors,
         ],
         client_max_size=options.limits.max_batch_bytes,
     )
     httplimits.install(app, http or httplimits.HttpLimits())
     app[COLLECTOR] = collector
+    if options.project_vrfs is not None:
+        app[access.PROJECT_VRFS] = options.project_vrfs
     app.router.add_post("/ingest/{source}", ingest)
     app.router.add_post("/query", run_query)
     app.router.add_get("/status", list_status)
@@ -416,6 +421,8 @@ def make_app(
         yield
         await store.close()
         await auth.close()  # e.g. Keystone's HTTP connections
+        if options.project_vrfs is not None:
+            await options.project_vrfs.close()
 
     app.cleanup_ctx.append(store_ctx)
 
