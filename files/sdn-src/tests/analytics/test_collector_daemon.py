@@ -107,6 +107,9 @@ def run_main(tmp_path: Path, name: str, text: str) -> subprocess.CompletedProces
 
 
 AUTH = f"auth: {{admin_token: {ADMIN_TOKEN}}}\n"
+KEYSTONE = (
+    "auth: {backend: keystone, keystone: {url: http://127.0.0.1:1, username: u, password: p}}\n"
+)
 
 
 @pytest.mark.parametrize(
@@ -142,6 +145,24 @@ AUTH = f"auth: {{admin_token: {ADMIN_TOKEN}}}\n"
             "alarms.missed_intervals",
         ),
         ("i.yaml", "store: [1, 2\n", ""),
+        # Keystone: read-only tokens see their project's part, found through the config API.
+        ("j.yaml", "store: {path: x.db}\n" + KEYSTONE, "config_api.url"),
+        (
+            "k.yaml",
+            "store: {path: x.db}\nconfig_api: {url: ftp://x}\n" + KEYSTONE,
+            "config_api.url",
+        ),
+        (
+            "l.yaml",
+            "store: {path: x.db}\nconfig_api: {url: http://127.0.0.1:1, cache_ttl: -1}\n"
+            + KEYSTONE,
+            "config_api.cache_ttl",
+        ),
+        (
+            "m.yaml",
+            "store: {path: x.db}\nconfig_api: {url: http://x, user: u}\n" + AUTH,
+            "config_api.user",
+        ),
     ],
 )
 def test_bad_config_names_file_and_field(tmp_path: Path, name: str, text: str, field: str) -> None:

@@ -4,7 +4,8 @@ The files are kept here as text (the package ships only Python files). The page 
 no data itself: its script asks `GET /overview` every few seconds with the token the
 operator gave (in the address's fragment, `/ui#token=...`, which browsers never send to
 the server, or typed into the form), and draws what comes back with DOM calls only
-(`textContent`, never HTML from data).
+(`textContent`, never HTML from data). The overview is the fabric's: a project's
+read-only Keystone token gets 403 there, and the page says so instead of drawing.
 """
 
 from __future__ import annotations
@@ -196,6 +197,14 @@ async function refresh() {
     if (resp.status === 401) {
       document.getElementById("login").hidden = false;
       showError("the token was refused");
+      return;
+    }
+    if (resp.status === 403) {
+      // A project's read-only token: the fabric overview is not its to see.
+      const body = await resp.json().catch(() => ({}));
+      document.getElementById("login").hidden = false;
+      showError("not allowed: " + (body.error || "this token may not see the fabric") +
+        " (a project's token can query its own flows and ports at POST /query)");
       return;
     }
     if (!resp.ok) throw new Error("the collector answered " + resp.status);
