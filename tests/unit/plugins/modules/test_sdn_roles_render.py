@@ -206,6 +206,8 @@ def test_lab_control_config(tmp_path: Path) -> None:
         sdn_control_api_token="t" * 32,
         sdn_control_bgp_password="b" * 32,
         sdn_control_pki_dir=str(node_pki(tmp_path)),
+        sdn_control_bgp_max_connections=100,
+        sdn_control_bgp_max_connections_per_source=3,
     )
     ns, url, token, host, port = load_control(
         settings(tmp_path, "control.yaml", render(t, "sdn_control", "control.yaml.j2"))
@@ -226,6 +228,7 @@ def test_lab_control_config(tmp_path: Path) -> None:
     assert ns.tls_verify_client and ns.tls_ca == str(tmp_path / "ca.crt")
     assert ns.bgp_password == "b" * 32 and ns.bgp_peer_passwords == {}
     assert ns.bgp_gateways == frozenset()  # the lab has no gateway: none to peer with
+    assert (ns.bgp_limits.max_connections, ns.bgp_limits.max_connections_per_source) == (100, 3)
 
 
 def test_gateway_gets_its_own_bgp_password(tmp_path: Path) -> None:
