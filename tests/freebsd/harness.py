@@ -329,8 +329,16 @@ STRICT_ROLES = {
 }
 # Playbooks that check a running cloud rather than deploy it (pki.yml renews and then
 # verifies the certificates; site.yml plays its role), and lifecycle playbooks that
-# replay site.yml's roles on hosts named at run time (add-compute.yml).
-NOT_STAGES = {"verify.yml", "smoke.yml", "destroy.yml", "pki.yml", "add-compute.yml"}
+# replay site.yml's roles, or take them away, on hosts named at run time.
+NOT_STAGES = {
+    "verify.yml",
+    "smoke.yml",
+    "destroy.yml",
+    "pki.yml",
+    "add-compute.yml",
+    "remove-compute.yml",
+    "upgrade.yml",
+}
 
 
 def play_roles(play: dict[str, Any]) -> set[str]:
