@@ -38,6 +38,14 @@ def run(*cmd: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
     )
 
 
+def playbook(inventory: Path, name: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    """ansible-playbook playbooks/NAME on an inventory, with the scenario's skipped tags."""
+    return run(
+        "ansible-playbook", "-i", str(inventory), f"playbooks/{name}",
+        f"--skip-tags={SKIP_TAGS}", *extra,
+    )  # fmt: skip
+
+
 def recap(output: str) -> dict[str, int]:
     """Host -> changed count from ansible-playbook's PLAY RECAP."""
     found = re.findall(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", output, re.MULTILINE)

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import yaml
-from multirack import INVENTORY, REPO, SKIP_TAGS, api, needs_lab, recap, run
+from multirack import INVENTORY, REPO, api, needs_lab, playbook, recap, run
 
 pytestmark = needs_lab
 NEW = "mr-cmp13"
@@ -43,10 +43,7 @@ def test_add_one_compute(tmp_path: Path) -> None:
     assert up.returncode == 0, up.stderr[-2000:]
 
     start = time.monotonic()
-    add = run(
-        "ansible-playbook", "-i", str(inv), "playbooks/add-compute.yml",
-        "-e", f"vrstack_new_compute={NEW}", f"--skip-tags={SKIP_TAGS}",
-    )  # fmt: skip
+    add = playbook(inv, "add-compute.yml", "-e", f"vrstack_new_compute={NEW}")
     took = time.monotonic() - start
     assert add.returncode == 0, add.stdout[-4000:]
     changed = recap(add.stdout)
@@ -56,24 +53,15 @@ def test_add_one_compute(tmp_path: Path) -> None:
     assert others and all(n == 0 for n in others.values()), f"other hosts changed: {others}"
     print(f"add-compute: {took:.0f}s for {NEW}")
 
-    check = run(
-        "ansible-playbook", "-i", str(inv), "playbooks/verify.yml", "--limit", NEW,
-        f"--skip-tags={SKIP_TAGS}",
-    )  # fmt: skip
+    check = playbook(inv, "verify.yml", "--limit", NEW)
     assert check.returncode == 0, check.stdout[-4000:]
 
-    again = run(
-        "ansible-playbook", "-i", str(inv), "playbooks/add-compute.yml",
-        "-e", f"vrstack_new_compute={NEW}", f"--skip-tags={SKIP_TAGS}",
-    )  # fmt: skip
+    again = playbook(inv, "add-compute.yml", "-e", f"vrstack_new_compute={NEW}")
     assert again.returncode == 0 and set(recap(again.stdout).values()) == {0}, again.stdout[-3000:]
 
 
 def remove(inv: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return run(
-        "ansible-playbook", "-i", str(inv), "playbooks/remove-compute.yml",
-        "-e", f"vrstack_removed_compute={NEW}", f"--skip-tags={SKIP_TAGS}", *extra,
-    )  # fmt: skip
+    return playbook(inv, "remove-compute.yml", "-e", f"vrstack_removed_compute={NEW}", *extra)
 
 
 def test_remove_one_compute(tmp_path: Path) -> None:
@@ -139,10 +127,7 @@ def test_rolling_upgrade(tmp_path: Path) -> None:
     assert datapath and all(pid != "0" for pid in datapath.values()), datapath
 
     start = time.monotonic()
-    up = run(
-        "ansible-playbook", "-i", str(INVENTORY), "playbooks/upgrade.yml",
-        "-e", f"sdn_package_src={src}", f"--skip-tags={SKIP_TAGS}",
-    )  # fmt: skip
+    up = playbook(INVENTORY, "upgrade.yml", "-e", f"sdn_package_src={src}")
     took = time.monotonic() - start
     assert up.returncode == 0, up.stdout[-4000:]
     print(f"rolling upgrade: {took:.0f}s")
@@ -150,8 +135,5 @@ def test_rolling_upgrade(tmp_path: Path) -> None:
     restarted = main_pids("vrstack-agent.service")
     assert all(restarted[h] != agents[h] for h in agents), (agents, restarted)
 
-    again = run(
-        "ansible-playbook", "-i", str(INVENTORY), "playbooks/upgrade.yml",
-        "-e", f"sdn_package_src={src}", f"--skip-tags={SKIP_TAGS}",
-    )  # fmt: skip
+    again = playbook(INVENTORY, "upgrade.yml", "-e", f"sdn_package_src={src}")
     assert again.returncode == 0 and set(recap(again.stdout).values()) == {0}, again.stdout[-3000:]
