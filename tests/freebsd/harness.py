@@ -497,7 +497,7 @@ class Play:
                 cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, text=True
             )
 
-    def wait(self, timeout: float = 600) -> Run:
+    def wait(self, timeout: float = 1500) -> Run:
         try:
             rc = self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
