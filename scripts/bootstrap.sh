@@ -27,7 +27,8 @@ install_debian_packages() {
 
 make_venv() {
     local key venv
-    key=$( (sha256sum "$lock"; python3 -c 'import sys; print(sys.version)') | sha256sum | cut -c1-12)
+    # The lock's content, not its path: every clone of the same lock shares one venv.
+    key=$( (sha256sum <"$lock"; python3 -c 'import sys; print(sys.version)') | sha256sum | cut -c1-12)
     venv="$cache/venv-$key"
     # venv scripts hard-code their path, so build in place; .complete marks success.
     if [[ ! -e "$venv/.complete" ]]; then
