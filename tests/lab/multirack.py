@@ -32,7 +32,13 @@ needs_lab = pytest.mark.skipif(
 
 
 def run(*cmd: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    # molecule exports ANSIBLE_FORCE_COLOR, which wins over NOCOLOR: the recap is parsed.
+    env = dict(
+        os.environ,
+        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_FORCE_COLOR="0",
+    )
     return subprocess.run(
         list(cmd), cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, check=False
     )
@@ -48,7 +54,8 @@ def playbook(inventory: Path, name: str, *extra: str) -> subprocess.CompletedPro
 
 def recap(output: str) -> dict[str, int]:
     """Host -> changed count from ansible-playbook's PLAY RECAP."""
-    found = re.findall(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", output, re.MULTILINE)
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", output)
+    found = re.findall(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", plain, re.MULTILINE)
     return {host: int(changed) for host, changed in found}
 
 

@@ -75,7 +75,7 @@ def test_remove_one_compute(tmp_path: Path) -> None:
     project = api("POST", "/projects", {"name": tag})
     net = api("POST", "/virtual-networks", {"name": tag, "parent_uuid": project["uuid"]})
     port = api(
-        inv, "POST", "/virtual-machine-interfaces",
+        "POST", "/virtual-machine-interfaces",
         {"name": tag, "parent_uuid": project["uuid"], "virtual_network": net["uuid"],
          "virtual_router": vrouter},
     )  # fmt: skip
