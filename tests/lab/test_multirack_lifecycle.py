@@ -73,7 +73,11 @@ def test_remove_one_compute(tmp_path: Path) -> None:
     # A port bound there: the removal waits, then stops without removing anything.
     tag = f"rm-{os.getpid()}"
     project = api("POST", "/projects", {"name": tag})
-    net = api("POST", "/virtual-networks", {"name": tag, "parent_uuid": project["uuid"]})
+    subnet = {"cidr": "198.19.221.0/24"}  # inside the network's VRF only
+    net = api(
+        "POST", "/virtual-networks",
+        {"name": tag, "parent_uuid": project["uuid"], "subnets": [subnet]},
+    )  # fmt: skip
     port = api(
         "POST", "/virtual-machine-interfaces",
         {"name": tag, "parent_uuid": project["uuid"], "virtual_network": net["uuid"],
