@@ -44,6 +44,12 @@ def masked(text: str, run: harness.Run) -> str:
     text = re.sub(
         r"-----BEGIN ([A-Z ]+)-----.*?-----END \1-----", r"<\1 made by this run>", text, flags=re.S
     )
+    # The certificate's checksum in a service's config (its renewal restarts the service).
+    text = re.sub(
+        r"(# The certificate's checksum[^\n]*\n\s*# )[0-9a-f]{40}\b",
+        r"\1<checksum of this run's certificate>",
+        text,
+    )
     return re.sub(
         r"\bvrstack-\d[\w.+]*?(?=-py3-none-any\.whl|\.dist-info)", "vrstack-<version>", text
     )
