@@ -135,7 +135,7 @@ def lost_pings(src: Vm, dst: Vm, during: Any) -> int:
     )  # fmt: skip
     time.sleep(3)
     during()
-    out, _ = ping.communicate(timeout=PINGS * 0.2 + 30)
+    out = ping.communicate(timeout=PINGS * 0.2 + 30)[0]
     found = re.search(r"(\d+) packets transmitted, (\d+) received", out)
     assert found, out
     return int(found.group(1)) - int(found.group(2))
