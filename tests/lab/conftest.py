@@ -36,6 +36,17 @@ def admin(client: str, admin_env: dict[str, str]) -> Cli:
 @pytest.fixture(scope="session")
 def member(admin: Cli, admin_env: dict[str, str]) -> Iterator[Cli]:
     """A fresh project with a user holding only the `member` role in it."""
+    yield from member_project(admin, admin_env)
+
+
+@pytest.fixture(scope="session")
+def other_member(admin: Cli, admin_env: dict[str, str]) -> Iterator[Cli]:
+    """Another such project and user, for what one project may not see of another's."""
+    yield from member_project(admin, admin_env)
+
+
+def member_project(admin: Cli, admin_env: dict[str, str]) -> Iterator[Cli]:
+    """A fresh project and a `member` user in it; everything it made is removed after."""
     tag = secrets.token_hex(3)
     project, user, password = f"apicheck-{tag}", f"apicheck-{tag}", secrets.token_urlsafe(16)
     admin.ok("project", "create", "--domain", "default", project)

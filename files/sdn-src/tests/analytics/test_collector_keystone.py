@@ -256,3 +256,101 @@ def test_page_says_a_project_token_may_not_see_the_fabric(lab: Lab, tmp_path: Pa
     finally:
         driver.quit()
         collector.kill()
+
+
+@pytest.mark.asyncio
+async def test_static_tokens_and_keystone_tokens_together(lab: Lab, tmp_path: Path) -> None:
+    """What the roles deploy: the services' static tokens and Keystone's at once. The
+    static admin token ingests and sees the fabric; a Keystone member sees its project's
+    flows only and gets 403 on the fabric's status; Keystone down: 503 for its tokens,
+    the static ones still work."""
+    ks = lab.keystone
+    max_ = ks.token("max", kslive.PASSWORD, "demo")
+    olga = ks.token("olga", kslive.PASSWORD, "other")
+    admin, reader = kslive.STATIC["admin_token"], kslive.STATIC["reader_token"]
+    api = Daemon(
+        "vrstack.config.main", kslive.both_config(lab, tmp_path, cache_ttl=0), tmp_path, "api"
+    )
+    api.start()
+    collector: Daemon | None = None
+    try:
+        async with aiohttp.ClientSession() as s:
+            vrf: dict[str, str] = {}
+            for i, (name, project) in enumerate((("a", lab.demo), ("b", lab.other)), 1):
+                p = (
+                    await call(
+                        s,
+                        "POST",
+                        f"{api.url}/projects",
+                        admin,
+                        {"name": name, "keystone_id": project},
+                    )
+                )[1]
+                net = (
+                    await call(
+                        s,
+                        "POST",
+                        f"{api.url}/virtual-networks",
+                        admin,
+                        {"name": f"net-{name}", "parent_uuid": p["uuid"], "subnets": []},
+                    )
+                )[1]
+                status, ri = await call(
+                    s,
+                    "POST",
+                    f"{api.url}/routing-instances",
+                    admin,
+                    {
+                        "name": f"net-{name}",
+                        "parent_uuid": net["uuid"],
+                        "route_target": f"target:64512:{8000000 + i}",
+                        "vni": i,
+                        "forwarding_mode": "l3",
+                    },
+                )
+                assert status == 201, ri
+                vrf[name] = ":".join(ri["fq_name"])
+            config = collector_config(lab, tmp_path, api.url)
+            config["auth"] = kslive.both_config(lab, tmp_path, cache_ttl=0)["auth"]
+            collector = Daemon("vrstack.analytics.main", config, tmp_path, "collector")
+            collector.start()
+            url = collector.url
+            records = [flow(1, vrf=vrf["a"]), flow(2, vrf=vrf["b"]), *FABRIC]
+            status, body = await call(s, "POST", f"{url}/ingest/cmp1", admin, {"records": records})
+            assert status == 200 and body["accepted"] == len(records), body
+
+            async def flows(token: str) -> tuple[int, Any]:
+                return await call(s, "POST", f"{url}/query", token, {"table": "flows"})
+
+            for token, seen in (
+                (max_, {vrf["a"]}),
+                (olga, {vrf["b"]}),
+                (reader, set(vrf.values())),
+            ):
+                status, body = await flows(token)
+                assert status == 200 and {r["vrf"] for r in body["items"]} == seen, body
+            status, body = await call(s, "GET", f"{url}/status", max_)
+            assert status == 403 and "not a project's" in body["error"], body
+            assert (await call(s, "GET", f"{url}/status", reader))[0] == 200
+            status, body = await call(s, "POST", f"{url}/ingest/cmp9", max_, {"records": [flow(9)]})
+            assert status == 403 and "may only read" in body["error"], body
+            for token in (None, "not-a-token"):
+                assert (await call(s, "GET", f"{url}/status", token))[0] == 401
+
+            ks.stop()
+            try:
+                await asyncio.sleep(1.2)  # the collector's view of the project has expired
+                status, body = await flows(olga)
+                assert status == 503 and "cannot check the token" in body["error"], body
+                status, body = await call(
+                    s, "POST", f"{url}/ingest/cmp1", admin, {"records": [flow(3)]}
+                )
+                assert status == 200, body  # the services' reports never wait for Keystone
+                assert (await call(s, "GET", f"{url}/status", reader))[0] == 200
+            finally:
+                ks.start()
+        assert collector.terminate() == 0
+    finally:
+        api.kill()
+        if collector is not None:
+            collector.kill()

@@ -1,4 +1,5 @@
-"""The config API with `auth.backend: keystone` against a real Keystone.
+"""The config API with Keystone tokens (`auth.backend: keystone`, or static tokens and an
+`auth.keystone` section at once) against a real Keystone.
 
 Keystone (from requirements/openstack/constraints.txt) runs under gunicorn on a loopback
 port with SQLite and fernet tokens in a temp directory, from the OpenStack virtualenv that
@@ -412,6 +413,83 @@ async def test_read_only_tokens_see_only_their_project(lab: Lab, tmp_path: Path)
             # The admin still sees both projects' networks.
             status, body = await call(s, "GET", f"{url}/virtual-networks", ada)
             assert sorted(n["name"] for n in body["items"]) == ["net-a", "net-b"]
+        assert daemon.terminate() == 0
+    finally:
+        daemon.kill()
+
+
+# ---- static tokens and Keystone at once (what the roles deploy) -----------------------
+
+STATIC = {"admin_token": "s-admin-" + "0" * 24, "reader_token": "s-reader-" + "0" * 23}
+
+
+def both_config(lab: Lab, tmp_path: Path, **keystone: Any) -> dict[str, Any]:
+    """`auth.backend: static` with an `auth.keystone` section."""
+    data = api_config(lab, tmp_path, **keystone)
+    data["auth"].update(backend="static", **STATIC)
+    return data
+
+
+@pytest.mark.asyncio
+async def test_static_tokens_and_keystone_tokens_together(lab: Lab, tmp_path: Path) -> None:
+    """The services' static admin token writes, and so does a Keystone admin's; a Keystone
+    member reads only its project's objects; a bad token is 401, a token without a role
+    403; with Keystone down its tokens get 503 while the static ones still work."""
+    ks = lab.keystone
+    ada = ks.token("ada", PASSWORD, "demo")
+    max_ = ks.token("max", PASSWORD, "demo")
+    olga = ks.token("olga", PASSWORD, "other")
+    nobody = ks.token("nobody", PASSWORD)
+    admin, reader = STATIC["admin_token"], STATIC["reader_token"]
+    daemon = Daemon("vrstack.config.main", both_config(lab, tmp_path, cache_ttl=0), tmp_path, "api")
+    daemon.start()
+    try:
+        async with aiohttp.ClientSession() as s:
+            url = daemon.url
+            status, a = await call(
+                s, "POST", f"{url}/projects", admin, {"name": "a", "keystone_id": lab.demo}
+            )
+            assert status == 201, a
+            status, b = await call(
+                s, "POST", f"{url}/projects", ada, {"name": "b", "keystone_id": lab.other}
+            )
+            assert status == 201, b  # a Keystone admin token writes too
+            for p, cidr in ((a, "198.18.20.0/24"), (b, "198.18.21.0/24")):
+                body = {
+                    "name": f"net-{p['name']}",
+                    "parent_uuid": p["uuid"],
+                    "subnets": [{"cidr": cidr}],
+                }
+                assert (await call(s, "POST", f"{url}/virtual-networks", admin, body))[0] == 201
+            for token, seen in (
+                (max_, ["net-a"]),
+                (olga, ["net-b"]),
+                (admin, ["net-a", "net-b"]),
+                (reader, ["net-a", "net-b"]),
+                (ada, ["net-a", "net-b"]),
+            ):
+                status, body = await call(s, "GET", f"{url}/virtual-networks", token)
+                assert status == 200 and sorted(n["name"] for n in body["items"]) == seen, body
+            for token, who in ((max_, "max"), (reader, "reader")):
+                status, body = await call(s, "POST", f"{url}/projects", token, {"name": "x"})
+                assert status == 403 and f"{who} may only read" in body["error"], body
+            status, body = await call(s, "GET", f"{url}/projects", nobody)
+            assert status == 403 and "none of the roles" in body["error"], body
+            for token in (None, "not-a-token", ada[:-4] + "AAAA", admin[:-1]):
+                assert (await call(s, "GET", f"{url}/projects", token))[0] == 401, token
+
+            ks.stop()
+            try:
+                status, body = await call(s, "GET", f"{url}/projects", max_)
+                assert status == 503 and "cannot check the token" in body["error"], body
+                status, body = await call(s, "POST", f"{url}/projects", admin, {"name": "c"})
+                assert status == 201, body  # the services never wait for Keystone
+                assert (await call(s, "GET", f"{url}/projects", reader))[0] == 200
+            finally:
+                ks.start()
+            assert (await call(s, "GET", f"{url}/projects", max_))[0] == 200
+            logs = json.dumps(list(daemon.logs()))
+            assert admin not in logs and ada not in logs and max_ not in logs
         assert daemon.terminate() == 0
     finally:
         daemon.kill()

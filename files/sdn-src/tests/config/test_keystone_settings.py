@@ -8,7 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
 
+from vrstack.analytics import access
 from vrstack.config import auth
 from vrstack.config.main import main
 from vrstack.service.settings import ConfigError, Settings
@@ -110,3 +113,74 @@ def test_unknown_backend_names_the_field(tmp_path: Path) -> None:
     data["auth"]["backend"] = "ldap"
     with pytest.raises(ConfigError, match=r"api\.yaml: auth\.backend: must be one of static"):
         auth.from_settings(load(tmp_path, data))
+
+
+# ---- static tokens and Keystone at once -------------------------------------------------
+
+ADMIN_TOKEN, READER_TOKEN, AGENT_TOKEN = "a" * 32, "r" * 32, "g" * 32
+
+
+def both(tmp_path: Path, **keystone: Any) -> dict[str, Any]:
+    """`static` with an `auth.keystone` section: what the roles deploy with OpenStack."""
+    data = config(tmp_path, **keystone)
+    data["auth"].update(
+        backend="static",
+        admin_token=ADMIN_TOKEN,
+        reader_token=READER_TOKEN,
+        agent_token=AGENT_TOKEN,
+    )
+    return data
+
+
+def request(token: str | None) -> web.Request:
+    return make_mocked_request(
+        "GET", "/projects", headers={"X-Auth-Token": token} if token is not None else {}
+    )
+
+
+def test_static_with_a_keystone_section_accepts_both(tmp_path: Path) -> None:
+    a = auth.from_settings(load(tmp_path, both(tmp_path, cache_ttl=5)))
+    assert isinstance(a, auth.StaticThenKeystone)
+    assert a.keystone.ks.cache_ttl == 5 and a.static.admin_token == ADMIN_TOKEN
+    assert auth.uses_keystone(load(tmp_path, both(tmp_path)))
+    plain = both(tmp_path)
+    del plain["auth"]["keystone"]
+    assert isinstance(auth.from_settings(load(tmp_path, plain)), auth.StaticTokens)
+    assert not auth.uses_keystone(load(tmp_path, plain))
+    # The static tokens are still checked as without Keystone.
+    short = both(tmp_path)
+    short["auth"]["admin_token"] = "short"
+    with pytest.raises(ConfigError, match=r"auth\.admin_token: must be at least 16"):
+        auth.from_settings(load(tmp_path, short))
+    # And so is the Keystone section.
+    with pytest.raises(ConfigError, match=r"auth\.keystone\.url: must be an http"):
+        auth.from_settings(load(tmp_path, both(tmp_path, url="keystone:5000")))
+
+
+@pytest.mark.asyncio
+async def test_static_tokens_work_while_keystone_is_down(tmp_path: Path) -> None:
+    """Nothing listens on port 9: the services' static tokens are not held up by it, any
+    other token gets 503 with the reason (never 401 or a pass), no token None (401)."""
+    data = both(tmp_path, url="http://127.0.0.1:9", timeout=2, cache_ttl=0)
+    a = auth.from_settings(load(tmp_path, data))
+    try:
+        admin = await a.authenticate(request(ADMIN_TOKEN))
+        assert admin is not None and admin.can_write and not admin.scoped
+        reader = await a.authenticate(request(READER_TOKEN))
+        assert reader is not None and not reader.can_write and not reader.scoped
+        agent = await a.authenticate(request(AGENT_TOKEN))
+        assert agent is not None and agent.may_write("/port-states/x")
+        assert not agent.may_write("/projects")
+        assert await a.authenticate(request(None)) is None
+        with pytest.raises(web.HTTPServiceUnavailable, match="cannot check the token"):
+            await a.authenticate(request("a-keystone-token-0001"))
+    finally:
+        await a.close()
+
+
+def test_collector_needs_config_api_with_a_keystone_section(tmp_path: Path) -> None:
+    data = both(tmp_path)
+    with pytest.raises(ConfigError, match=r"config_api\.url: is required with Keystone"):
+        access.from_settings(load(tmp_path, data))
+    del data["auth"]["keystone"]
+    assert access.from_settings(load(tmp_path, data)) is None

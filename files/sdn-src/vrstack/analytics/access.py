@@ -24,7 +24,7 @@ import aiohttp
 from aiohttp import web
 
 from ..config.access import IDENTITY
-from ..config.auth import Identity, request_token
+from ..config.auth import Identity, request_token, uses_keystone
 from ..config.client import ApiError, ConfigClient
 from ..service import tls
 from ..service.settings import Settings
@@ -121,15 +121,16 @@ PROJECT_VRFS = web.AppKey("project_vrfs", ProjectVrfs)
 
 
 def from_settings(s: Settings) -> ProjectVrfs | None:
-    """`config_api` (url, tls.ca, timeout, cache_ttl, cache_size): required with
-    `auth.backend: keystone`, where read-only tokens are scoped to a project."""
-    keystone = s.get_choice("auth.backend", ("static", "keystone"), "static") == "keystone"
+    """`config_api` (url, tls.ca, timeout, cache_ttl, cache_size): required when Keystone
+    tokens are accepted (`auth.backend: keystone` or an `auth.keystone` section), where
+    read-only tokens are scoped to a project."""
     section = s.data.get("config_api")
     if section is None:
-        if keystone:
+        if uses_keystone(s):
             raise s.error(
                 "config_api.url",
-                "is required with auth.backend: keystone (a project's networks come from it)",
+                "is required with Keystone tokens (auth.keystone): a project's networks "
+                "come from it",
             )
         return None
     if not isinstance(section, dict):
@@ -182,6 +183,6 @@ async def visible_vrfs(request: web.Request, table: Any) -> frozenset[str] | Non
             f"a project's tables: {', '.join(TENANT_TABLES)}"
         )
     views = request.app.get(PROJECT_VRFS)
-    if views is None:  # only a Keystone backend scopes tokens, and it needs config_api
+    if views is None:  # only Keystone tokens are scoped, and they need config_api
         raise web.HTTPServiceUnavailable(reason="the collector has no config_api setting")
     return await views.of(identity, request_token(request) or "")

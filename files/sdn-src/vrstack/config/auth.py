@@ -4,6 +4,9 @@
 for the vrouter agents, which may read and write `port-state` objects only.
 `keystone`: Keystone v3 tokens (`keystone.py`), Keystone roles mapped to ours by the
 config file; a read-only token is scoped to its project (`access.py`).
+Both at once: `static` with an `auth.keystone` section. The static tokens are checked
+first, so the SDN's own services work before Keystone exists and while it is down; any
+other token goes to Keystone (what the roles deploy when the inventory runs OpenStack).
 An authenticator returns None for no or a bad token (401), raises HTTPForbidden for a
 valid token without a role here (403) and HTTPServiceUnavailable when it cannot tell
 (503); the API's error middleware turns those into JSON errors.
@@ -133,10 +136,41 @@ class KeystoneTokens:
         await self.validator.close()
 
 
+class StaticThenKeystone:
+    """The static tokens (the SDN's services), then Keystone (people) for any other token."""
+
+    def __init__(self, static: StaticTokens, keystone_tokens: KeystoneTokens) -> None:
+        self.static = static
+        self.keystone = keystone_tokens
+
+    async def authenticate(self, request: web.Request) -> Identity | None:
+        found = await self.static.authenticate(request)
+        if found is not None:
+            return found
+        return await self.keystone.authenticate(request)
+
+    async def close(self) -> None:
+        await self.keystone.close()
+
+
+def uses_keystone(settings: Settings) -> bool:
+    """Whether Keystone tokens are accepted (alone, or after the static ones): then a
+    read-only token may be scoped to a project."""
+    backend = settings.get_choice("auth.backend", ("static", "keystone"), "static")
+    return backend == "keystone" or (settings.data.get("auth") or {}).get("keystone") is not None
+
+
 def from_settings(settings: Settings) -> Authenticator:
     backend = settings.get_choice("auth.backend", ("static", "keystone"), "static")
     if backend == "keystone":
         return KeystoneTokens(keystone.settings_from(settings))
+    static = _static_from(settings)
+    if uses_keystone(settings):
+        return StaticThenKeystone(static, KeystoneTokens(keystone.settings_from(settings)))
+    return static
+
+
+def _static_from(settings: Settings) -> StaticTokens:
     admin = settings.get_str("auth.admin_token")
     reader = (
         settings.get_str("auth.reader_token", None)

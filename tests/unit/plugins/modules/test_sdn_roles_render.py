@@ -26,6 +26,7 @@ from ansible.vars.manager import VariableManager
 ROOT = Path(__file__).resolve().parents[4]
 sys.path.insert(0, str(ROOT / "files" / "sdn-src"))
 from vrstack.agent.main import load as load_agent  # noqa: E402
+from vrstack.analytics import access  # noqa: E402
 from vrstack.config import auth  # noqa: E402
 from vrstack.config.main import store_from_settings  # noqa: E402
 from vrstack.control.main import load as load_control  # noqa: E402
@@ -89,7 +90,18 @@ def test_lab_api_and_schema_configs(tmp_path: Path) -> None:
     _store, backend = store_from_settings(api)
     assert backend == "sqlite" and api.get_str("store.path") == "/var/lib/sdn-config/config.db"
     assert api.get_str("listen.host") == "198.18.1.16" and api.get_int("listen.port") == 8082
-    assert isinstance(auth.from_settings(api), auth.StaticTokens)
+    # The static tokens, then people's Keystone tokens (Keystone on the controller).
+    checker = auth.from_settings(api)
+    assert isinstance(checker, auth.StaticThenKeystone)
+    assert checker.static.admin_token == "a" * 32
+    ks = checker.keystone.ks
+    assert (ks.v3, ks.username, ks.project) == (
+        "http://198.18.1.16:5000/v3",
+        "vrstack-sdn",
+        "service",
+    )
+    assert ks.admin_roles == ("admin",) and ks.reader_roles == ("reader", "member")
+    assert ks.tls_files is None and len(ks.password) >= 16
     # HTTPS with the node certificate; reports to the collector checked with the CA.
     served = http_tls(api)
     assert served is not None and (served.cert, served.key) == (
@@ -369,16 +381,22 @@ def test_api_per_source_cap_behind_haproxy(
     assert (limits.max_connections, limits.max_connections_per_source) == (768, per_source)
 
 
-def test_collector_serves_https(tmp_path: Path) -> None:
-    pki = node_pki(tmp_path)
-    t = render_vars(
+ANALYTICS_TOKENS = {"sdn_analytics_admin_token": "a" * 32, "sdn_analytics_reader_token": "r" * 32}
+
+
+def collector_vars(host: str, pki: Path) -> Templar:
+    return render_vars(
         LAB,
-        "lab-ctl1",
+        host,
         ["sdn_package", "sdn_analytics"],
         sdn_analytics_pki_dir=str(pki),
-        sdn_analytics_admin_token="a" * 32,
-        sdn_analytics_reader_token="r" * 32,
+        **ANALYTICS_TOKENS,
     )
+
+
+def test_collector_serves_https(tmp_path: Path) -> None:
+    pki = node_pki(tmp_path)
+    t = collector_vars("lab-ctl1", pki)
     collector = settings(
         tmp_path, "collector.yaml", render(t, "sdn_analytics", "collector.yaml.j2")
     )
@@ -421,3 +439,38 @@ def test_ha_clients_use_the_vip_over_https() -> None:
     assert "check-ssl verify required ca-file /etc/vrstack/pki/ca.crt" in sdn
     keystone = next(block for block in cfg if block.startswith("keystone"))
     assert "mode tcp" not in keystone and "check-ssl" not in keystone
+
+
+@pytest.mark.parametrize("role", ["sdn_config", "sdn_analytics"])
+def test_sdn_keystone_auth_false_deploys_static_tokens_only(tmp_path: Path, role: str) -> None:
+    """The inventory's `sdn_keystone_auth: false`: no Keystone section in either API."""
+    tokens = {**TOKENS, **ANALYTICS_TOKENS}
+    template = "api.yaml.j2" if role == "sdn_config" else "collector.yaml.j2"
+    for on in (True, False):
+        t = render_vars(LAB, "lab-ctl1", ["sdn_package", role], sdn_keystone_auth=on, **tokens)
+        conf = settings(tmp_path, "x.yaml", render(t, role, template))
+        assert auth.uses_keystone(conf) is on
+        checker = auth.from_settings(conf)
+        assert isinstance(checker, auth.StaticThenKeystone if on else auth.StaticTokens)
+
+
+def test_collector_with_keystone_finds_projects_at_the_config_api(tmp_path: Path) -> None:
+    """An analytics-only host (ctl2): Keystone and the config API on the controller, the
+    config API checked with the deployment CA; the same service user as the config API."""
+    pki = node_pki(tmp_path)
+    t = collector_vars("lab-ctl2", pki)
+    text = render(t, "sdn_analytics", "collector.yaml.j2")
+    collector = settings(tmp_path, "collector.yaml", text)
+    checker = auth.from_settings(collector)
+    assert isinstance(checker, auth.StaticThenKeystone)
+    assert checker.keystone.ks.v3 == "http://198.18.1.16:5000/v3"
+    assert checker.keystone.ks.username == "vrstack-sdn"
+    views = access.from_settings(collector)
+    assert views is not None and views.client.url == "https://198.18.1.16:8082"
+    assert yaml.safe_load(text)["config_api"]["tls"] == {"ca": str(pki / "ca.crt")}
+    t_api = render_vars(LAB, "lab-ctl1", ["sdn_package", "sdn_config"], **TOKENS)
+    api = auth.from_settings(
+        settings(tmp_path, "api.yaml", render(t_api, "sdn_config", "api.yaml.j2"))
+    )
+    assert isinstance(api, auth.StaticThenKeystone)
+    assert api.keystone.ks.password == checker.keystone.ks.password  # one user for both
