@@ -46,7 +46,7 @@ FROM_OUTSIDE: dict[str, set[int]] = {"controller": PUBLIC_API}
 FROM_COMPUTE: dict[str, set[int]] = {
     "all": {22},
     "controller": PUBLIC_API | {8082, 8775},  # config API (port state), nova metadata
-    "messaging": {5672},  # nova-compute's RPC
+    "messaging": {5671},  # nova-compute's RPC, AMQP over TLS (5672 is off)
     "analytics": {8081},  # the agent's records
     "control": {5269},  # XMPP
 }
