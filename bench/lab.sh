@@ -1,8 +1,10 @@
 #!/bin/bash
 # Lab timings: warm creation (cached root file system, fresh overlays), `up` when
-# already up, a no-op rerun of site.yml, memory per host and `down`. With --cold,
-# first a cold creation: the root file system built from scratch into a temporary
-# cache (a few minutes). Replaces any running lab and leaves none behind.
+# already up, site.yml on the fresh hosts and a no-op rerun, memory per host and `down`.
+# site.yml runs on Mitogen's strategy (as `make lab` does) and then, on fresh hosts
+# again, on Ansible's linear strategy, the baseline: the ratios compare the two.
+# With --cold, first a cold creation: the root file system built from scratch into a
+# temporary cache (a few minutes). Replaces any running lab and leaves none behind.
 #   bench/lab.sh [--cold]
 set -euo pipefail
 
@@ -43,20 +45,39 @@ fi
 timed "warm create (cached rootfs)" lab up
 timed "up when already up" lab up
 
-if [[ -f playbooks/site.yml ]]; then
-    rerun=$log.rerun
-    site() { ansible-playbook -i "$inv" playbooks/site.yml >"$1" 2>&1; }
-    timed "site.yml first run" site "$log.first"
-    timed "site.yml no-op rerun" site "$rerun"
-    cat "$log.first" "$rerun" >>"$log"
-    changed=$(awk '/ changed=/ { sub(/.*changed=/, ""); sum += $1 } END { print sum + 0 }' "$rerun")
-    printf '%-34s %7d\n' "site.yml no-op rerun changed:" "$changed"
-    rm -f "$log.first" "$rerun"
-else
-    echo "site.yml: playbooks/site.yml not found, skipped"
-fi
+# site_runs STRATEGY: site.yml on fresh hosts, then again; prints both times and the
+# rerun's changes, and keeps the times in first_<strategy>, rerun_<strategy>.
+site_runs() {
+    local strategy=$1 out=$log.$1 t0 t1 t2 changed
+    local -a env=(ANSIBLE_STRATEGY="$strategy")
+    [[ $strategy == mitogen_linear ]] && env+=(ANSIBLE_STRATEGY_PLUGINS="$mitogen")
+    t0=$EPOCHREALTIME
+    env "${env[@]}" ansible-playbook -i "$inv" playbooks/site.yml >"$out.first" 2>&1 \
+        || { echo "bench: site.yml ($strategy) failed; see $out.first" >&2; exit 1; }
+    t1=$EPOCHREALTIME
+    env "${env[@]}" ansible-playbook -i "$inv" playbooks/site.yml >"$out.rerun" 2>&1 \
+        || { echo "bench: site.yml rerun ($strategy) failed; see $out.rerun" >&2; exit 1; }
+    t2=$EPOCHREALTIME
+    changed=$(awk '/ changed=/ { sub(/.*changed=/, ""); sum += $1 } END { print sum + 0 }' "$out.rerun")
+    awk -v l="$strategy" -v a="$t0" -v b="$t1" -v c="$t2" -v n="$changed" 'BEGIN {
+        printf "%-34s %7.1f s\n", "site.yml first run (" l "):", b - a
+        printf "%-34s %7.1f s, changed=%d\n", "site.yml no-op rerun (" l "):", c - b, n }'
+    printf -v "first_$strategy" '%s' "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')"
+    printf -v "rerun_$strategy" '%s' "$(awk -v b="$t1" -v c="$t2" 'BEGIN { print c - b }')"
+    cat "$out.first" "$out.rerun" >>"$log"
+    rm -f "$out.first" "$out.rerun"
+}
 
+mitogen=$(python -c 'import ansible_mitogen, os; print(os.path.dirname(ansible_mitogen.__file__))')/plugins/strategy
+site_runs mitogen_linear
 echo "memory per host (PSS of its processes):"
 python tools/lab.py status --inventory "$inv" | awk '{ print "  " $1 ": " $8 " " $9 }'
 timed "down" lab down --purge
+
+# The baseline: the same on Ansible's own strategy.
+lab up
+site_runs linear
+lab down --purge
+awk -v fm="$first_mitogen_linear" -v rm="$rerun_mitogen_linear" -v fl="$first_linear" -v rl="$rerun_linear" 'BEGIN {
+    printf "ratio (mitogen / linear): first run %.2f, no-op rerun %.2f\n", fm / fl, rm / rl }'
 echo "log: $log"
