@@ -386,6 +386,9 @@ def facts_play(service_users: list[str]) -> dict[str, Any]:
     for n, name in enumerate(service_users):
         users.setdefault(name, 900 + n)
         groups.setdefault(name, 900 + n)
+    # The group vrstack.cloud.pki creates for the node key's readers (pki_group): its
+    # getent task is only recorded here, so the servers' TLS entry point finds it in facts.
+    groups.setdefault("vrstack", 899)
     passwd = {
         u: ["*", str(i), str(groups.get(u, i)), u, "/nonexistent", "/usr/sbin/nologin"]
         for u, i in users.items()
