@@ -994,6 +994,15 @@ def link_names(ns: str | None) -> set[str]:
     return {link["ifname"] for link in json.loads(out or "[]")}
 
 
+def stable_mac(ns: str | None, dev: str) -> str:
+    """A locally administered unicast MAC named by the namespace and device: a lab host's
+    NIC and its rack's gateway keep their MACs when the lab is taken down and brought up
+    again, as real hardware does (the agent's config names both)."""
+    digest = bytearray(hashlib.sha256(f"{ns or ''}/{dev}".encode()).digest()[:6])
+    digest[0] = (digest[0] & 0xFC) | 0x02
+    return ":".join(f"{b:02x}" for b in digest)
+
+
 def ensure_network(plan: Plan) -> list[str]:
     """Create what is missing (returned); `replace` fixes addresses and routes in place."""
     made: list[str] = []
@@ -1017,14 +1026,15 @@ def ensure_network(plan: Plan) -> list[str]:
         if has(v.peer_ns, v.peer_name):  # a stale end left from an older wiring
             ip(v.peer_ns, "link", "del", v.peer_name)
         where = ("-n", v.ns) if v.ns else ()
-        run(["ip", *where, "link", "add", v.name, "type", "veth", "peer", "name",
-             v.peer_name, "netns", v.peer_ns])  # fmt: skip
+        run(["ip", *where, "link", "add", v.name, "address", stable_mac(v.ns, v.name),
+             "type", "veth", "peer", "name", v.peer_name,
+             "address", stable_mac(v.peer_ns, v.peer_name), "netns", v.peer_ns])  # fmt: skip
         made.append(f"veth {v.ns or 'root'}/{v.name}")
         names.pop(v.ns, None)
         names.pop(v.peer_ns, None)
     for ns in plan.bridges:
         if not has(ns, BRIDGE):
-            ip(ns, "link", "add", BRIDGE, "type", "bridge")
+            ip(ns, "link", "add", BRIDGE, "address", stable_mac(ns, BRIDGE), "type", "bridge")
             names.pop(ns, None)
             made.append(f"bridge {ns}/{BRIDGE}")
     for ns in [None, *plan.namespaces]:

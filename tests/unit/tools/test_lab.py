@@ -533,3 +533,15 @@ def test_inotify_limit_is_raised_never_lowered(tmp_path: Path) -> None:
     knob.write_text("4096\n")
     lab.raise_inotify_limit(knob, 1024)
     assert knob.read_text() == "4096\n"
+
+
+def test_stable_mac_is_the_same_for_a_device_and_differs_between_devices(plan: Any) -> None:
+    macs = [lab.stable_mac(v.ns, v.name) for v in plan.veths]
+    macs += [lab.stable_mac(v.peer_ns, v.peer_name) for v in plan.veths]
+    macs += [lab.stable_mac(ns, lab.BRIDGE) for ns in plan.bridges]
+    assert len(set(macs)) == len(macs)
+    assert macs[0] == lab.stable_mac(plan.veths[0].ns, plan.veths[0].name)
+    for mac in macs:
+        first = int(mac.split(":")[0], 16)
+        # locally administered (bit 1 set), unicast (bit 0 clear), six octets
+        assert first & 0x02 and not first & 0x01 and len(mac.split(":")) == 6
