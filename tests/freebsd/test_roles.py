@@ -51,6 +51,10 @@ def masked(text: str, run: harness.Run) -> str:
         r"\1<checksum of this run's certificate>",
         text,
     )
+    # RabbitMQ's record of its accounts: a digest of this run's passwords.
+    text = re.sub(
+        r'(vrstack_accounts", "\\")[0-9a-f]{64}', r"\1<digest of this run's accounts>", text
+    )
     return re.sub(
         r"\bvrstack-\d[\w.+]*?(?=-py3-none-any\.whl|\.dist-info)", "vrstack-<version>", text
     )
