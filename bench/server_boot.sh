@@ -11,7 +11,8 @@ cd "$repo"
 export PATH="$repo/.venv/bin:$PATH" ANSIBLE_CONFIG="$repo/ansible.cfg"
 inv=${LAB_INVENTORY:-inventories/lab}
 rounds=${1:-5}
-if [[ ${VRSTACK_LAB_LOCK_HELD:-} != 1 ]]; then
+# lab.py hold names the labs it holds (a comma-separated list) in VRSTACK_LAB_LOCK_HELD.
+if [[ ,${VRSTACK_LAB_LOCK_HELD:-}, != *,lab,* ]]; then
     exec python tools/lab.py hold -- "$0" "$@"
 fi
 log=$(mktemp /tmp/vrstack-server-boot.XXXXXX)
