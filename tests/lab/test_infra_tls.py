@@ -19,10 +19,11 @@ import subprocess
 import sys
 
 import pytest
+import test_security as security
 from labcloud import STATE
+from test_security import Lab, Node, listening_tcp, on_node, secrets_file
 
-# `lab` is test_security's fixture (imported so pytest finds it here; F811 below).
-from test_security import Lab, Node, lab, listening_tcp, on_node, secrets_file  # noqa: F401
+lab = security.lab  # the module-scoped fixture (hosts from ansible-inventory): one definition
 
 CA = "/etc/vrstack/pki/ca.crt"
 # Database user -> the secret holding its password (the roles' defaults).
@@ -65,7 +66,7 @@ print(json.dumps(out))
 """
 
 
-def test_database_users_need_tls_and_the_server_verifies(lab: Lab) -> None:  # noqa: F811
+def test_database_users_need_tls_and_the_server_verifies(lab: Lab) -> None:
     node = lab.by_role("database")[0]
     sec = secrets_file()
     users = {user: sec[name] for user, name in DB_USERS.items()}
@@ -117,7 +118,7 @@ print(json.dumps(res))
     return json.loads(out.stdout)
 
 
-def test_amqp_only_over_tls_verified_by_the_ca(lab: Lab) -> None:  # noqa: F811
+def test_amqp_only_over_tls_verified_by_the_ca(lab: Lab) -> None:
     compute = lab.by_role("compute")[0]
     for node in lab.by_role("messaging"):
         listening = listening_tcp(lab, node)
@@ -176,7 +177,7 @@ def _confs(where: Lab, node: Node, paths: list[str]) -> dict[str, dict[str, bool
     return json.loads(out.stdout)
 
 
-def test_services_configs_name_the_ca(lab: Lab) -> None:  # noqa: F811
+def test_services_configs_name_the_ca(lab: Lab) -> None:
     for node in lab.by_role("controller"):
         got = _confs(lab, node, CONTROLLER_CONFS)
         for path, settings in got.items():
@@ -196,7 +197,7 @@ def test_services_configs_name_the_ca(lab: Lab) -> None:  # noqa: F811
 
 
 @pytest.mark.parametrize(("role", "user"), [("database", "mysql"), ("messaging", "rabbitmq")])
-def test_servers_read_the_node_key_through_the_pki_group(lab: Lab, role: str, user: str) -> None:  # noqa: F811
+def test_servers_read_the_node_key_through_the_pki_group(lab: Lab, role: str, user: str) -> None:
     for node in lab.by_role(role):
         out = on_node(lab, node, f"id -nG {user}; stat -c '%G %a' /etc/vrstack/pki/node.key")
         groups, key = out.stdout.splitlines()
