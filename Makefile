@@ -12,14 +12,14 @@ LAB_INVENTORY := inventories/lab
 # site.yml takes half the time of Ansible's own (docs/performance.md). VRSTACK_MITOGEN=0
 # runs them on Ansible's linear strategy. The path is looked up once bootstrap has run.
 VRSTACK_MITOGEN ?= 1
-ifeq ($(VRSTACK_MITOGEN),1)
 LAB_TARGETS := lab lab-api-test molecule-lab molecule-lab-sdn test-multirack
+ifeq ($(VRSTACK_MITOGEN),1)
 $(LAB_TARGETS): export ANSIBLE_STRATEGY = mitogen_linear
 $(LAB_TARGETS): export ANSIBLE_STRATEGY_PLUGINS = $(wildcard $(VENV)/lib/python3*/site-packages/ansible_mitogen/plugins/strategy)
 endif
 # The roles read facts as ansible_facts.*; not copying every fact into an ansible_* variable
 # spares Ansible a clean-up of each host's facts per task (about 15% of a no-op rerun).
-lab lab-api-test molecule-lab molecule-lab-sdn test-multirack: export ANSIBLE_INJECT_FACT_VARS = False
+$(LAB_TARGETS): export ANSIBLE_INJECT_FACT_VARS = False
 
 .PHONY: bootstrap lab lab-api-test molecule-lab-sdn freebsd-check lab-down lab-status test unit lint sanity build-check molecule-lab datapath-test sdn-test openstack-test guest-test molecule-kernel requirements clean
 

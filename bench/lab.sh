@@ -60,11 +60,11 @@ site_runs() {
         || { echo "bench: site.yml rerun ($strategy) failed; see $out.rerun" >&2; exit 1; }
     t2=$EPOCHREALTIME
     changed=$(awk '/ changed=/ { sub(/.*changed=/, ""); sum += $1 } END { print sum + 0 }' "$out.rerun")
-    awk -v l="$strategy" -v a="$t0" -v b="$t1" -v c="$t2" -v n="$changed" 'BEGIN {
-        printf "%-34s %7.1f s\n", "site.yml first run (" l "):", b - a
-        printf "%-34s %7.1f s, changed=%d\n", "site.yml no-op rerun (" l "):", c - b, n }'
     printf -v "first_$strategy" '%s' "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')"
     printf -v "rerun_$strategy" '%s' "$(awk -v b="$t1" -v c="$t2" 'BEGIN { print c - b }')"
+    local -n first="first_$strategy" rerun="rerun_$strategy"
+    printf '%-34s %7.1f s\n' "site.yml first run ($strategy):" "$first"
+    printf '%-34s %7.1f s, changed=%d\n' "site.yml no-op rerun ($strategy):" "$rerun" "$changed"
     cat "$out.first" "$out.rerun" >>"$log"
     rm -f "$out.first" "$out.rerun"
 }
