@@ -68,11 +68,11 @@ def address(host: str) -> str:
     return next(h.ip for h in model().hosts if h.name == host)
 
 
-def api(method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+def api(method: str, path: str, body: dict[str, Any] | None = None, base: str = "") -> Any:
     """One admin request to the config API where its clients reach it (the fabric model's
-    URL: https on the VIP), checked with the deployment CA; None for a 404."""
+    URL: https on the VIP, or `base`), checked with the deployment CA; None for a 404."""
     token = yaml.safe_load((STATE / "secrets.yml").read_text())["sdn_api_admin_token"]
-    url = f"{model().endpoints['api_url']}{path}"
+    url = f"{base or model().endpoints['api_url']}{path}"
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method=method)
     req.add_header("X-Auth-Token", token)
