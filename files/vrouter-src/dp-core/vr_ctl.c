@@ -560,6 +560,8 @@ static int flow_reply(struct out *o, const struct vr_msg *req, uint32_t idx,
 		vr_msg_put_num(&m, VR_A_FL_NAT_SPORT, vr_get_be16((const uint8_t *)&e->nat_sport));
 	if (e->nat_dport)
 		vr_msg_put_num(&m, VR_A_FL_NAT_DPORT, vr_get_be16((const uint8_t *)&e->nat_dport));
+	if (e->flags & VR_FLOW_F_VRFT)
+		vr_msg_put_num(&m, VR_A_FL_DVRF, e->dvrf);
 	return emit(o, &m);
 }
 
@@ -610,7 +612,7 @@ static int flow_lookup_req(struct vr_router *r, const struct vr_msg *m, uint32_t
 
 static int flow_msg(struct vr_router *r, const struct vr_msg *m, struct out *o)
 {
-	uint32_t idx, action, rindex, sport, dport, alen;
+	uint32_t idx, action, rindex, sport, dport, alen, dvrf;
 	struct vr_flow_entry *e;
 	struct vr_flow_key k;
 	struct vr_msg rep;
@@ -644,10 +646,21 @@ static int flow_msg(struct vr_router *r, const struct vr_msg *m, struct out *o)
 	if ((rc = need(m, VR_A_FL_ACTION, VR_FLOW_NAT, &action)) ||
 	    (rc = opt(m, VR_A_FL_RINDEX, 0xffffffffu, VR_FLOW_NONE, &rindex)) ||
 	    (rc = opt(m, VR_A_FL_NAT_SPORT, 0xffff, 0, &sport)) ||
-	    (rc = opt(m, VR_A_FL_NAT_DPORT, 0xffff, 0, &dport)))
+	    (rc = opt(m, VR_A_FL_NAT_DPORT, 0xffff, 0, &dport)) ||
+	    (rc = opt(m, VR_A_FL_DVRF, 0xffffffffu, VR_FLOW_NONE, &dvrf)))
 		return rc;
 	if (action == VR_FLOW_HOLD || (rindex != VR_FLOW_NONE && rindex >= r->nflows))
 		return -VR_ERANGE;
+	/* A VRF translation only follows forwarding, into a VRF that exists (has
+	 * routes): checked here, before the entry is touched. */
+	if (vr_msg_has(m, VR_A_FL_DVRF)) {
+		if (action != VR_FLOW_FORWARD && action != VR_FLOW_NAT)
+			return -VR_EINVAL;
+		if (dvrf >= r->cfg.max_vrfs)
+			return -VR_ERANGE;
+		if (!vr_vrf_get(r, dvrf, 0))
+			return -VR_ENOENT;
+	}
 	if (vr_msg_has(m, VR_A_FL_INDEX)) {
 		if ((rc = flow_lookup_req(r, m, &idx)))
 			return rc;
@@ -673,6 +686,14 @@ static int flow_msg(struct vr_router *r, const struct vr_msg *m, struct out *o)
 		vr_memcpy(e->nat_dip, m->a[VR_A_FL_NAT_DIP].ptr, alen);
 	e->nat_sport = net16((uint16_t)sport);
 	e->nat_dport = net16((uint16_t)dport);
+	/* Add replaces: without FL_DVRF the entry routes where it came in. */
+	if (dvrf != VR_FLOW_NONE) {
+		e->dvrf = dvrf;
+		e->flags |= VR_FLOW_F_VRFT;
+	} else {
+		e->flags &= ~VR_FLOW_F_VRFT;
+		e->dvrf = 0;
+	}
 	if (rindex != VR_FLOW_NONE && rindex != idx) {
 		struct vr_flow_entry *rev = &r->flows[rindex];
 		e->rindex = rindex;

@@ -178,16 +178,19 @@ static void apply_nat(const struct vr_flow_entry *e, struct vr_pkt *pkt)
 /*
  * Flow policy for an IP frame in vrf.  Returns 1 if the caller forwards pkt,
  * 0 if the flow consumed it (held, trapped or dropped).  nh/label/l2 say how
- * to resume a held packet (nh 0: VM-side forwarding in vrf).
+ * to resume a held packet (nh 0: VM-side forwarding in vrf).  *xvrf is the
+ * VRF the caller routes pkt in instead (the flow's VRF translation), else
+ * VR_FLOW_NONE.
  */
 static int flow_check(struct vr_router *r, uint32_t vrf, struct vr_pkt *pkt, uint32_t in_vif,
-		      uint32_t nh, uint32_t label, int l2)
+		      uint32_t nh, uint32_t label, int l2, uint32_t *xvrf)
 {
 	struct vr_flow_key k;
 	struct vr_flow_entry *e;
 	uint32_t idx;
 	int created;
 
+	*xvrf = VR_FLOW_NONE;
 	if (frame_key(pkt, vrf, &k))
 		return 1; /* policy is for IP traffic */
 	if (!r->nflows) {
@@ -220,6 +223,8 @@ static int flow_check(struct vr_router *r, uint32_t vrf, struct vr_pkt *pkt, uin
 		e->bytes += pkt->len;
 		if (e->action == VR_FLOW_NAT)
 			apply_nat(e, pkt);
+		if (e->flags & VR_FLOW_F_VRFT)
+			*xvrf = e->dvrf;
 		return 1;
 	case VR_FLOW_TRAP:
 		trap(r, in_vif, vrf, VR_TRAP_FLOW_ACTION, idx, pkt);
@@ -272,10 +277,13 @@ void vr_hold_release(struct vr_router *r, uint32_t idx)
 	/* In arrival order, as the sender sent them. */
 	for (uint32_t i = 0; i < n; i++) {
 		struct vr_held *h = &out[i];
+		uint32_t xvrf;
 
-		if (!flow_check(r, h->vrf, h->pkt, h->in_vif, h->nh, h->label, h->l2))
+		if (!flow_check(r, h->vrf, h->pkt, h->in_vif, h->nh, h->label, h->l2, &xvrf))
 			continue;
-		if (h->nh)
+		if (xvrf != VR_FLOW_NONE)
+			vr_route_l3(r, xvrf, h->pkt, h->in_vif);
+		else if (h->nh)
 			vr_nh_output(r, h->nh, h->label, h->pkt, h->l2);
 		else
 			vr_vm_forward(r, h->vrf, h->pkt, h->in_vif);
@@ -363,11 +371,15 @@ void vr_deliver(struct vr_router *r, uint32_t vrf, uint32_t nhid, uint32_t label
 {
 	struct vr_nh *nh = vr_nh_get(r, nhid);
 	struct vr_vif *out = nh && nh->type == VR_NH_ENCAP ? vr_vif_get(r, nh->oif) : 0;
+	uint32_t xvrf = VR_FLOW_NONE;
 
 	if (out && (out->flags & VR_VIF_F_POLICY) &&
-	    !flow_check(r, vrf, pkt, in_vif, nhid, label, l2))
+	    !flow_check(r, vrf, pkt, in_vif, nhid, label, l2, &xvrf))
 		return;
-	vr_nh_output(r, nhid, label, pkt, l2);
+	if (xvrf != VR_FLOW_NONE) /* translated: nh was chosen in the old VRF */
+		vr_route_l3(r, xvrf, pkt, in_vif);
+	else
+		vr_nh_output(r, nhid, label, pkt, l2);
 }
 
 void vr_route_l3(struct vr_router *r, uint32_t vrf, struct vr_pkt *pkt, uint32_t in_vif)
@@ -455,6 +467,7 @@ static void vm_rx(struct vr_router *r, struct vr_vif *vif, struct vr_pkt *pkt)
 {
 	uint16_t reason;
 	struct vr_flow_key k;
+	uint32_t xvrf = VR_FLOW_NONE;
 
 	if (pkt->len < ETH_LEN) {
 		vr_drop(r, pkt, VR_DROP_INVALID_PACKET);
@@ -466,9 +479,13 @@ static void vm_rx(struct vr_router *r, struct vr_vif *vif, struct vr_pkt *pkt)
 		return;
 	}
 	if ((vif->flags & VR_VIF_F_POLICY) && !frame_key(pkt, vif->vrf, &k) &&
-	    !flow_check(r, vif->vrf, pkt, vif->idx, 0, 0, 0))
+	    !flow_check(r, vif->vrf, pkt, vif->idx, 0, 0, 0, &xvrf))
 		return;
-	vr_vm_forward(r, vif->vrf, pkt, vif->idx);
+	/* A translated flow is routed (NAT-ed) traffic: L3 in its new VRF. */
+	if (xvrf != VR_FLOW_NONE)
+		vr_route_l3(r, xvrf, pkt, vif->idx);
+	else
+		vr_vm_forward(r, vif->vrf, pkt, vif->idx);
 }
 
 static void agent_rx(struct vr_router *r, struct vr_pkt *pkt)

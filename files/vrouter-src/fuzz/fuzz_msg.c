@@ -73,6 +73,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 					.flow_mem_len = sizeof(flow_mem)};
 		if (vr_router_init(&router, &ops, NULL, &cfg))
 			abort();
+		/* VRFs 1 and 2 exist, so a flow's FL_DVRF can pass validation too. */
+		if (!vr_vrf_get(&router, 1, 1) || !vr_vrf_get(&router, 2, 1))
+			abort();
 		ready = 1;
 	}
 	n = vr_msg_handle(&router, data, size, out, sizeof(out));

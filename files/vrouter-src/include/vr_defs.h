@@ -66,6 +66,10 @@ enum vr_flow_action {
 #define VR_FLOW_F_VALID 0x1u
 #define VR_FLOW_F_IPV6 0x2u
 #define VR_FLOW_F_RFLOW 0x4u /* rindex is valid */
+/* dvrf is valid: after its action (forward or NAT) the packet is routed in dvrf,
+ * not in the VRF it came in (a floating IP reached from another VRF on this
+ * compute).  Set by FL_DVRF on add. */
+#define VR_FLOW_F_VRFT 0x8u
 
 /* Drop reasons: index into the VR_A_DS_COUNTERS array. */
 #define VR_DROP_LIST(X)          \
@@ -154,7 +158,7 @@ struct vr_flow_entry {
 	uint16_t nat_dport;
 	uint32_t hold_count; /* packets held for the agent */
 	uint32_t hash;       /* of the key, for the agent's own lookups */
-	uint32_t reserved;
+	uint32_t dvrf;       /* with VR_FLOW_F_VRFT: the VRF to route in after the action */
 }; /* 128 bytes */
 
 #endif

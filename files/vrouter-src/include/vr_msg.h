@@ -19,6 +19,8 @@
  * is rejected as a whole.  A new attribute or a changed meaning needs a new
  * VR_MSG_VERSION; a peer rejects a version it does not speak.
  *
+ * Versions: 1 the first; 2 adds FL_DVRF (a flow's VRF translation).
+ *
  * This header is the single definition: the C parser/encoder (dp-core/vr_msg.c)
  * is table-driven from VR_ATTR_LIST, and the Python codec's table is checked
  * against it by its tests.  It uses only compiler-provided headers.
@@ -30,7 +32,7 @@
 #include <stdint.h>
 
 #define VR_MSG_MAGIC 0x5652u
-#define VR_MSG_VERSION 1u
+#define VR_MSG_VERSION 2u
 #define VR_MSG_HDR_LEN 16u
 #define VR_MSG_ATTR_HDR_LEN 4u
 #define VR_MSG_MAX 65536u /* largest message, header included */
@@ -161,6 +163,7 @@ enum vr_attr_kind {
 	X(93, FL_NAT_DIP, VR_K_IP, 0)                     \
 	X(94, FL_NAT_SPORT, VR_K_U16, 0)                  \
 	X(95, FL_NAT_DPORT, VR_K_U16, 0)                  \
+	X(96, FL_DVRF, VR_K_U32, 0) /* v2: route in this VRF after the action */ \
 	/* drop statistics: one u64 per enum vr_drop_reason */ \
 	X(100, DS_COUNTERS, VR_K_U64A, 64)
 

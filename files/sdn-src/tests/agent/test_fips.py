@@ -14,6 +14,8 @@ from vrstack.agent.ports import Port
 JSON = dict[str, Any]
 VM = Port("p1", "demo:red:red", "red", "02:00:00:00:00:01", ("198.18.10.4",))
 OTHER = Port("p2", "demo:red:red", "red", "02:00:00:00:00:02", ("198.18.10.5",))
+# A port on the external network on the same compute as VM.
+PROBE = Port("p3", "demo:ext:ext", "ext", "02:00:00:00:00:03", ("198.18.30.6",))
 EXT_RI = {"uuid": "ri-x", "parent_uuid": "ext", "fq_name": ["demo", "ext", "ext"]}
 
 
@@ -37,7 +39,11 @@ def config(*floating: JSON, ri: bool = True) -> dict[str, JSON]:
     [
         (
             config(fip()),
-            {"198.18.30.20": fips.Fip("198.18.30.20", "198.18.10.4", "p1", "demo:ext:ext")},
+            {
+                "198.18.30.20": fips.Fip(
+                    "198.18.30.20", "198.18.10.4", "p1", "demo:ext:ext", "demo:red:red"
+                )
+            },
         ),
         (config(fip(port="")), {}),  # not associated
         (config(fip(port="p9")), {}),  # a port of another compute
@@ -80,3 +86,53 @@ def test_the_port_going_outside_is_snat_with_a_dnat_reverse() -> None:
 )
 def test_other_flows_get_no_nat(sender: Port | None, sip: str, dip: str, why: str) -> None:
     assert fips.plan(FIPS, sender, sip, dip, why) is None
+
+
+def test_a_remote_flow_stays_in_its_vrf() -> None:
+    for nat in (
+        fips.plan(FIPS, None, "198.18.30.5", "198.18.30.20", "no matching rule"),
+        fips.plan(FIPS, VM, "198.18.10.4", "198.18.30.5", "no matching rule"),
+    ):
+        assert nat is not None
+        assert (nat.forward_to, nat.reverse_in, nat.reverse_to) == ("", "", "")
+
+
+def test_a_client_here_on_the_external_network_is_moved_to_the_ports_vrf() -> None:
+    nat = fips.plan(FIPS, PROBE, "198.18.30.6", "198.18.30.20", "same network")
+    assert nat is not None and nat.inbound
+    assert nat.forward_nat == {"FL_NAT_DIP": ipaddress.ip_address("198.18.10.4")}
+    # In: after the DNAT into red; the reply's entry is in red and goes back to ext.
+    assert (nat.forward_to, nat.reverse_in, nat.reverse_to) == (
+        "demo:red:red",
+        "demo:red:red",
+        "demo:ext:ext",
+    )
+    assert (nat.reverse_sip, nat.reverse_dip) == ("198.18.10.4", "198.18.30.6")
+
+
+def test_the_port_going_to_a_port_here_on_the_external_network_moves_to_ext() -> None:
+    nat = fips.plan(FIPS, VM, "198.18.10.4", "198.18.30.6", "no matching rule", PROBE)
+    assert nat is not None and not nat.inbound
+    assert nat.forward_nat == {"FL_NAT_SIP": ipaddress.ip_address("198.18.30.20")}
+    # Out: after the SNAT into ext; the reply's entry is in ext and goes back to red.
+    assert (nat.forward_to, nat.reverse_in, nat.reverse_to) == (
+        "demo:ext:ext",
+        "demo:ext:ext",
+        "demo:red:red",
+    )
+    assert (nat.reverse_sip, nat.reverse_dip) == ("198.18.30.6", "198.18.30.20")
+
+
+@pytest.mark.parametrize(
+    ("sender", "sip", "receiver"),
+    [
+        (OTHER, "198.18.10.5", None),  # a port here in the port's own network: no move
+        (VM, "198.18.10.4", VM),  # the port reaching its own floating address
+    ],
+)
+def test_no_translation_inside_the_ports_own_vrf(
+    sender: Port, sip: str, receiver: Port | None
+) -> None:
+    nat = fips.plan(FIPS, sender, sip, "198.18.30.20", "same network", receiver)
+    assert nat is not None and nat.inbound
+    assert (nat.forward_to, nat.reverse_in, nat.reverse_to) == ("", "", "")

@@ -10,7 +10,7 @@ import pytest
 
 from vrstack.datapath import cli
 from vrstack.datapath.client import DatapathClient, DatapathError
-from vrstack.datapath.codec import Obj, Op
+from vrstack.datapath.codec import MAGIC, VERSION, Obj, Op
 from vrstack.datapath.flowtable import FlowTable
 
 
@@ -184,7 +184,7 @@ def test_dropstats_and_errors(capsys: pytest.CaptureFixture[str], vrouterd: Path
     assert rc == 1 and "missing.sock" in out
     # A raw malformed request gets an error reply, and the daemon lives on.
     with DatapathClient(str(vrouterd)) as c:
-        c.sock.send(struct.pack(">HBBBBHII", 0x5652, 1, 1, 1, 0, 0, 7, 32))  # says 32, is 16
+        c.sock.send(struct.pack(">HBBBBHII", MAGIC, VERSION, 1, 1, 0, 0, 7, 32))  # says 32, is 16
         reply = c.sock.recv(4096)
         assert reply[15] == 24 and reply[-4:] == struct.pack(">i", -90)
         with pytest.raises(DatapathError) as err:

@@ -123,12 +123,20 @@ def test_table_matches_c_header() -> None:
         for i, name, kind, mx in re.findall(r"X\((\d+),\s*(\w+),\s*VR_K_(\w+),\s*(\d+)\)", header)
     }
     assert found == codec.ATTRS
+    assert re.search(rf"#define VR_MSG_VERSION {codec.VERSION}u\b", header)
     ops = dict(re.findall(r"VR_OP_(\w+) = (\d+)", header))
     assert {k: int(v) for k, v in ops.items() if k != "MAX"} == {o.name: o.value for o in codec.Op}
 
 
 def test_drop_reasons_match_c_header() -> None:
     defs = (VECTORS.parents[1] / "include" / "vr_defs.h").read_text()
+    flags = dict(re.findall(r"#define VR_FLOW_F_(\w+) (0x[0-9a-f]+)u", defs))
+    assert {k: int(v, 16) for k, v in flags.items()} == {
+        "VALID": codec.FLOW_F_VALID,
+        "IPV6": codec.FLOW_F_IPV6,
+        "RFLOW": codec.FLOW_F_RFLOW,
+        "VRFT": codec.FLOW_F_VRFT,
+    }
     found = re.findall(r"X\((\d+), (\w+)\)", defs)
     assert [name.lower() for _, name in found] == codec.DROP_REASONS
     assert [int(n) for n, _ in found] == list(range(len(codec.DROP_REASONS)))

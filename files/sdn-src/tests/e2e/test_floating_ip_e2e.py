@@ -1,12 +1,15 @@
 """A floating IP end to end on the e2e stack (`sdnstack.py`: config API, schema
 transformer, two control nodes, two computes with vrouterd and the agent): an external
-network `ext` (198.18.30.0/24) with a probe VM on cmp2, a router joining `red` to `ext`
-as its gateway, and a floating IP from `ext` for vm1 (red, on cmp1).
+network `ext` (198.18.30.0/24) with a probe VM on cmp2 and another, `near`, on cmp1, a
+router joining `red` to `ext` as its gateway, and a floating IP from `ext` for vm1 (red,
+on cmp1).
 
 Checked: the probe pings the floating address and talks TCP to vm1 through it, vm1 sees
 the probe's own address (DNAT in); vm1 starting a connection to the probe arrives from
-the floating address (SNAT out); the datapath holds NAT flows; once the floating IP is
-disassociated its route is withdrawn and its flows end, and the probe no longer gets in.
+the floating address (SNAT out); the datapath holds NAT flows. The same from `near`, on
+vm1's own compute, whose flows move between ext's VRF and red's (the datapath's VRF
+translation). Once the floating IP is disassociated its route is withdrawn and its flows
+end, and neither probe gets in.
 """
 
 from __future__ import annotations
@@ -91,24 +94,31 @@ def setup(stack: Stack) -> tuple[Vm, Vm, str, dict[str, object]]:
             "external_gateway": ext["uuid"],
         },
     )
-    cmp2 = s.api("GET", "/virtual-routers?name=cmp2")["items"][0]
-    port = s.create(
-        "virtual-machine-interface",
-        {
-            "name": "probe-eth0",
-            "parent_uuid": project["uuid"],
-            "virtual_network": ext["uuid"],
-            "virtual_router": cmp2["uuid"],
-            "device_owner": "compute:nova",
-            "device_id": "probe",
-        },
-    )
-    probe = Vm("probe", f"{s.prefix}-probe", s.hosts["cmp2"], "ext", port, s.instances["ext"])
-    s.vms["probe"] = probe
-    s.add_netns(probe.ns)
-    s.attach(probe)
-    s.wait_network_config([probe])
-    s.dhcp([probe])
+
+    def on_ext(name: str, cmp: str) -> Vm:
+        """A VM on ext, its port bound to compute `cmp`."""
+        vrouter = s.api("GET", f"/virtual-routers?name={cmp}")["items"][0]
+        port = s.create(
+            "virtual-machine-interface",
+            {
+                "name": f"{name}-eth0",
+                "parent_uuid": project["uuid"],
+                "virtual_network": ext["uuid"],
+                "virtual_router": vrouter["uuid"],
+                "device_owner": "compute:nova",
+                "device_id": name,
+            },
+        )
+        return Vm(name, f"{s.prefix}-{name}", s.hosts[cmp], "ext", port, s.instances["ext"])
+
+    # `near`: a client on ext on vm1's own compute.
+    probe, near = on_ext("probe", "cmp2"), on_ext("near", "cmp1")
+    for vm in (probe, near):
+        s.vms[vm.name] = vm
+        s.add_netns(vm.ns)
+        s.attach(vm)
+    s.wait_network_config([probe, near])
+    s.dhcp([probe, near])
     vm1 = s.vms["vm1"]
     fip = s.create(
         "floating-ip",
@@ -143,10 +153,30 @@ def test_the_probe_reaches_the_vm_through_its_floating_ip(
         assert talk(vm1, srv, probe.ip, 7071) == address
 
 
+def test_a_client_on_the_same_compute_reaches_it(
+    stack: Stack, setup: tuple[Vm, Vm, str, dict[str, object]]
+) -> None:
+    vm1, _, address, _ = setup
+    near = stack.vms["near"]
+    wait_for(lambda: ping(near, address), 20, "near pings the floating IP", every=0.3)
+    assert ping(near, address, count=3)
+    with listening(vm1, 7073) as srv:
+        assert talk(near, srv, address, 7073) == near.ip, "vm1 sees near's own address"
+    # Its flows start in ext's VRF and move to red's, their reverses back: translated.
+    vrfs = {v["instance"]: v["vrf"] for v in stack.agent("cmp1", "/introspect/vrfs")}
+    moves = {(f["vrf"], f["dvrf"]) for f in nat_flows(stack, "cmp1", near.ip)}
+    ext, red = vrfs[stack.instances["ext"]], vrfs[vm1.instance]
+    assert {(ext, red), (red, ext)} <= moves, moves
+    # vm1 starts a connection to near: it arrives from the floating address.
+    with listening(near, 7074) as srv:
+        assert talk(vm1, srv, near.ip, 7074) == address
+
+
 def test_disassociation_stops_it(
     stack: Stack, setup: tuple[Vm, Vm, str, dict[str, object]]
 ) -> None:
     vm1, probe, address, fip = setup
+    near = stack.vms["near"]
     path = f"/floating-ips/{fip['uuid']}"
     have = stack.api("GET", path)
     body = {
@@ -158,7 +188,8 @@ def test_disassociation_stops_it(
         20,
         "the floating IP's route withdrawn",
     )
-    wait_for(lambda: not nat_flows(stack, "cmp1", probe.ip), 10, "the NAT flows ended")
-    assert not ping(probe, address, count=2)
-    with listening(vm1, 7072), pytest.raises(OSError), entered(probe.ns):
-        socket.create_connection((address, 7072), timeout=3).close()
+    for client in (probe, near):
+        wait_for(lambda c=client: not nat_flows(stack, "cmp1", c.ip), 10, "NAT flows ended")
+        assert not ping(client, address, count=2)
+        with listening(vm1, 7072), pytest.raises(OSError), entered(client.ns):
+            socket.create_connection((address, 7072), timeout=3).close()

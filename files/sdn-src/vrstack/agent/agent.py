@@ -282,6 +282,11 @@ class Agent:
         for p in self._placed.values():
             if p.instance == port.instance and ip in p.ips:
                 return True
+        # A floating address of a port here, asked for on its external network: the
+        # flow from the asking port takes it to the port's VRF (fips.py).
+        fip = self.floating.get(ip)
+        if fip is not None and fip.instance == port.instance and fip.port in self._placed:
+            return True
         remote = self._remote_of(port.instance)
         return any(addr in ipaddress.ip_network(prefix) for prefix in remote)
 
@@ -295,6 +300,45 @@ class Agent:
 
     def _port_with_ip(self, ip: str) -> Port | None:
         return next((p for p in self._placed.values() if ip in p.ips), None)
+
+    def _network_decides(
+        self, port: Port | None, sip: str, dip: str, proto: int, sport: int, dport: int
+    ) -> tuple[int, str]:
+        """The flow's action and why by the ACL of `port`'s network (none: drop)."""
+        net = self._network_of(port) if port else None
+        entries = network_acl(self.config(), net["uuid"]) if net is not None else []
+        subnets = [sub["cidr"] for sub in (net or {}).get("subnets", [])]
+        return decide(entries, subnets, sip, dip, proto, sport, dport)
+
+    def _nat_decides(
+        self,
+        nat: fips.NatPlan,
+        sender: Port | None,
+        receiver: Port | None,
+        acl: tuple[int, str],
+        flow: tuple[str, str, int, int, int],
+    ) -> tuple[int, str]:
+        """A floating IP's flow: its port's groups decide (ingress in, egress out), as on
+        a flow from or to another compute. With the outside end a port here (a VRF
+        translation), that end is decided here too, as its own compute would: its
+        network's ACL and its groups, with the floating address as the far end."""
+        config = self.config()
+        sip, dip, proto, sport, dport = flow
+        port = self._placed.get(nat.fip.port)
+        if nat.inbound:
+            if not nat.forward_to:
+                return secgroups.decide(config, None, port, sip, nat.fip.fixed, proto, dport)
+            if acl[0] != FORWARD:  # the sender's (external) network's ACL, already run
+                return acl
+            return secgroups.decide(config, sender, port, sip, dip, proto, dport)
+        action, why = secgroups.decide(config, port, None, sip, dip, proto, dport)
+        if action != FORWARD or not nat.forward_to:
+            return action, why
+        address = nat.fip.address
+        action, why = self._network_decides(receiver, address, dip, proto, sport, dport)
+        if action != FORWARD:
+            return action, why
+        return secgroups.decide(config, None, receiver, address, dip, proto, dport)
 
     def flow_miss(self, t: Trapped) -> None:
         """Decide a new flow by its network's ACL; install it and its reverse."""
@@ -312,40 +356,46 @@ class Agent:
             int(f.get("FL_DPORT", 0)),
         )
         port = self.port_of_vif(t.vif) or self._port_with_ip(dip) or self._port_with_ip(sip)
-        net = self._network_of(port) if port else None
         config = self.config()
-        entries = network_acl(config, net["uuid"]) if net is not None else []
-        subnets = [sub["cidr"] for sub in (net or {}).get("subnets", [])]
-        action, why = decide(entries, subnets, sip, dip, proto, sport, dport)
+        action, why = self._network_decides(port, sip, dip, proto, sport, dport)
         dst_port = self._port_with_ip(dip)
         sender = self.port_of_vif(t.vif)
         sg_drop = False
         rsip, rdip = f["FL_DIP"], f["FL_SIP"]
-        nat = fips.plan(self.floating, sender, sip, dip, why)
+        rvrf = self.vrfs.ids.get(dst_port.instance, t.vrf) if dst_port else t.vrf
+        nat = fips.plan(self.floating, sender, sip, dip, why, dst_port)
         fwd_nat: dict[str, Any] = {}
         rev_nat: dict[str, Any] = {}
         if nat is not None:  # a floating IP's flow: its port's groups decide, then NAT
-            port = self._placed.get(nat.fip.port)
-            ends = (None, port, sip, nat.fip.fixed) if nat.inbound else (port, None, sip, dip)
-            action, why = secgroups.decide(config, *ends, proto, dport)
+            # A VRF translation needs all three VRFs here; without them (not expected:
+            # both ends are placed ports) the entries stay where the flow came in.
+            vrfs = [self.vrfs.ids.get(i) for i in (nat.forward_to, nat.reverse_in, nat.reverse_to)]
+            xlate = bool(nat.forward_to) and None not in vrfs
+            if nat.forward_to and not xlate:
+                nat = replace(nat, forward_to="", reverse_in="", reverse_to="")
+            flow = (sip, dip, proto, sport, dport)
+            action, why = self._nat_decides(nat, sender, dst_port, (action, why), flow)
             sg_drop = action != FORWARD
             if not sg_drop:
-                fwd_nat, rev_nat = nat.forward_nat, nat.reverse_nat
+                fwd_nat, rev_nat = dict(nat.forward_nat), dict(nat.reverse_nat)
+                if xlate:
+                    fwd_nat["FL_DVRF"], rev_nat["FL_DVRF"] = vrfs[0], vrfs[2]
             rsip, rdip = (
                 ipaddress.ip_address(nat.reverse_sip),
                 ipaddress.ip_address(nat.reverse_dip),
             )
-            dst_port = None  # both entries are in the port's VRF, where the flow came in
+            # Both entries are where the flow came in (the port's VRF for a flow on the
+            # label), unless translated: then the reverse is on the other side.
+            rvrf = int(vrfs[1]) if xlate and vrfs[1] is not None else t.vrf
             self._nat_flows.setdefault(nat.fip, set()).update(
                 {
                     (t.vrf, sip, dip, proto, sport, dport),
-                    (t.vrf, str(rsip), str(rdip), proto, dport, sport),
+                    (rvrf, str(rsip), str(rdip), proto, dport, sport),
                 }
             )
         elif action == FORWARD:  # the policy allows it: then both ends' security groups
             action, why = secgroups.decide(config, sender, dst_port, sip, dip, proto, dport)
             sg_drop = action != FORWARD
-        rvrf = self.vrfs.ids.get(dst_port.instance, t.vrf) if dst_port else t.vrf
         # The reverse flow first: a reply sent the moment the held packet is released
         # then finds its flow instead of trapping as a new one. If it finds no room, the
         # flow still gets its action (a reply then traps as a flow of its own).
@@ -839,6 +889,7 @@ class Agent:
                         "protocol": e.proto,
                         "action": e.action,
                         "reverse": e.rindex,
+                        "dvrf": e.dvrf,
                         "packets": e.packets,
                         "bytes": e.bytes,
                     }

@@ -14,7 +14,7 @@ import struct
 from dataclasses import dataclass, field
 
 MAGIC = 0x5652
-VERSION = 1
+VERSION = 2  # 2: FL_DVRF
 HDR_LEN = 16
 ATTR_HDR_LEN = 4
 MSG_MAX = 65536
@@ -130,6 +130,7 @@ ATTRS: dict[int, tuple[str, Kind, int]] = {
     93: ("FL_NAT_DIP", Kind.IP, 0),
     94: ("FL_NAT_SPORT", Kind.U16, 0),
     95: ("FL_NAT_DPORT", Kind.U16, 0),
+    96: ("FL_DVRF", Kind.U32, 0),
     100: ("DS_COUNTERS", Kind.U64A, 64),
 }
 ATTR_IDS: dict[str, int] = {name: i for i, (name, _, _) in ATTRS.items()}
@@ -154,6 +155,7 @@ FLOW_ACTIONS = {0: "hold", 1: "forward", 2: "drop", 3: "trap", 4: "nat"}
 FLOW_F_VALID = 0x1
 FLOW_F_IPV6 = 0x2
 FLOW_F_RFLOW = 0x4
+FLOW_F_VRFT = 0x8  # the entry's dvrf is valid: routed there after its action
 DROP_REASONS = [
     "invalid_packet",
     "no_vif",

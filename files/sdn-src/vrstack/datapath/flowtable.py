@@ -20,7 +20,7 @@ MAGIC = 0x56524654
 VERSION = 1
 HDR = struct.Struct("=IIII48x")
 # flags gen vrf rindex sip dip sport dport proto action src_vif packets bytes last_ns
-# nat_sip nat_dip nat_sport nat_dport hold_count hash reserved
+# nat_sip nat_dip nat_sport nat_dport hold_count hash dvrf
 ENTRY = struct.Struct("=IIII16s16s2s2sBBHQQQ16s16s2s2sIII")
 NONE = 0xFFFFFFFF
 
@@ -45,6 +45,7 @@ class FlowEntry:
     bytes: int
     last_ns: int
     src_vif: int
+    dvrf: int | None = None  # the VRF it is routed in after its action, if translated
 
 
 def _addr(raw: bytes, v6: bool) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
@@ -110,6 +111,7 @@ class FlowTable:
             bytes=nbytes,
             last_ns=last_ns,
             src_vif=src_vif,
+            dvrf=fields[20] if flags & codec.FLOW_F_VRFT else None,
         )
 
     def entries(self) -> Iterator[FlowEntry]:
