@@ -1351,11 +1351,16 @@ def print_cloud(lab: Lab) -> None:
     api = lab.endpoints.get("api")
     if not openrc.exists() or not api:
         return
-    print(f"\ncloud: Keystone http://{api}:5000/v3, Nova :8774, Neutron :9696, Glance :9292")
+    # The fabric model's URLs: https unless cluster.openstack_tls / cluster.sdn_tls is false.
+    keystone = lab.endpoints.get("keystone_url")
+    print(f"\ncloud: Keystone {keystone}, Nova :8774, Neutron :9696, Glance :9292, noVNC :6080")
     print(f"  SDN config API {lab.endpoints.get('api_url')}", end="")
     if lab.endpoints.get("analytics_url"):
         print(f", analytics and operator page {lab.endpoints['analytics_url']}/", end="")
-    print(f"\n  the SDN APIs' CA: {openrc.parent / 'ca.crt'}", end="")
+    print(
+        f"\n  the deployment CA (checks every API's certificate): {openrc.parent / 'ca.crt'}",
+        end="",
+    )
     print(f"\n  admin credentials: {openrc} (secrets beside it, mode 0600)")
     print(f"  source {openrc}")
     print(

@@ -137,7 +137,6 @@ import ipaddress
 import os
 import re
 import stat
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -159,6 +158,7 @@ except ImportError:  # reported by LookupModule.run
     HAS_CRYPTOGRAPHY = False
 
 from ansible_collections.vrstack.cloud.plugins.lookup.secret import default_path
+from ansible_collections.vrstack.cloud.plugins.module_utils.secret_store import replace_private
 
 NODE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
 DNS_NAME_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*$")
@@ -208,17 +208,8 @@ def check_private(path: Path) -> None:
 
 
 def write_private(path: Path, data: bytes) -> None:
-    """Write `data` atomically, mode 0600 from the start (mkstemp's mode)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write `data` atomically, mode 0600 from the start (the secrets store's writer)."""
+    replace_private(path, data)
 
 
 def private_dir(path: Path) -> Path:

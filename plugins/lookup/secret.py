@@ -18,6 +18,9 @@ description:
     a file that others can read is refused rather than used.
   - The file lives on the deploy host, so the lookup writes it in check mode too.
   - Pass every value it returns through tasks with C(no_log=true).
+  - Values change only through the module C(vrstack.cloud.secret_rotate)
+    (C(playbooks/rotate-secrets.yml)); the file's format, lock and permission checks live in
+    C(plugins/module_utils/secret_store.py), which both use.
 options:
   _terms:
     description: Names of the secrets, lower case letters, digits and underscores.
@@ -60,23 +63,22 @@ _raw:
   elements: str
 """
 
-import fcntl
 import os
-import re
-import secrets
-import stat
-import string
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from ansible.errors import AnsibleLookupError
 from ansible.plugins.lookup import LookupBase
 
-NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-ALPHABET = string.ascii_letters + string.digits
+from ansible_collections.vrstack.cloud.plugins.module_utils import secret_store
+from ansible_collections.vrstack.cloud.plugins.module_utils.secret_store import (
+    ALPHABET,
+    NAME_RE,
+    SecretStoreError,
+)
+
+__all__ = ["ALPHABET", "NAME_RE", "default_path", "get_secrets"]
 
 
 def default_path(variables: Mapping[str, Any]) -> Path:
@@ -87,71 +89,15 @@ def default_path(variables: Mapping[str, Any]) -> Path:
             "secret: no secrets file: set vrstack_secrets_file or use a fabric inventory "
             "(vrstack_fabric names the cluster)"
         )
-    return Path.home() / ".local" / "share" / "vrstack" / str(cluster) / "secrets.yml"
-
-
-def _check_private(path: Path, mode: int) -> None:
-    if stat.S_IMODE(mode) & 0o077:
-        raise AnsibleLookupError(
-            f"{path}: mode {stat.S_IMODE(mode):04o} lets others read the secrets; "
-            f"run 'chmod go= {path}' after checking who read it"
-        )
-
-
-def _read(path: Path) -> dict[str, str]:
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return {}
-    _check_private(path, st.st_mode)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise AnsibleLookupError(f"{path}: not valid YAML: {exc}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in data.items()
-    ):
-        raise AnsibleLookupError(f"{path}: must be a mapping of secret names to strings")
-    return data
-
-
-def _write(path: Path, data: Mapping[str, str]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".secrets-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write("# vrstack deployment secrets: keep this file private and backed up.\n")
-            yaml.safe_dump(dict(sorted(data.items())), out, default_flow_style=False)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    return secret_store.cluster_path(str(cluster))
 
 
 def get_secrets(path: Path, names: list[str], length: int) -> list[str]:
     """The secrets `names` from `path`, generating and storing the missing ones."""
-    for name in names:
-        if not isinstance(name, str) or not NAME_RE.match(name):
-            raise AnsibleLookupError(
-                f"secret: name {name!r} must match {NAME_RE.pattern} (lower case, digits, _)"
-            )
-    if not 16 <= length <= 256:
-        raise AnsibleLookupError(f"secret: length {length} must be between 16 and 256")
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    _check_private(path.parent, path.parent.stat().st_mode)
-    lock = path.with_name(path.name + ".lock")
-    with open(os.open(lock, os.O_RDWR | os.O_CREAT, 0o600), "w", encoding="utf-8") as held:
-        fcntl.flock(held, fcntl.LOCK_EX)
-        stored = _read(path)
-        missing = [n for n in names if n not in stored]
-        if missing:
-            for name in missing:
-                stored[name] = "".join(secrets.choice(ALPHABET) for _char in range(length))
-            _write(path, stored)
-    return [stored[n] for n in names]
+    try:
+        return secret_store.get_secrets(path, names, length)
+    except SecretStoreError as exc:
+        raise AnsibleLookupError(str(exc)) from None
 
 
 class LookupModule(LookupBase):

@@ -95,9 +95,9 @@ EXAMPLES = r"""
     cloud: vrstack-admin
     service: {name: glance, type: image, description: OpenStack Image}
     endpoints:
-      public: http://198.18.1.16:9292
-      internal: http://198.18.1.16:9292
-      admin: http://198.18.1.16:9292
+      public: https://198.18.1.16:9292
+      internal: https://198.18.1.16:9292
+      admin: https://198.18.1.16:9292
     user: glance
     password: "{{ lookup('vrstack.cloud.secret', 'glance_keystone_password') }}"
   vars:
@@ -111,7 +111,7 @@ actions:
   returned: always
   type: list
   elements: str
-  sample: ["create service glance (image)", "create endpoint glance public http://198.18.1.16:9292"]
+  sample: ["create service glance (image)", "create endpoint glance public https://198.18.1.16:9292"]
 service_id:
   description: The catalog entry's id (empty in check mode when it would be created).
   returned: when O(service) is given
@@ -209,6 +209,8 @@ def password_works(conn: Any, module: AnsibleModule, domain_id: str) -> bool:
             project_domain_id=domain_id,
             region_name=p["region"],
             verify=conn.config.config.get("verify", True),
+            # The admin cloud's CA (clouds.yaml's cacert): an https Keystone is checked with it.
+            cacert=conn.config.config.get("cacert"),
             # Only these credentials: not merged with clouds.yaml's or OS_* settings.
             load_yaml_config=False,
             load_envvars=False,

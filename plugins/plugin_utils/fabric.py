@@ -39,6 +39,7 @@ CLUSTER_KEYS = {
     "vips",
     "os",
     "sdn_tls",
+    "openstack_tls",
 }
 SPINE_KEYS = {"name", "asn", "link_pool"}
 GATEWAY_KEYS = {"name", "address", "asn", "peers", "route_target", "routed_networks", "managed"}
@@ -196,6 +197,10 @@ def _parse_cluster(chk: _Checker, raw: Any) -> dict:
     if not isinstance(sdn_tls, bool):
         chk.add("cluster", "sdn_tls", f"{sdn_tls!r} must be true or false")
         sdn_tls = True
+    openstack_tls = data.get("openstack_tls", True)
+    if not isinstance(openstack_tls, bool):
+        chk.add("cluster", "openstack_tls", f"{openstack_tls!r} must be true or false")
+        openstack_tls = True
     pool = _network(chk, "cluster", "loopback_pool", data.get("loopback_pool"))
     vips: dict[str, netaddr.IPAddress] = {}
     for vip_name, value in _mapping(chk, "cluster", "vips", data.get("vips"), False).items():
@@ -214,6 +219,7 @@ def _parse_cluster(chk: _Checker, raw: Any) -> dict:
         "vips": vips,
         "os": os_name,
         "sdn_tls": sdn_tls,
+        "openstack_tls": openstack_tls,
     }
 
 
@@ -672,13 +678,15 @@ def build_model(data: Any, source: str) -> dict[str, Any]:
 
 # The SDN APIs' ports: haproxy and the firewall use the same ones.
 API_PORT, ANALYTICS_PORT = 8082, 8081
+KEYSTONE_PORT = 5000
 
 
-def _endpoints(vips: dict, hosts: dict, tls: bool) -> dict[str, Any]:
+def _endpoints(vips: dict, hosts: dict, tls: bool, openstack_tls: bool) -> dict[str, Any]:
     """Where clients reach the shared services: the internal VIP when a role has
     several hosts and there are several controllers (haproxy/keepalived run on the
     controllers and hold the VIP only then), else that role's first host; the SDN
-    APIs' URLs too (https unless `cluster.sdn_tls` is false).
+    APIs' URLs too (https unless `cluster.sdn_tls` is false), and the OpenStack APIs'
+    scheme and Keystone's URL (https unless `cluster.openstack_tls` is false).
     Roles read these instead of each working it out again."""
 
     def members(role: str) -> list[str]:
@@ -690,8 +698,10 @@ def _endpoints(vips: dict, hosts: dict, tls: bool) -> dict[str, Any]:
             return str(vips["internal"])
         return found[0] if found else None
 
-    def url(address: str | None, port: int) -> str | None:
-        return f"{'https' if tls else 'http'}://{address}:{port}" if address else None
+    def url(address: str | None, port: int, secure: bool = tls) -> str | None:
+        return f"{'https' if secure else 'http'}://{address}:{port}" if address else None
+
+    keystone = url(one("controller"), KEYSTONE_PORT, openstack_tls)
 
     return {
         "api": one("controller"),
@@ -701,6 +711,8 @@ def _endpoints(vips: dict, hosts: dict, tls: bool) -> dict[str, Any]:
         "analytics": one("analytics"),
         "api_url": url(one("controller"), API_PORT),
         "analytics_url": url(one("analytics"), ANALYTICS_PORT),
+        "openstack_scheme": "https" if openstack_tls else "http",
+        "keystone_url": f"{keystone}/v3" if keystone else None,
     }
 
 
@@ -718,7 +730,10 @@ def _to_plain(
         "loopback_pool": str(cluster["loopback_pool"]) if cluster["loopback_pool"] else None,
         "vips": {k: str(v) for k, v in cluster["vips"].items()},
         "sdn_tls": cluster["sdn_tls"],
-        "endpoints": _endpoints(cluster["vips"], hosts, cluster["sdn_tls"]),
+        "openstack_tls": cluster["openstack_tls"],
+        "endpoints": _endpoints(
+            cluster["vips"], hosts, cluster["sdn_tls"], cluster["openstack_tls"]
+        ),
         "spine": None
         if spine is None
         else {

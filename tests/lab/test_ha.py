@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from labcloud import sdn_context
 
 # tools/lab.py reads the inventory the way the lab was built from it.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
@@ -73,11 +74,22 @@ class HaLab:
     vip_hosts: list[str]  # controllers on the VIP's segment, in inventory order
     ssh_key: str
     env: dict[str, str] = field(default_factory=dict)
+    # The fabric model's vrstack_endpoints.openstack_scheme (cluster.openstack_tls).
+    scheme: str = "https"
+
+    def url(self, address: str, port: int, path: str) -> str:
+        return f"{self.scheme}://{address}:{port}{path}"
+
+
+def _open(req: urllib.request.Request | str, timeout: float) -> Any:
+    """`urlopen` that checks an https API with the deployment CA beside the secrets file."""
+    url = req if isinstance(req, str) else req.full_url
+    return urllib.request.urlopen(req, timeout=timeout, context=sdn_context(url, STATE))
 
 
 def _answers(url: str, statuses: set[int], timeout: float = 2.0) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
+        with _open(url, timeout) as resp:
             return resp.status in statuses
     except urllib.error.HTTPError as exc:
         return exc.code in statuses
@@ -92,7 +104,8 @@ def lab() -> HaLab:
         pytest.skip(f"the ha-lab is not deployed ({openrc} is missing): see this module's doc")
     model = labtool.load_inventory(str(REPO / INVENTORY))
     vip = str(model.endpoints.get("api"))
-    if not _answers(f"http://{vip}:5000/v3", {200}, timeout=5):
+    scheme = str(model.endpoints.get("openstack_scheme", "https"))
+    if not _answers(f"{scheme}://{vip}:5000/v3", {200}, timeout=5):
         pytest.skip(f"the ha-lab's Keystone does not answer on the VIP {vip}: is the lab up?")
     ctl = sorted((h for h in model.hosts if "controller" in h.roles), key=lambda h: h.name)
     subnets = {r.name: ipaddress.ip_network(r.subnet) for r in model.racks}
@@ -102,7 +115,7 @@ def lab() -> HaLab:
         if line.startswith("export ") and "=" in line:
             key, value = line.removeprefix("export ").split("=", 1)
             env[key] = value.strip("'\"")
-    return HaLab(vip, {h.name: h.ip for h in ctl}, vip_hosts, model.ssh_key, env)
+    return HaLab(vip, {h.name: h.ip for h in ctl}, vip_hosts, model.ssh_key, env, scheme)
 
 
 def ssh(
@@ -140,7 +153,7 @@ def rabbit_running(lab: HaLab, host: str) -> list[str]:
 
 
 # --------------------------------------------------------------------------
-# Keystone over plain HTTP (no client needed to issue and validate tokens)
+# Keystone over its REST API (no client needed to issue and validate tokens)
 # --------------------------------------------------------------------------
 
 
@@ -166,22 +179,22 @@ def issue_token(lab: HaLab, address: str) -> str:
         }
     }
     req = urllib.request.Request(
-        f"http://{address}:5000/v3/auth/tokens",
+        lab.url(address, 5000, "/v3/auth/tokens"),
         data=json.dumps(body).encode(),
         headers={"Content-Type": "application/json"},
         method="POST",
     )
-    with urllib.request.urlopen(req, timeout=30) as resp:
+    with _open(req, 30) as resp:
         return str(resp.headers["X-Subject-Token"])
 
 
-def token_valid(address: str, token: str) -> int:
+def token_valid(lab: HaLab, address: str, token: str) -> int:
     req = urllib.request.Request(
-        f"http://{address}:5000/v3/auth/tokens",
+        lab.url(address, 5000, "/v3/auth/tokens"),
         headers={"X-Auth-Token": token, "X-Subject-Token": token},
     )
     try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
+        with _open(req, 30) as resp:
             return int(resp.status)
     except urllib.error.HTTPError as exc:
         return int(exc.code)
@@ -189,12 +202,12 @@ def token_valid(address: str, token: str) -> int:
 
 def keystone_call(lab: HaLab, method: str, path: str, token: str, body: Any = None) -> Any:
     req = urllib.request.Request(
-        f"http://{lab.vip}:5000/v3{path}",
+        lab.url(lab.vip, 5000, "/v3" + path),
         data=None if body is None else json.dumps(body).encode(),
         headers={"X-Auth-Token": token, "Content-Type": "application/json"},
         method=method,
     )
-    with urllib.request.urlopen(req, timeout=30) as resp:
+    with _open(req, 30) as resp:
         raw = resp.read()
         return json.loads(raw) if raw else None
 
@@ -223,8 +236,8 @@ def run_playbook(*args: str, timeout: float = 1800) -> None:
 
 def test_apis_answer_through_the_vip(lab: HaLab) -> None:
     for name, (port, path, statuses) in APIS.items():
-        assert _answers(f"http://{lab.vip}:{port}{path}", statuses, timeout=10), (
-            f"{name} does not answer through the VIP http://{lab.vip}:{port}{path}"
+        assert _answers(lab.url(lab.vip, port, path), statuses, timeout=10), (
+            f"{name} does not answer through the VIP {lab.url(lab.vip, port, path)}"
         )
     assert len(vip_holders(lab)) == 1, "exactly one controller should hold the VIP"
 
@@ -256,7 +269,7 @@ def test_tokens_validate_on_every_controller_across_a_rotation(lab: HaLab) -> No
     names = list(lab.hosts)
     before = issue_token(lab, lab.hosts[names[0]])
     for host in names:
-        assert token_valid(lab.hosts[host], before) == 200, (
+        assert token_valid(lab, lab.hosts[host], before) == 200, (
             f"a token from {names[0]} fails on {host}"
         )
     assert len({key_digest(lab, h) for h in names}) == 1, "key repositories differ before rotation"
@@ -268,17 +281,19 @@ def test_tokens_validate_on_every_controller_across_a_rotation(lab: HaLab) -> No
     assert len({key_digest(lab, h) for h in names}) == 1, "key repositories differ after rotation"
     after = issue_token(lab, lab.hosts[names[-1]])
     for host in names:
-        assert token_valid(lab.hosts[host], before) == 200, (
+        assert token_valid(lab, lab.hosts[host], before) == 200, (
             f"{host}: a token from before the rotation fails"
         )
-        assert token_valid(lab.hosts[host], after) == 200, f"{host}: a token from {names[-1]} fails"
+        assert token_valid(lab, lab.hosts[host], after) == 200, (
+            f"{host}: a token from {names[-1]} fails"
+        )
 
 
 @dataclass
 class Poller:
     """Asks every API through the VIP every POLL_INTERVAL; records when any failed."""
 
-    vip: str
+    lab: HaLab
     stop: threading.Event = field(default_factory=threading.Event)
     failures: list[float] = field(default_factory=list)
     checks: int = 0
@@ -287,7 +302,7 @@ class Poller:
         while not self.stop.is_set():
             now = time.monotonic()
             ok = all(
-                _answers(f"http://{self.vip}:{port}{path}", statuses, timeout=2)
+                _answers(self.lab.url(self.lab.vip, port, path), statuses, timeout=2)
                 for port, path, statuses in APIS.values()
             )
             self.checks += 1
@@ -308,7 +323,7 @@ class Poller:
 
 @pytest.fixture
 def poller(lab: HaLab) -> Iterator[Poller]:
-    p = Poller(lab.vip)
+    p = Poller(lab)
     thread = threading.Thread(target=p.run, daemon=True)
     thread.start()
     yield p
@@ -352,7 +367,7 @@ def test_losing_the_vip_holder(lab: HaLab, poller: Poller) -> None:
     moved = time.monotonic() - stopped_at
     # Then until every API answers again through the VIP, at most FAILOVER_LIMIT more.
     while time.monotonic() < deadline and not all(
-        _answers(f"http://{lab.vip}:{p}{path}", s) for p, path, s in APIS.values()
+        _answers(lab.url(lab.vip, p, path), s) for p, path, s in APIS.values()
     ):
         time.sleep(POLL_INTERVAL)
     time.sleep(5)
@@ -407,7 +422,7 @@ def test_losing_the_vip_holder(lab: HaLab, poller: Poller) -> None:
     # Its own Keystone (its own database node) has what was made while it was away.
     own = lab.hosts[victim]
     deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and not _answers(f"http://{own}:5000/v3", {200}):
+    while time.monotonic() < deadline and not _answers(lab.url(own, 5000, "/v3"), {200}):
         time.sleep(2)
     own_token = issue_token(lab, own)
     found = keystone_call(lab, "GET", f"/projects/{later['project']['id']}", own_token)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[4]
 SDN_SRC = ROOT / "files" / "sdn-src"
@@ -171,3 +172,36 @@ def test_vrouter_kmod(tmp_path: Path) -> None:
         1,
         {"failed": True, "msg": "vrouter_kmod: params: 'a-b' is not a module parameter name"},
     )
+
+
+def test_secret_rotate(tmp_path: Path) -> None:
+    store = tmp_path / "store" / "secrets.yml"
+    store.parent.mkdir(mode=0o700)
+    old = {"glance_db_password": "a" * 32, "rabbitmq_nova_password": "b" * 32, "other": "c" * 32}
+    store.write_text("".join(f"{k}: {v}\n" for k, v in old.items()))
+    store.chmod(0o600)
+    ask = {"file": str(store), "names": ["glance_db_password"], "patterns": ["rabbitmq_.+"]}
+    rotated = ["glance_db_password", "rabbitmq_nova_password"]
+    # Check mode names what would change and writes nothing; no value is ever returned.
+    assert run(tmp_path, "secret_rotate", ask, check=True) == (
+        0,
+        {"changed": True, "rotated": rotated, "file": str(store)},
+    )
+    assert store.read_text() == "".join(f"{k}: {v}\n" for k, v in old.items())
+    rc, got = run(tmp_path, "secret_rotate", ask)
+    assert (rc, got) == (0, {"changed": True, "rotated": rotated, "file": str(store)})
+    new = yaml.safe_load(store.read_text())
+    assert new["other"] == old["other"]
+    assert all(new[n] != old[n] for n in rotated)
+    assert not any(v in json.dumps(got) for v in new.values())
+    # Nothing asked: nothing changes.
+    nothing = {"file": str(store)}
+    assert run(tmp_path, "secret_rotate", nothing) == (
+        0,
+        {"changed": False, "rotated": [], "file": str(store)},
+    )
+    assert run(tmp_path, "secret_rotate", {**nothing, "names": ["missing_one"]}) == (
+        1,
+        {"failed": True, "msg": f"secret_rotate: {store}: no secret named missing_one to rotate "
+         "(a deploy makes them; rotating one that was never used would change nothing that reads it)"},
+    )  # fmt: skip

@@ -96,12 +96,14 @@ def test_lab_api_and_schema_configs(tmp_path: Path) -> None:
     assert checker.static.admin_token == "a" * 32
     ks = checker.keystone.ks
     assert (ks.v3, ks.username, ks.project) == (
-        "http://198.18.1.16:5000/v3",
+        "https://198.18.1.16:5000/v3",
         "vrstack-sdn",
         "service",
     )
     assert ks.admin_roles == ("admin",) and ks.reader_roles == ("reader", "member")
-    assert ks.tls_files is None and len(ks.password) >= 16
+    # Keystone over HTTPS (cluster.openstack_tls), checked with the deployment CA.
+    assert ks.tls_files is not None and ks.tls_files.ca == str(pki / "ca.crt")
+    assert len(ks.password) >= 16
     # HTTPS with the node certificate; reports to the collector checked with the CA.
     served = http_tls(api)
     assert served is not None and (served.cert, served.key) == (
@@ -437,8 +439,13 @@ def test_ha_clients_use_the_vip_over_https() -> None:
     sdn = next(block for block in cfg if block.startswith("sdn-config"))
     assert "mode tcp" in sdn and "http-check send meth GET uri /health" in sdn
     assert "check-ssl verify required ca-file /etc/vrstack/pki/ca.crt" in sdn
+    # The OpenStack APIs too (cluster.openstack_tls), noVNC with a verified TLS handshake.
     keystone = next(block for block in cfg if block.startswith("keystone"))
-    assert "mode tcp" not in keystone and "check-ssl" not in keystone
+    assert "mode tcp" in keystone and "http-check send meth GET uri /v3" in keystone
+    assert "check-ssl verify required ca-file /etc/vrstack/pki/ca.crt" in keystone
+    novnc = next(block for block in cfg if block.startswith("novncproxy"))
+    assert "httpchk" not in novnc and "balance source" in novnc
+    assert "check-ssl verify required ca-file /etc/vrstack/pki/ca.crt" in novnc
 
 
 @pytest.mark.parametrize("role", ["sdn_config", "sdn_analytics"])
@@ -446,8 +453,12 @@ def test_sdn_keystone_auth_false_deploys_static_tokens_only(tmp_path: Path, role
     """The inventory's `sdn_keystone_auth: false`: no Keystone section in either API."""
     tokens = {**TOKENS, **ANALYTICS_TOKENS}
     template = "api.yaml.j2" if role == "sdn_config" else "collector.yaml.j2"
+    # Keystone is https: its CA must be there to load the settings.
+    pki = {f"{role}_pki_dir": str(node_pki(tmp_path))}
     for on in (True, False):
-        t = render_vars(LAB, "lab-ctl1", ["sdn_package", role], sdn_keystone_auth=on, **tokens)
+        t = render_vars(
+            LAB, "lab-ctl1", ["sdn_package", role], sdn_keystone_auth=on, **tokens, **pki
+        )
         conf = settings(tmp_path, "x.yaml", render(t, role, template))
         assert auth.uses_keystone(conf) is on
         checker = auth.from_settings(conf)
@@ -463,12 +474,14 @@ def test_collector_with_keystone_finds_projects_at_the_config_api(tmp_path: Path
     collector = settings(tmp_path, "collector.yaml", text)
     checker = auth.from_settings(collector)
     assert isinstance(checker, auth.StaticThenKeystone)
-    assert checker.keystone.ks.v3 == "http://198.18.1.16:5000/v3"
+    assert checker.keystone.ks.v3 == "https://198.18.1.16:5000/v3"
     assert checker.keystone.ks.username == "vrstack-sdn"
     views = access.from_settings(collector)
     assert views is not None and views.client.url == "https://198.18.1.16:8082"
     assert yaml.safe_load(text)["config_api"]["tls"] == {"ca": str(pki / "ca.crt")}
-    t_api = render_vars(LAB, "lab-ctl1", ["sdn_package", "sdn_config"], **TOKENS)
+    t_api = render_vars(
+        LAB, "lab-ctl1", ["sdn_package", "sdn_config"], sdn_config_pki_dir=str(pki), **TOKENS
+    )
     api = auth.from_settings(
         settings(tmp_path, "api.yaml", render(t_api, "sdn_config", "api.yaml.j2"))
     )

@@ -240,6 +240,37 @@ def test_sdn_tls_false_gives_plain_urls_and_must_be_a_boolean() -> None:
         model_of(bad)
 
 
+def test_openstack_urls_are_https_unless_openstack_tls_is_false() -> None:
+    """One place for the OpenStack APIs' scheme and Keystone's URL (issue 11)."""
+
+    def several(d: dict) -> None:
+        d["hosts"]["ctl2"]["roles"] = ["controller", "control"]
+
+    ep = model_of(several)["endpoints"]
+    assert ep["openstack_scheme"] == "https"
+    assert ep["keystone_url"] == "https://198.18.1.10:5000/v3"
+    one = model_of()
+    ctl1 = one["hosts"]["ctl1"]["fabric_ip"]
+    assert one["openstack_tls"] is True
+    assert one["endpoints"]["keystone_url"] == f"https://{ctl1}:5000/v3"
+
+    def plain(d: dict) -> None:
+        d["cluster"]["openstack_tls"] = False
+
+    off = model_of(plain)
+    assert off["openstack_tls"] is False
+    assert off["endpoints"]["openstack_scheme"] == "http"
+    assert off["endpoints"]["keystone_url"] == f"http://{ctl1}:5000/v3"
+    # The SDN APIs keep their own switch.
+    assert off["endpoints"]["api_url"] == f"https://{ctl1}:8082"
+
+    def bad(d: dict) -> None:
+        d["cluster"]["openstack_tls"] = "on"
+
+    with pytest.raises(FabricError, match="field 'openstack_tls': 'on' must be true or false"):
+        model_of(bad)
+
+
 GATEWAY = {
     "name": "edge1",
     "address": "198.19.0.1",

@@ -1,0 +1,177 @@
+# Copyright: vrstack developers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The deployment secrets file on the deploy host: the one place its format, its
+permissions and its locking are written down. The lookup `vrstack.cloud.secret` reads
+and fills it; the module `vrstack.cloud.secret_rotate` replaces values in it."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import secrets
+import stat
+import string
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+try:
+    import yaml
+except ImportError:  # the module reports it; the controller always has PyYAML
+    yaml = None  # type: ignore[assignment]
+
+NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+ALPHABET = string.ascii_letters + string.digits
+HEADER = "# vrstack deployment secrets: keep this file private and backed up.\n"
+
+
+class SecretStoreError(Exception):
+    """A secrets file or request that cannot be used; the message says what to do."""
+
+
+def cluster_path(cluster: str) -> Path:
+    """Where a cluster's secrets live when the inventory does not say."""
+    return Path.home() / ".local" / "share" / "vrstack" / cluster / "secrets.yml"
+
+
+def check_name(name: object) -> str:
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise SecretStoreError(
+            f"secret: name {name!r} must match {NAME_RE.pattern} (lower case, digits, _)"
+        )
+    return name
+
+
+def check_length(length: int) -> None:
+    if not 16 <= length <= 256:
+        raise SecretStoreError(f"secret: length {length} must be between 16 and 256")
+
+
+def new_value(length: int, old: str | None = None) -> str:
+    """A random value of letters and digits, never equal to `old`."""
+    while True:
+        value = "".join(secrets.choice(ALPHABET) for _char in range(length))
+        if value != old:
+            return value
+
+
+def _check_private(path: Path, mode: int) -> None:
+    if stat.S_IMODE(mode) & 0o077:
+        raise SecretStoreError(
+            f"{path}: mode {stat.S_IMODE(mode):04o} lets others read the secrets; "
+            f"run 'chmod go= {path}' after checking who read it"
+        )
+
+
+def read(path: Path) -> dict[str, str]:
+    """The stored secrets; {} when the file does not exist yet."""
+    if yaml is None:
+        raise SecretStoreError("secret: PyYAML is needed to read the secrets file")
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return {}
+    _check_private(path, st.st_mode)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise SecretStoreError(f"{path}: not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in data.items()
+    ):
+        raise SecretStoreError(f"{path}: must be a mapping of secret names to strings")
+    return data
+
+
+def replace_private(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` in one rename: readers see the old file or the new one,
+    never a part. The new file keeps the old one's owner and mode (0600 for a new file,
+    mkstemp's mode, from the first byte); the old inode goes with the rename, so no copy
+    of the old content stays."""
+    try:
+        old: os.stat_result | None = path.stat()
+    except FileNotFoundError:
+        old = None
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    try:
+        if old is not None:
+            if os.geteuid() == 0 and (old.st_uid, old.st_gid) != (os.getuid(), os.getgid()):
+                os.fchown(fd, old.st_uid, old.st_gid)
+            os.fchmod(fd, stat.S_IMODE(old.st_mode) & 0o700)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write(path: Path, data: Mapping[str, str]) -> None:
+    """The secrets file, written whole (replace_private)."""
+    if yaml is None:
+        raise SecretStoreError("secret: PyYAML is needed to write the secrets file")
+    text = HEADER + yaml.safe_dump(dict(sorted(data.items())), default_flow_style=False)
+    replace_private(path, text.encode("utf-8"))
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[dict[str, str]]:
+    """The stored secrets, under the store's exclusive lock (Ansible's forks ask at once)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _check_private(path.parent, path.parent.stat().st_mode)
+    lock = path.with_name(path.name + ".lock")
+    with open(os.open(lock, os.O_RDWR | os.O_CREAT, 0o600), "w", encoding="utf-8") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        yield read(path)
+
+
+def get_secrets(path: Path, names: list[str], length: int) -> list[str]:
+    """The secrets `names` from `path`, generating and storing the missing ones."""
+    for name in names:
+        check_name(name)
+    check_length(length)
+    with locked(path) as stored:
+        missing = [n for n in names if n not in stored]
+        if missing:
+            for name in missing:
+                stored[name] = new_value(length)
+            write(path, stored)
+    return [stored[n] for n in names]
+
+
+def rotate_secrets(
+    path: Path,
+    names: list[str],
+    patterns: list[str],
+    length: int,
+    apply: bool = True,
+) -> list[str]:
+    """Give new values to the stored secrets named in `names` (each must exist) and to
+    every stored secret whose name fully matches one of `patterns`; other secrets keep
+    theirs. Returns the names rotated, sorted; with `apply` false only says which."""
+    for name in names:
+        check_name(name)
+    check_length(length)
+    try:
+        compiled = [re.compile(p) for p in patterns]
+    except re.error as exc:
+        raise SecretStoreError(f"secret: bad pattern: {exc}") from None
+    with locked(path) as stored:
+        unknown = sorted(set(names) - set(stored))
+        if unknown:
+            raise SecretStoreError(
+                f"{path}: no secret named {', '.join(unknown)} to rotate (a deploy makes "
+                "them; rotating one that was never used would change nothing that reads it)"
+            )
+        chosen = set(names) | {n for n in stored if any(p.fullmatch(n) for p in compiled)}
+        if chosen and apply:
+            for name in chosen:
+                stored[name] = new_value(length, stored[name])
+            write(path, stored)
+    return sorted(chosen)

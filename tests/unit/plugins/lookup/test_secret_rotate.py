@@ -1,0 +1,168 @@
+"""Rotating secrets in the store (module_utils/secret_store.py): new values for what was
+asked and nothing else, the file replaced in one rename with its owner and mode, nothing
+written when only asked what would change."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ansible_collections.vrstack.cloud.plugins.lookup.secret import get_secrets
+from ansible_collections.vrstack.cloud.plugins.module_utils import secret_store
+from ansible_collections.vrstack.cloud.plugins.module_utils.secret_store import (
+    SecretStoreError,
+    rotate_secrets,
+)
+
+NAMES = [
+    "glance_keystone_password",
+    "glance_db_password",
+    "rabbitmq_nova_password",
+    "rabbitmq_neutron_password",
+    "rabbitmq_erlang_cookie",
+    "keystone_admin_password",
+]
+RABBIT = "rabbitmq_[a-z0-9_]+_password"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    path = tmp_path / "lab" / "secrets.yml"
+    values = get_secrets(path, NAMES, 32)
+    return path, dict(zip(NAMES, values, strict=True))
+
+
+def stored(path: Path) -> dict[str, str]:
+    data = yaml.safe_load(path.read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def test_named_secrets_get_new_values_and_the_others_keep_theirs(
+    store: tuple[Path, dict[str, str]],
+) -> None:
+    path, before = store
+    rotated = rotate_secrets(path, ["glance_keystone_password"], [], 32)
+    assert rotated == ["glance_keystone_password"]
+    after = stored(path)
+    new = after["glance_keystone_password"]
+    assert new != before["glance_keystone_password"]
+    assert len(new) == 32 and new.isalnum()
+    assert {k: v for k, v in after.items() if k != "glance_keystone_password"} == {
+        k: v for k, v in before.items() if k != "glance_keystone_password"
+    }
+    # What every role reads from now on.
+    assert get_secrets(path, ["glance_keystone_password"], 32) == [new]
+
+
+def test_patterns_match_whole_names_of_stored_secrets_only(
+    store: tuple[Path, dict[str, str]],
+) -> None:
+    path, before = store
+    rotated = rotate_secrets(path, [], [RABBIT, "nova_controller_db_password"], 32)
+    # The cookie does not end in _password; a pattern that matches nothing creates nothing.
+    assert rotated == ["rabbitmq_neutron_password", "rabbitmq_nova_password"]
+    after = stored(path)
+    assert set(after) == set(before)
+    changed = sorted(k for k in after if after[k] != before[k])
+    assert changed == rotated
+    # Partial matches do not count: "glance" alone matches no whole name.
+    assert rotate_secrets(path, [], ["glance"], 32) == []
+    assert stored(path) == after
+
+
+def test_two_rotations_give_two_different_values(store: tuple[Path, dict[str, str]]) -> None:
+    path, before = store
+    seen = {before["glance_db_password"]}
+    for _round in range(3):
+        rotate_secrets(path, ["glance_db_password"], [], 32)
+        seen.add(stored(path)["glance_db_password"])
+    assert len(seen) == 4
+
+
+def test_the_file_keeps_its_mode_and_is_replaced_by_a_rename(
+    store: tuple[Path, dict[str, str]],
+) -> None:
+    path, before = store
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    old_inode = path.stat().st_ino
+    with path.open(encoding="utf-8") as reader:  # opened before: sees the whole old file
+        rotate_secrets(path, ["glance_db_password"], [], 32)
+        old_text = reader.read()
+    assert yaml.safe_load(old_text)["glance_db_password"] == before["glance_db_password"]
+    st = path.stat()
+    assert st.st_ino != old_inode, "the file should be replaced, not rewritten in place"
+    assert stat.S_IMODE(st.st_mode) == 0o600
+    assert (st.st_uid, st.st_gid) == (os.getuid(), os.getgid())
+    # No temporary file or copy of the old values stays beside it.
+    assert sorted(p.name for p in path.parent.iterdir()) == ["secrets.yml", "secrets.yml.lock"]
+    # A stricter mode the operator chose is kept too.
+    os.chmod(path, 0o400)
+    rotate_secrets(path, ["glance_db_password"], [], 32)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o400
+
+
+def test_a_failed_write_leaves_the_old_file_whole(
+    store: tuple[Path, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, _before = store
+    text = path.read_text()
+
+    def broken_fsync(fd: int) -> None:
+        raise OSError("disk full")
+
+    # The new file is written and about to be renamed when the disk fails.
+    monkeypatch.setattr(secret_store.os, "fsync", broken_fsync)
+    with pytest.raises(OSError, match="disk full"):
+        rotate_secrets(path, ["glance_db_password"], [], 32)
+    assert path.read_text() == text
+    assert sorted(p.name for p in path.parent.iterdir()) == ["secrets.yml", "secrets.yml.lock"]
+
+
+def test_asking_only_what_would_change_writes_nothing(
+    store: tuple[Path, dict[str, str]],
+) -> None:
+    path, _before = store
+    text, inode = path.read_text(), path.stat().st_ino
+    assert rotate_secrets(path, ["glance_db_password"], [RABBIT], 32, apply=False) == [
+        "glance_db_password",
+        "rabbitmq_neutron_password",
+        "rabbitmq_nova_password",
+    ]
+    assert (path.read_text(), path.stat().st_ino) == (text, inode)
+
+
+def test_nothing_asked_rotates_nothing(store: tuple[Path, dict[str, str]]) -> None:
+    path, _before = store
+    inode = path.stat().st_ino
+    assert rotate_secrets(path, [], [], 32) == []
+    assert path.stat().st_ino == inode
+
+
+@pytest.mark.parametrize(
+    ("names", "patterns", "message"),
+    [
+        (["glance_keystone_pasword"], [], "no secret named glance_keystone_pasword to rotate"),
+        (["Bad-Name"], [], "name 'Bad-Name' must match"),
+        ([], ["rabbitmq_(["], "bad pattern"),
+    ],
+)
+def test_bad_requests_change_nothing(
+    store: tuple[Path, dict[str, str]], names: list[str], patterns: list[str], message: str
+) -> None:
+    path, _before = store
+    text = path.read_text()
+    with pytest.raises(SecretStoreError, match=message):
+        rotate_secrets(path, names, patterns, 32)
+    assert path.read_text() == text
+
+
+def test_a_file_others_can_read_is_refused(store: tuple[Path, dict[str, str]]) -> None:
+    path, _before = store
+    os.chmod(path, 0o640)
+    with pytest.raises(SecretStoreError, match="mode 0640 lets others read"):
+        rotate_secrets(path, ["glance_db_password"], [], 32)
