@@ -216,8 +216,9 @@ def test_nova_controller_and_compute_use_amqp_over_tls() -> None:
         assert conf.get("oslo_messaging_rabbit", "ssl") == "true"
         assert conf.get("oslo_messaging_rabbit", "ssl_ca_file") == CA
         url = conf.get("DEFAULT", "transport_url")
+        # nova's own user, the same on controllers and computes (they share the cell's queues).
         assert re.fullmatch(
-            r"rabbit://openstack:secret-[a-z_]+@198\.18\.1\.\d+:5671/openstack", url
+            r"rabbit://nova:secret-rabbitmq_nova_password@198\.18\.1\.\d+:5671/openstack", url
         )
     ctl = _nova("lab-ctl1")
     for section, db in (("api_database", "nova_api"), ("database", "nova")):
@@ -247,11 +248,72 @@ def test_cell_mapping_templates_give_the_configured_urls() -> None:
     assert cell0 == r.var("__nova_controller_db_base ~ 'nova_cell0' ~ __nova_controller_db_query")
 
 
+def test_a_cell_mapped_with_the_shared_rabbitmq_user_is_updated() -> None:
+    tasks = yaml.safe_load((ROOT / "roles/nova_controller/tasks/database.yml").read_text())
+    block = next(t for t in tasks if "block" in t)["block"]
+    task = next(t for t in block if t["name"].startswith("Point the mapped cells"))
+    r = Render("lab-ctl1", ["nova_controller"], nova_controller_hosts=["lab-ctl1"])
+    db = r.var("__nova_controller_db_base ~ nova_controller_db_name ~ __nova_controller_db_query")
+    new = r.var("__nova_controller_transport_url")
+    assert new.startswith("rabbit://nova:")
+    old = new.replace(
+        "nova:secret-rabbitmq_nova_password@", "openstack:secret-rabbitmq_openstack_password@"
+    )
+    assert old != new
+
+    def due(url: str) -> bool:
+        item = ["cell1", "0" * 8 + "-0000-0000-0000-" + "0" * 12, url, db]
+        r.templar.available_variables = dict(r.templar.available_variables) | {"item": item}
+        return bool(r.var("(" + task["when"] + ")"))
+
+    assert due(old)
+    assert not due(new)
+
+
+def test_nova_schema_stamp_names_the_message_queue_but_not_its_password() -> None:
+    def inputs(**extra: Any) -> str:
+        r = Render("lab-ctl1", ["nova_controller"], nova_controller_hosts=["lab-ctl1"], **extra)
+        return str(r.var("__nova_controller_schema_inputs"))
+
+    now = inputs()
+    assert re.fullmatch(
+        r"cell cell1 tls True mq rabbit://nova:@198\.18\.1\.\d+:5671/openstack", now
+    )
+    assert "secret" not in now  # the stamp file is world-readable
+    # A stamp written with the shared user no longer matches: the next run updates the cell.
+    assert inputs(nova_controller_rabbitmq_user="openstack") != now
+
+
 def test_neutron_uses_amqp_over_tls() -> None:
     conf = ini(Render("lab-ctl1", ["neutron_server"]).template("neutron_server", "neutron.conf.j2"))
     assert conf.get("oslo_messaging_rabbit", "ssl") == "true"
     assert conf.get("oslo_messaging_rabbit", "ssl_ca_file") == CA
-    assert conf.get("DEFAULT", "transport_url").endswith(":5671/openstack")
+    # neutron's own user, not nova's.
+    assert re.fullmatch(
+        r"rabbit://neutron:secret-rabbitmq_neutron_password@198\.18\.1\.\d+:5671/openstack",
+        conf.get("DEFAULT", "transport_url"),
+    )
+    off = Render("lab-ctl1", ["neutron_server"], vrstack_infra_tls=False)
+    url = ini(off.template("neutron_server", "neutron.conf.j2")).get("DEFAULT", "transport_url")
+    assert url.startswith("rabbit://neutron:") and url.endswith(":5672/openstack")
+
+
+def test_one_rabbitmq_user_per_openstack_service_each_on_one_vhost() -> None:
+    r = Render("lab-ctl1", ["rabbitmq"])
+    users = {u["name"]: u["vhost"] for u in r.var("rabbitmq_users")}
+    assert users == {"vrstack": "vrstack", "nova": "openstack", "neutron": "openstack"}
+    assert r.var("__rabbitmq_vhosts") == ["vrstack", "openstack"]
+    # The shared user goes at the end of the OpenStack stage, not with the others.
+    assert r.var("rabbitmq_retired_users") == ["openstack"]
+    # Every client's user is one the rabbitmq role makes, on the vhost it makes it on.
+    nova = Render("lab-ctl1", ["nova_controller"])
+    neutron = Render("lab-ctl1", ["neutron_server"])
+    assert users[nova.var("nova_controller_rabbitmq_user")] == nova.var(
+        "nova_controller_rabbitmq_vhost"
+    )
+    assert users[neutron.var("neutron_server_rabbitmq_user")] == neutron.var(
+        "neutron_server_rabbitmq_vhost"
+    )
 
 
 def test_analytics_mariadb_store_verifies_the_server() -> None:
