@@ -89,7 +89,6 @@ file:
   type: str
 """
 
-import os
 from pathlib import Path
 
 from ansible.module_utils.basic import AnsibleModule
@@ -111,11 +110,8 @@ def main() -> None:
         supports_check_mode=True,
     )
     p = module.params
-    path = (
-        Path(os.path.expanduser(p["file"]))
-        if p["file"]
-        else secret_store.cluster_path(p["cluster"])
-    )
+    # type=path has expanded ~ already.
+    path = Path(p["file"]) if p["file"] else secret_store.cluster_path(p["cluster"])
 
     def work() -> dict[str, object]:
         rotated = secret_store.rotate_secrets(
