@@ -16,6 +16,8 @@ keeps the measured ones.
 
 from __future__ import annotations
 
+import base64
+import csv
 import hashlib
 import ipaddress
 import json
@@ -58,6 +60,11 @@ APIS = {
     if name in ALL_APIS
 }
 FAILOVER_LIMIT = 30.0  # seconds the APIs may not answer through the VIP
+# The Galera health responder haproxy asks (vrstack.cloud.mariadb, mariadb_health_port).
+GALERA_HEALTH_PORT = int(os.environ.get("VRSTACK_GALERA_HEALTH_PORT", "4569"))
+# After the APIs answer again, tokens are issued through the VIP for this long: longer
+# than a stopping MariaDB takes to shut down (~10 s), whose sessions used to hang.
+TOKEN_WINDOW = 20.0
 REJOIN_LIMIT = 600.0  # seconds for a restarted controller's Galera/RabbitMQ to rejoin
 POLL_INTERVAL = 0.25
 
@@ -145,6 +152,49 @@ def wsrep(lab: HaLab, host: str) -> dict[str, str]:
     return dict(line.split("\t", 1) for line in out.stdout.splitlines() if "\t" in line)
 
 
+# Run on a lab host (the responder's port is open only to the haproxy nodes): prints the
+# HTTP status and the body's first line, or "error <reason>".
+_HTTP_GET = """
+import sys, urllib.error, urllib.request
+try:
+    with urllib.request.urlopen(sys.argv[1], timeout=3) as resp:
+        print(resp.status, resp.read().decode().strip())
+except urllib.error.HTTPError as exc:
+    print(exc.code, exc.read().decode().strip())
+except OSError as exc:
+    print("error", exc)
+"""
+
+
+def http_from(lab: HaLab, host: str, url: str) -> str:
+    """GET `url` from `host`; "<status> <body>" or "error <reason>"."""
+    script = base64.b64encode(_HTTP_GET.encode()).decode()
+    out = ssh(lab, host, f"echo {script} | base64 -d | python3 - {url}", timeout=30)
+    return out.stdout.strip() or f"error ssh: {out.stderr.strip()}"
+
+
+# haproxy's runtime API on its admin socket: "show stat" as CSV.
+_SHOW_STAT = """
+import socket
+s = socket.socket(socket.AF_UNIX)
+s.connect("/run/haproxy/admin.sock")
+s.sendall(b"show stat\\n")
+print(b"".join(iter(lambda: s.recv(65536), b"")).decode())
+"""
+
+
+def haproxy_servers(lab: HaLab, host: str, proxy: str) -> dict[str, dict[str, str]]:
+    """haproxy's view on `host` of the servers of `proxy`: name -> its stat row."""
+    script = base64.b64encode(_SHOW_STAT.encode()).decode()
+    out = ssh(lab, host, f"echo {script} | base64 -d | python3 -", timeout=30)
+    rows = csv.DictReader(out.stdout.lstrip("# ").splitlines())
+    return {
+        row["svname"]: row
+        for row in rows
+        if row.get("pxname") == proxy and row.get("svname") not in ("FRONTEND", "BACKEND")
+    }
+
+
 def rabbit_running(lab: HaLab, host: str) -> list[str]:
     out = ssh(lab, host, "rabbitmqctl cluster_status --formatter json")
     if out.returncode != 0:
@@ -186,6 +236,17 @@ def issue_token(lab: HaLab, address: str) -> str:
     )
     with _open(req, 30) as resp:
         return str(resp.headers["X-Subject-Token"])
+
+
+def token_failure(lab: HaLab) -> str:
+    """Issue a token through the VIP: "" when it worked, else what went wrong."""
+    try:
+        issue_token(lab, lab.vip)
+    except urllib.error.HTTPError as exc:
+        return f"HTTP {exc.code}"
+    except OSError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return ""
 
 
 def token_valid(lab: HaLab, address: str, token: str) -> int:
@@ -248,6 +309,61 @@ def test_galera_is_one_synced_cluster(lab: HaLab) -> None:
         assert state.get("wsrep_cluster_size") == str(len(lab.hosts)), f"{host}: {state}"
         assert state.get("wsrep_local_state_comment") == "Synced", f"{host}: {state}"
         assert state.get("wsrep_cluster_status") == "Primary", f"{host}: {state}"
+
+
+def test_galera_health_answers_200_on_every_synced_node(lab: HaLab) -> None:
+    checker = lab.vip_hosts[0]  # a haproxy node: the port is open to those only
+    for host, address in lab.hosts.items():
+        answer = http_from(lab, checker, f"http://{address}:{GALERA_HEALTH_PORT}/")
+        assert answer == "200 Synced, Primary", f"{host}'s Galera health from {checker}: {answer}"
+    # haproxy uses it: every database node UP by its HTTP check, one of them active.
+    holder = vip_holders(lab)[0]
+    servers = haproxy_servers(lab, holder, "mariadb")
+    assert sorted(servers) == sorted(lab.hosts), f"haproxy's mariadb servers on {holder}: {servers}"
+    for name, row in servers.items():
+        assert row["status"] == "UP" and row["check_status"] == "L7OK", (
+            f"{holder}: mariadb server {name} is {row['status']} ({row['check_status']})"
+        )
+    assert [row["bck"] for row in servers.values()].count("0") == 1, "one active database node"
+
+
+def test_galera_health_port_is_closed_to_other_hosts(lab: HaLab) -> None:
+    others = [h for h in lab.hosts if h not in lab.vip_hosts]
+    if not others:
+        pytest.skip("every controller can hold the VIP: no host outside the haproxy nodes")
+    target = lab.vip_hosts[0]
+    answer = http_from(lab, others[0], f"http://{lab.hosts[target]}:{GALERA_HEALTH_PORT}/")
+    assert answer.startswith("error"), f"{others[0]} reached {target}'s Galera health: {answer}"
+
+
+def test_a_desynced_node_is_taken_out_and_put_back(lab: HaLab) -> None:
+    # A node out of Synced (here: desynced on purpose, as a donor is) answers 503 and haproxy
+    # marks it down; Synced again, it comes back. A backup node, so writes are untouched.
+    holder = vip_holders(lab)[0]
+    node = [h for h in lab.hosts if h != lab.vip_hosts[0]][-1]
+    url = f"http://{lab.hosts[node]}:{GALERA_HEALTH_PORT}/"
+    mysql = "mysql --batch --skip-column-names -e"
+    try:
+        assert ssh(lab, node, f"{mysql} 'SET GLOBAL wsrep_desync = ON'").returncode == 0
+        answer = http_from(lab, holder, url)
+        assert answer.startswith("503") and "local state 2" in answer, answer
+        deadline = time.monotonic() + 15
+        while (
+            time.monotonic() < deadline
+            and haproxy_servers(lab, holder, "mariadb")[node]["status"] != "DOWN"
+        ):
+            time.sleep(0.5)
+        assert haproxy_servers(lab, holder, "mariadb")[node]["status"] == "DOWN"
+    finally:
+        ssh(lab, node, f"{mysql} 'SET GLOBAL wsrep_desync = OFF'")
+    deadline = time.monotonic() + 30
+    while (
+        time.monotonic() < deadline
+        and haproxy_servers(lab, holder, "mariadb")[node]["status"] != "UP"
+    ):
+        time.sleep(0.5)
+    assert http_from(lab, holder, url) == "200 Synced, Primary"
+    assert haproxy_servers(lab, holder, "mariadb")[node]["status"] == "UP"
 
 
 def test_rabbitmq_is_one_cluster_with_quorum_queues(lab: HaLab) -> None:
@@ -365,18 +481,38 @@ def test_losing_the_vip_holder(lab: HaLab, poller: Poller) -> None:
     while time.monotonic() < deadline and vip_holders(lab) != others[:1]:
         time.sleep(1)
     moved = time.monotonic() - stopped_at
-    # Then until every API answers again through the VIP, at most FAILOVER_LIMIT more.
-    while time.monotonic() < deadline and not all(
-        _answers(lab.url(lab.vip, p, path), s) for p, path, s in APIS.values()
-    ):
+    # Then until every API answers again through the VIP, at most FAILOVER_LIMIT more,
+    # and TOKEN_WINDOW beyond: a token through the VIP each round (Keystone reads the
+    # database through haproxy, which must not send it to the stopping node).
+    answered: float | None = None
+    tokens: list[tuple[float, str]] = []  # (when asked, "" or the failure)
+    while time.monotonic() < deadline:
+        if answered is None and all(
+            _answers(lab.url(lab.vip, p, path), s) for p, path, s in APIS.values()
+        ):
+            answered = time.monotonic()
+        asked = time.monotonic()
+        tokens.append((asked, token_failure(lab)))
+        if answered is not None and asked - answered >= TOKEN_WINDOW:
+            break
         time.sleep(POLL_INTERVAL)
-    time.sleep(5)
     poller.stop.set()
     outage = poller.longest_outage()
+    after = [
+        (round(t - answered, 1), err) for t, err in tokens if answered is not None and t >= answered
+    ]
     print(f"\nHA: stopped {victim}; VIP on {vip_holders(lab)} after {moved:.1f}s; "
-          f"longest API outage through the VIP {outage:.1f}s over {poller.checks} rounds")  # fmt: skip
+          f"longest API outage through the VIP {outage:.1f}s over {poller.checks} rounds; "
+          f"{len(tokens)} tokens through the VIP, {sum(1 for t in tokens if t[1])} failed, "
+          f"{sum(1 for t in after if t[1])} of {len(after)} after the APIs answered again")  # fmt: skip
     assert vip_holders(lab) == others[:1], f"the VIP did not move from {victim} to {others[0]}"
     assert outage <= FAILOVER_LIMIT, f"APIs did not answer through the VIP for {outage:.1f}s"
+    assert answered is not None, "the APIs did not answer again through the VIP"
+    failed = [(t, err) for t, err in after if err]
+    assert not failed, (
+        "tokens through the VIP failed after the APIs answered again (seconds after, error): "
+        f"{failed[:5]}"
+    )
 
     # The object is still there, read through another controller's database, and
     # another is made while the controller is away.
