@@ -149,7 +149,9 @@ def test_services_are_connected_with_their_own_users(lab: Lab) -> None:
     conns = rabbitmqctl(lab, node, "list_connections", "user", "peer_host", "vhost")
     by_user: dict[str, set[str]] = {}
     for conn in conns:
-        by_user.setdefault(conn["user"], set()).add(conn["peer_host"])
+        # rabbitmqctl's JSON gives an IPv4 peer as its four octets.
+        peer = ".".join(map(str, conn["peer_host"]))
+        by_user.setdefault(conn["user"], set()).add(peer)
         if conn["user"] in SERVICE_USERS:
             assert conn["vhost"] == "openstack", f"{conn['user']} on {conn['vhost']}"
     assert OLD_USER[0] not in by_user, f"still logged in as openstack: {by_user[OLD_USER[0]]}"
