@@ -201,7 +201,9 @@ routes:
   sample: {"demo:red:red": [{"prefix": "198.18.10.4/32", "source": "control",
            "nexthops": [{"address": "198.18.2.17", "label": 17, "vni": 4096, "encap": ["MPLSoUDP"]}]}]}
 flows:
-  description: Flows from the datapath's flow table (index, VRF, source, destination, protocol, action, reverse, dvrf (the VRF it is routed in after its action; null unless translated), packets, bytes).
+  description: >-
+    Flows from the datapath's flow table (index, VRF, source, destination, protocol, action,
+    reverse, dvrf (the VRF it is routed in after its action; null unless translated), packets, bytes).
   returned: when V(flows) is gathered
   type: list
   elements: dict
