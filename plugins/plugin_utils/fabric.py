@@ -94,6 +94,15 @@ def _mapping(chk: _Checker, where: str, field: str, value: Any, required: bool =
     return dict(value)
 
 
+def _flag(chk: _Checker, where: str, field: str, data: Mapping, default: bool) -> bool:
+    """A true/false switch; anything else is reported and the default is used."""
+    value = data.get(field, default)
+    if not isinstance(value, bool):
+        chk.add(where, field, f"{value!r} must be true or false")
+        return default
+    return value
+
+
 def _asn(chk: _Checker, where: str, field: str, value: Any, required: bool) -> int | None:
     if value is None:
         if required:
@@ -170,10 +179,7 @@ def _parse_cluster(chk: _Checker, raw: Any) -> dict:
     name = data.get("name")
     if not isinstance(name, str) or not NAME_RE.match(name):
         chk.add("cluster", "name", f"{name!r} must match {NAME_RE.pattern}")
-    ha = data.get("ha", False)
-    if not isinstance(ha, bool):
-        chk.add("cluster", "ha", f"{ha!r} must be true or false")
-        ha = False
+    ha = _flag(chk, "cluster", "ha", data, False)
     encaps = data.get("encap_priority", list(ENCAPS))
     if not isinstance(encaps, list) or not encaps:
         chk.add("cluster", "encap_priority", f"must be a non-empty list of {', '.join(ENCAPS)}")
@@ -193,14 +199,8 @@ def _parse_cluster(chk: _Checker, raw: Any) -> dict:
         chk.add(
             "cluster", "os", f"unsupported OS {os_name!r}; supported: {', '.join(SUPPORTED_OS)}"
         )
-    sdn_tls = data.get("sdn_tls", True)
-    if not isinstance(sdn_tls, bool):
-        chk.add("cluster", "sdn_tls", f"{sdn_tls!r} must be true or false")
-        sdn_tls = True
-    openstack_tls = data.get("openstack_tls", True)
-    if not isinstance(openstack_tls, bool):
-        chk.add("cluster", "openstack_tls", f"{openstack_tls!r} must be true or false")
-        openstack_tls = True
+    sdn_tls = _flag(chk, "cluster", "sdn_tls", data, True)
+    openstack_tls = _flag(chk, "cluster", "openstack_tls", data, True)
     pool = _network(chk, "cluster", "loopback_pool", data.get("loopback_pool"))
     vips: dict[str, netaddr.IPAddress] = {}
     for vip_name, value in _mapping(chk, "cluster", "vips", data.get("vips"), False).items():
@@ -272,10 +272,7 @@ def _parse_gateway(chk: _Checker, raw: Any) -> dict | None:
     if not isinstance(nets, list):
         chk.add("gateway", "routed_networks", "must be a list of networks in CIDR form")
         nets = []
-    managed = data.get("managed", False)
-    if not isinstance(managed, bool):
-        chk.add("gateway", "managed", f"{managed!r} must be true or false")
-        managed = False
+    managed = _flag(chk, "gateway", "managed", data, False)
     return {
         "managed": managed,
         "name": name,
@@ -314,10 +311,7 @@ def _parse_racks(chk: _Checker, raw: Any) -> dict[str, dict]:
         if isinstance(reserved, bool) or not isinstance(reserved, int) or reserved < 0:
             chk.add(where, "reserved", f"{reserved!r} must be a non-negative integer")
             reserved = 0
-        uplink = rack.get("uplink", True)
-        if not isinstance(uplink, bool):
-            chk.add(where, "uplink", f"{uplink!r} must be true or false")
-            uplink = True
+        uplink = _flag(chk, where, "uplink", rack, True)
         racks[str(name)] = {
             "subnet": subnet,
             "gateway": gateway,
