@@ -60,8 +60,6 @@ FREEBSD_FACTS: dict[str, Any] = {
         "version": {"major": 3, "minor": 11, "micro": 11},
         "executable": "/usr/local/bin/python3.11",
     },
-    # A fresh host: no packages yet.
-    "packages": {},
 }
 
 # Users and groups of a FreeBSD base system (name: uid/gid); the service users

@@ -29,6 +29,10 @@ class ActionModule(ActionBase):
         )
         with open(args["record"], "a", encoding="utf-8") as out:
             out.write(entry + "\n")
+        # A fresh host has none of the packages a role asks about (a read-only module).
+        if args["module"] in ("vrstack.cloud.packages_missing", "packages_missing"):
+            names = list(dict.fromkeys((args.get("args") or {}).get("names") or []))
+            return {**result, "changed": False, "missing": names, "installed": [], "manager": "pkg"}
         # A command asked for JSON (openstack ... -f json) answers an empty list.
         stdout = "[]" if "json" in json.dumps(args.get("args"), default=str) else ""
         return {

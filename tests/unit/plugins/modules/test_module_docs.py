@@ -28,6 +28,7 @@ MODULES = sorted(
 READ_ONLY = {
     "analytics_query": "Any host that reaches the analytics API.",
     "openstack_info": "A controller with the OpenStack venv.",
+    "packages_missing": "Debian (dpkg) and FreeBSD (pkg) hosts.",
     "sdn_status": "Debian (systemd) and FreeBSD (rc.d) nodes with the vrstack package.",
     "vrouter_agent_info": "A compute running C(vrstack-agent).",
 }
