@@ -88,22 +88,24 @@ def test_mariadb_server_uses_the_node_certificate_and_names_its_checksum() -> No
     assert "ssl_" not in off
 
 
-def test_galera_replication_tls_only_when_asked() -> None:
+def test_galera_replication_tls_unless_switched_off() -> None:
     three = {"groups": {"database": ["a", "b", "c"], "all": ["a", "b", "c"]}}
     hostvars = {h: {"vrstack_fabric_ip": f"198.18.1.{n}"} for n, h in enumerate("abc", 11)}
     base = {"pki_service_cert": CERT_STAT, "hostvars": hostvars, **three}
-    plain = Render("lab-ctl1", ["mariadb"], **base).template("mariadb", "vrstack.cnf.j2")
-    assert "wsrep_on = ON" in plain and "wsrep_provider_options" not in plain
-    tls = Render("lab-ctl1", ["mariadb"], mariadb_galera_tls=True, **base).template(
+    plain = Render("lab-ctl1", ["mariadb"], mariadb_galera_tls=False, **base).template(
         "mariadb", "vrstack.cnf.j2"
     )
+    assert "wsrep_on = ON" in plain and "wsrep_provider_options" not in plain
+    tls = Render("lab-ctl1", ["mariadb"], **base).template("mariadb", "vrstack.cnf.j2")
     opts = re.search(r'^wsrep_provider_options = "(.*)"$', tls, re.M)
     assert opts, tls
     assert sorted(opts.group(1).split(";")) == [
+        "socket.ssl=YES",
         f"socket.ssl_ca={CA}",
         "socket.ssl_cert=/etc/vrstack/pki/node.crt",
         "socket.ssl_key=/etc/vrstack/pki/node.key",
     ]
+    # tests/unit/roles/test_galera_tls_render.py has the rest (SST, the switch, packages).
 
 
 def _database_sql(apply: bool, **extra: Any) -> str:
