@@ -191,11 +191,16 @@ def plain(value: Any) -> Any:
 
 @pytest.fixture(scope="module")
 def lab() -> Lab:
+    return load_lab(INVENTORY)
+
+
+def load_lab(inventory: str) -> Lab:
+    """The nodes of an inventory as ansible-inventory gives them (the fabric plugin)."""
     out = subprocess.run(
-        ["ansible-inventory", "-i", INVENTORY, "--list"],
+        ["ansible-inventory", "-i", inventory, "--list"],
         cwd=REPO, text=True, capture_output=True, timeout=300, check=False,
     )  # fmt: skip
-    assert out.returncode == 0, f"ansible-inventory -i {INVENTORY}: {out.stderr.strip()}"
+    assert out.returncode == 0, f"ansible-inventory -i {inventory}: {out.stderr.strip()}"
     hostvars = plain(json.loads(out.stdout)["_meta"]["hostvars"])
     nodes = tuple(
         Node(name, hv["vrstack_fabric_ip"], tuple(hv["vrstack_roles"]))
