@@ -145,6 +145,58 @@ def get_secrets(path: Path, names: list[str], length: int) -> list[str]:
     return [stored[n] for n in names]
 
 
+PREVIOUS = "_previous"
+NEXT = "_next"
+
+
+def kept_name(name: str, suffix: str) -> str:
+    """Where a rotation with an overlap (a token many clients send) keeps the new value
+    before it is current (`_next`) and the old one after (`_previous`)."""
+    return check_name(name + suffix)
+
+
+def _is_kept(name: str) -> bool:
+    return name.endswith((PREVIOUS, NEXT))
+
+
+def _chosen(stored: dict[str, str], names: list[str], patterns: list[re.Pattern[str]]) -> set[str]:
+    # A kept value (_next, _previous) is never rotated itself: it is promoted or forgotten.
+    return set(names) | {
+        n for n in stored if not _is_kept(n) and any(p.fullmatch(n) for p in patterns)
+    }
+
+
+def _compile(patterns: list[str]) -> list[re.Pattern[str]]:
+    try:
+        return [re.compile(p) for p in patterns]
+    except re.error as exc:
+        raise SecretStoreError(f"secret: bad pattern: {exc}") from None
+
+
+def _check_known(path: Path, stored: dict[str, str], names: list[str]) -> None:
+    unknown = sorted(set(names) - set(stored))
+    if unknown:
+        raise SecretStoreError(
+            f"{path}: no secret named {', '.join(unknown)} to rotate (a deploy makes "
+            "them; rotating one that was never used would change nothing that reads it)"
+        )
+
+
+@contextmanager
+def _choosing(
+    path: Path, names: list[str], patterns: list[str], length: int
+) -> Iterator[tuple[dict[str, str], set[str]]]:
+    """The stored secrets under the lock, and those `names` and `patterns` choose (every
+    name must exist; a pattern must match a whole name)."""
+    for name in names:
+        check_name(name)
+    check_length(length)
+    compiled = _compile(patterns)
+    with locked(path) as stored:
+        _check_known(path, stored, names)
+        yield stored, _chosen(stored, names, compiled)
+
+
 def rotate_secrets(
     path: Path,
     names: list[str],
@@ -155,23 +207,76 @@ def rotate_secrets(
     """Give new values to the stored secrets named in `names` (each must exist) and to
     every stored secret whose name fully matches one of `patterns`; other secrets keep
     theirs. Returns the names rotated, sorted; with `apply` false only says which."""
-    for name in names:
-        check_name(name)
-    check_length(length)
-    try:
-        compiled = [re.compile(p) for p in patterns]
-    except re.error as exc:
-        raise SecretStoreError(f"secret: bad pattern: {exc}") from None
-    with locked(path) as stored:
-        unknown = sorted(set(names) - set(stored))
-        if unknown:
-            raise SecretStoreError(
-                f"{path}: no secret named {', '.join(unknown)} to rotate (a deploy makes "
-                "them; rotating one that was never used would change nothing that reads it)"
-            )
-        chosen = set(names) | {n for n in stored if any(p.fullmatch(n) for p in compiled)}
+    with _choosing(path, names, patterns, length) as (stored, chosen):
         if chosen and apply:
             for name in chosen:
                 stored[name] = new_value(length, stored[name])
             write(path, stored)
     return sorted(chosen)
+
+
+def stage_secrets(
+    path: Path,
+    names: list[str],
+    patterns: list[str],
+    length: int,
+    apply: bool = True,
+) -> list[str]:
+    """The first step of a rotation with an overlap: a new value for each chosen secret
+    (as rotate_secrets chooses them) kept as `<name>_next`, while `<name>` keeps the value
+    every client sends; `promote` makes it current. A secret already in a rotation (with
+    a `_next` or a `_previous` value) is left as it is, so a rotation stopped half-way is
+    finished rather than started again over clients that may hold either value.
+    Returns the names staged now, sorted."""
+    for name in names:
+        kept_name(name, PREVIOUS)
+    with _choosing(path, names, patterns, length) as (stored, found):
+        chosen = {n for n in found if n + NEXT not in stored and n + PREVIOUS not in stored}
+        for name in chosen:
+            kept_name(name, PREVIOUS)
+        if chosen and apply:
+            for name in chosen:
+                stored[name + NEXT] = new_value(length, stored[name])
+            write(path, stored)
+    return sorted(chosen)
+
+
+def in_rotation(path: Path, names: list[str], patterns: list[str]) -> dict[str, list[str]]:
+    """The secrets named or matched that are in a rotation with an overlap: `staged` (a
+    `_next` value waits) and `previous` (the old value is still kept), each sorted."""
+    stored = read(path)
+    compiled = _compile(patterns)
+    asked = _chosen(stored, [n for n in names if n in stored], compiled)
+    return {
+        "staged": sorted(n for n in asked if n + NEXT in stored),
+        "previous": sorted(n for n in asked if n + PREVIOUS in stored),
+    }
+
+
+def promote(path: Path, names: list[str], apply: bool = True) -> list[str]:
+    """The `_next` value of each of `names` becomes current, the current one `_previous`
+    (every server accepts both by now). Returns the names promoted, sorted."""
+    for name in names:
+        check_name(name)
+    with locked(path) as stored:
+        chosen = sorted(n for n in set(names) if n + NEXT in stored)
+        if chosen and apply:
+            for name in chosen:
+                stored[name + PREVIOUS] = stored[name]
+                stored[name] = stored.pop(name + NEXT)
+            write(path, stored)
+    return chosen
+
+
+def forget_previous(path: Path, names: list[str], apply: bool = True) -> list[str]:
+    """Remove the `<name>_previous` values of `names` (every client has the new one);
+    returns the names whose previous value was (or, with `apply` false, would be) removed."""
+    for name in names:
+        check_name(name)
+    with locked(path) as stored:
+        gone = sorted(n for n in set(names) if n + PREVIOUS in stored)
+        if gone and apply:
+            for name in gone:
+                del stored[name + PREVIOUS]
+            write(path, stored)
+    return gone

@@ -34,6 +34,33 @@ options:
     type: list
     elements: str
     default: []
+  overlap:
+    description:
+      - For tokens that many clients send, which cannot change in one step. The new value
+        is kept as C(<name>_next) while C(<name>) keeps the value every client sends; once
+        the servers accept both, O(promote) makes it current and keeps the old one as
+        C(<name>_previous) until the clients have switched and O(forget_previous) removes
+        it (C(playbooks/rotate-secrets.yml) runs the three steps).
+      - A secret already in such a rotation (with a C(_next) or C(_previous) value) keeps
+        its values, so the rotation that stopped half-way is finished, not started again.
+        RV(staged) and RV(previous) name those in each state.
+    type: bool
+    default: false
+  promote:
+    description:
+      - Secrets whose C(<name>_next) value becomes current (the current one is kept as
+        C(<name>_previous)). Runs after any rotation asked in the same call; a name
+        without one is not an error.
+    type: list
+    elements: str
+    default: []
+  forget_previous:
+    description:
+      - Secrets whose C(<name>_previous) value is removed (after the rotation's last step).
+        Runs last; a name without one is not an error.
+    type: list
+    elements: str
+    default: []
   length:
     description: Length of the new values.
     type: int
@@ -87,6 +114,29 @@ file:
   description: The secrets file.
   returned: success
   type: str
+staged:
+  description:
+    - With O(overlap), the secrets asked whose new value waits as C(<name>_next) (staged
+      now, or by a rotation that stopped half-way; in check mode, also those that would be).
+  returned: when O(overlap) is true
+  type: list
+  elements: str
+  sample: [sdn_api_admin_token]
+previous:
+  description: With O(overlap), the secrets asked whose old value is kept as C(<name>_previous).
+  returned: when O(overlap) is true
+  type: list
+  elements: str
+promoted:
+  description: The secrets whose C(<name>_next) value was (would be) made current.
+  returned: when O(promote) is given
+  type: list
+  elements: str
+forgotten:
+  description: The secrets whose C(<name>_previous) value was (would be) removed.
+  returned: when O(forget_previous) is given
+  type: list
+  elements: str
 """
 
 from pathlib import Path
@@ -103,6 +153,9 @@ def main() -> None:
             "names": {"type": "list", "elements": "str", "default": []},
             "patterns": {"type": "list", "elements": "str", "default": []},
             "length": {"type": "int", "default": 32},
+            "overlap": {"type": "bool", "default": False},
+            "promote": {"type": "list", "elements": "str", "default": []},
+            "forget_previous": {"type": "list", "elements": "str", "default": []},
             "file": {"type": "path"},
             "cluster": {"type": "str"},
         },
@@ -114,10 +167,26 @@ def main() -> None:
     path = Path(p["file"]) if p["file"] else secret_store.cluster_path(p["cluster"])
 
     def work() -> dict[str, object]:
-        rotated = secret_store.rotate_secrets(
-            path, p["names"], p["patterns"], p["length"], apply=not module.check_mode
-        )
-        return {"changed": bool(rotated), "rotated": rotated, "file": str(path)}
+        apply = not module.check_mode
+        names, patterns, length = p["names"], p["patterns"], p["length"]
+        if p["overlap"]:
+            rotated = secret_store.stage_secrets(path, names, patterns, length, apply)
+        else:
+            rotated = secret_store.rotate_secrets(path, names, patterns, length, apply)
+        result: dict[str, object] = {"rotated": rotated, "file": str(path)}
+        changed = bool(rotated)
+        if p["overlap"]:
+            state = secret_store.in_rotation(path, names, patterns)
+            # In check mode the new ones are not staged yet: they would be.
+            result["staged"] = sorted(set(state["staged"]) | set(rotated))
+            result["previous"] = state["previous"]
+        if p["promote"]:
+            result["promoted"] = secret_store.promote(path, p["promote"], apply)
+            changed = changed or bool(result["promoted"])
+        if p["forget_previous"]:
+            result["forgotten"] = secret_store.forget_previous(path, p["forget_previous"], apply)
+            changed = changed or bool(result["forgotten"])
+        return {"changed": changed, **result}
 
     finish(module, "secret_rotate", work, secret_store.SecretStoreError)
 

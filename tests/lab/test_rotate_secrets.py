@@ -4,6 +4,11 @@ values while a thread asks Keystone for a fresh token and then Glance and Nova f
 list every 0.25 s; afterwards the services work with the new values, MariaDB refuses the
 old one, and a run with nothing asked changes nothing.
 
+Then the SDN's static tokens (`-e rotate=sdn_tokens`) while each is used against the
+config API and the collector as the secrets file has it at that moment: no failed answer,
+the old values refused after, the SDN daemons reloaded (same PIDs) and the agents' XMPP
+sessions kept.
+
 Run by the lead on a deployed lab (`make lab`), never by hand on a shared machine:
 
     ./scripts/run-pytest.sh -rA tests/lab/test_rotate_secrets.py
@@ -252,3 +257,185 @@ def test_a_run_with_nothing_asked_changes_nothing(rotation: Rotation) -> None:
     assert changed, f"no PLAY RECAP in:\n{out.stdout[-2000:]}"
     assert set(changed.values()) == {0}, f"changed hosts: {changed}"
     assert secrets_file() == before
+
+
+# ---- the SDN's static tokens: three passes, no failed answer -----------------------------
+# docs/security.md, "Rotating secrets": (a) the config API and the collector accept the new
+# and the old value (SIGHUP reload), (b) every client switches, (c) the old value goes.
+# A thread asks both APIs with each token as the secrets file has it *now* (whoever reads
+# the file at any moment must get a value the servers accept), every 0.25 s.
+
+SDN_TOKENS = {
+    # token -> (the API's URL key in the fabric model's endpoints, a GET that needs it)
+    "sdn_api_admin_token": ("api_url", "/projects"),
+    "sdn_api_reader_token": ("api_url", "/projects"),
+    "sdn_api_agent_token": ("api_url", "/projects"),
+    "sdn_analytics_admin_token": ("analytics_url", "/status"),
+    "sdn_analytics_reader_token": ("analytics_url", "/status"),
+}
+TOKEN_ROTATION_LIMIT = 290.0  # seconds for the playbook: the test stays under 5 minutes
+TOKEN_POLL_ROUNDS = 1300  # at most (0.25 s apart: more than the limit)
+SDN_UNITS = {  # fabric role -> the SDN daemons that must reload, not restart
+    "controller": ["vrstack-api", "vrstack-schema"],
+    "analytics": ["vrstack-collector"],
+    "control": ["vrstack-control"],
+    "compute": ["vrstack-agent"],
+}
+AGENT_VIEW = (
+    "python3 -c 'import json, urllib.request; "
+    'print(json.dumps(json.load(urllib.request.urlopen("http://127.0.0.1:8085/introspect", '
+    "timeout=10))))'"
+)
+
+
+def get(url: str, token: str) -> int:
+    req = urllib.request.Request(url, headers={"X-Auth-Token": token})
+    try:
+        with _open(req) as resp:
+            resp.read()
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+@dataclass
+class TokenPoller:
+    """Each round: the secrets file read again, then one GET per token with its value."""
+
+    urls: dict[str, str]
+    stop: threading.Event = field(default_factory=threading.Event)
+    rounds: int = 0
+    answers: int = 0
+    failures: list[tuple[float, str, str]] = field(default_factory=list)
+
+    def run(self) -> None:
+        while not self.stop.is_set() and self.rounds < TOKEN_POLL_ROUNDS:
+            current = secrets_file()
+            for name, url in self.urls.items():
+                try:
+                    status = get(url, current[name])
+                except (OSError, http.client.HTTPException) as exc:  # refused, reset, timeout
+                    self.failures.append((time.monotonic(), name, type(exc).__name__))
+                    continue
+                self.answers += 1
+                if status != 200:
+                    self.failures.append((time.monotonic(), name, str(status)))
+            self.rounds += 1
+            self.stop.wait(POLL_INTERVAL)
+
+
+def unit_pids(lab: Lab) -> dict[str, str]:
+    """host/unit -> its main PID: a reload keeps it, a restart changes it."""
+    pids = {}
+    for role, units in SDN_UNITS.items():
+        for node in lab.by_role(role):
+            out = on_node(lab, node, "systemctl show -p MainPID --value " + " ".join(units))
+            assert out.returncode == 0, f"{node.name}: {out.stderr.strip()}"
+            for unit, pid in zip(units, out.stdout.split(), strict=True):
+                assert pid != "0", f"{node.name}: {unit} is not running"
+                pids[f"{node.name}/{unit}"] = pid
+    return pids
+
+
+def agent_views(lab: Lab) -> dict[str, dict[str, Any]]:
+    views = {}
+    for node in lab.by_role("compute"):
+        out = on_node(lab, node, AGENT_VIEW, timeout=60)
+        assert out.returncode == 0, f"{node.name}: {out.stderr.strip()}"
+        views[node.name] = json.loads(out.stdout)
+    return views
+
+
+def sessions(view: dict[str, Any]) -> dict[str, tuple[str, int, float]]:
+    return {s["address"]: (s["state"], s["flaps"], s["established_at"]) for s in view["sessions"]}
+
+
+@dataclass(frozen=True)
+class TokenRotation:
+    before: dict[str, str]
+    after: dict[str, str]
+    output: str
+    poller: TokenPoller
+    urls: dict[str, str]
+    pids: tuple[dict[str, str], dict[str, str]]
+    agents: tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]
+
+
+@pytest.fixture(scope="module")
+def token_rotation(lab: Lab) -> Iterator[TokenRotation]:
+    urls = {name: lab.model["endpoints"][key] + path for name, (key, path) in SDN_TOKENS.items()}
+    before = secrets_file()
+    pids, agents = unit_pids(lab), agent_views(lab)
+    poller = TokenPoller(urls)
+    thread = threading.Thread(target=poller.run, daemon=True)
+    thread.start()
+    time.sleep(2)
+    try:
+        out = run_playbook("-e", asking(["sdn_tokens"]), timeout=TOKEN_ROTATION_LIMIT)
+        time.sleep(3)
+    finally:
+        poller.stop.set()
+        thread.join(timeout=60)
+    yield TokenRotation(
+        before,
+        secrets_file(),
+        out.stdout + out.stderr,
+        poller,
+        urls,
+        (pids, unit_pids(lab)),
+        (agents, agent_views(lab)),
+    )
+
+
+def test_every_sdn_token_changed_and_nothing_is_left_of_the_old_ones(
+    token_rotation: TokenRotation,
+) -> None:
+    before, after = token_rotation.before, token_rotation.after
+    assert sorted(k for k in SDN_TOKENS if after[k] != before[k]) == sorted(SDN_TOKENS)
+    others = sorted(k for k in before if k not in SDN_TOKENS and after.get(k) != before[k])
+    assert not others, f"other secrets changed: {others}"
+    kept = sorted(k for k in after if k.endswith(("_next", "_previous")))
+    assert not kept, f"left in the secrets file: {kept}"
+    shown = [n for n in SDN_TOKENS for v in (before[n], after[n]) if v in token_rotation.output]
+    assert not shown, f"the playbook's output shows the values of {shown}"
+
+
+def test_the_sdn_apis_answered_every_poll_with_the_current_token(
+    token_rotation: TokenRotation,
+) -> None:
+    p = token_rotation.poller
+    print(
+        f"\ntoken rotation: {p.rounds} rounds, {p.answers} answers, {len(p.failures)} failed "
+        f"({sorted({f'{name} {what}' for _t, name, what in p.failures})})"
+    )
+    assert p.rounds > 20, f"only {p.rounds} polling rounds: the poller did not run"
+    assert not p.failures, f"failed answers (target 0): {p.failures[:10]}"
+
+
+def test_the_old_tokens_are_refused_and_the_new_accepted(token_rotation: TokenRotation) -> None:
+    got = {
+        name: (get(url, token_rotation.before[name]), get(url, token_rotation.after[name]))
+        for name, url in token_rotation.urls.items()
+    }
+    assert got == dict.fromkeys(SDN_TOKENS, (401, 200)), got
+
+
+def test_the_sdn_daemons_reloaded_rather_than_restarted(token_rotation: TokenRotation) -> None:
+    before, after = token_rotation.pids
+    moved = {
+        unit: (before[unit], after.get(unit)) for unit in before if after.get(unit) != before[unit]
+    }
+    assert not moved, f"restarted (main PID before, after): {moved}"
+
+
+def test_the_agents_kept_their_xmpp_sessions_and_config(token_rotation: TokenRotation) -> None:
+    before, after = token_rotation.agents
+    for host, view in before.items():
+        now = after[host]
+        assert all(state == "Established" for state, _f, _t in sessions(view).values()), view
+        # Same sessions, never dropped: no flap, the same establishment time.
+        assert sessions(now) == sessions(view), f"{host}: {sessions(view)} -> {sessions(now)}"
+        assert now["config"]["objects"] == view["config"]["objects"], f"{host}: config changed"
+        # Its port-state writes were not refused on the way (the agent token switched).
+        errors = [v["counters"].get("status_errors", 0) for v in (view, now)]
+        assert errors[0] == errors[1], f"{host}: status_errors {errors[0]} -> {errors[1]}"

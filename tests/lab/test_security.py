@@ -45,7 +45,7 @@ FROM_OUTSIDE: dict[str, set[int]] = {"controller": PUBLIC_API}
 # ... and for a compute.
 FROM_COMPUTE: dict[str, set[int]] = {
     "all": {22},
-    "controller": PUBLIC_API | {8082, 8775},  # config API (port state), nova metadata
+    "controller": PUBLIC_API | {8082},  # config API (port state); 8775 closed: no metadata API
     "messaging": {5671},  # nova-compute's RPC, AMQP over TLS (5672 is off)
     "analytics": {8081},  # the agent's records
     "control": {5269},  # XMPP

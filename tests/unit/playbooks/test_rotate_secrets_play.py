@@ -79,9 +79,13 @@ def plan(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def changed_names(store: Path) -> list[str]:
+    """The secrets with new values: changed in place, or (a token) waiting as <name>_next
+    while <name> keeps the value every server accepts."""
     now = yaml.safe_load(store.read_text())
-    assert set(now) == set(STORED)
-    return sorted(k for k in now if now[k] != STORED[k])
+    waiting = sorted(k.removesuffix("_next") for k in now if k.endswith("_next"))
+    assert set(now) == set(STORED) | {k + "_next" for k in waiting}
+    assert all(now[k] == STORED[k] != now[k + "_next"] for k in waiting)
+    return sorted([*(k for k in STORED if now[k] != STORED[k]), *waiting])
 
 
 def asking(value: Any) -> str:
@@ -91,43 +95,68 @@ def asking(value: Any) -> str:
 def test_nothing_asked_rotates_nothing(store: Path) -> None:
     rc, result = play(store)
     assert rc == 0
-    assert plan(result) == {"rotated": [], "fernet": False, "roles": []}
+    assert plan(result) == {
+        "rotated": [],
+        "fernet": False,
+        "roles": [],
+        "tokens": [],
+        "staged": [],
+    }
     assert result["stats"]["c1"]["changed"] == 0
     assert changed_names(store) == []
 
 
-# -e value -> the secrets rotated, fernet keys or not, the roles planned (in the catalog's order)
+# -e value -> the secrets rotated, fernet keys or not, the roles planned (in the catalog's
+# order), the tokens switched in three passes
 ASKED = [
     (  # names: those secrets, and every role that uses one (nova.conf holds neutron's user)
         asking(["glance_keystone_password", "neutron_keystone_password"]),
         ["glance_keystone_password", "neutron_keystone_password"],
         False,
         ["glance", "neutron_server", "nova_controller", "nova_compute"],
+        [],
     ),
     (  # words in a string: every RabbitMQ user's password (not the Erlang cookie), fernet
         "rotate=rabbitmq_users,keystone_fernet",
         ["rabbitmq_neutron_password", "rabbitmq_nova_password"],
         True,
         ["rabbitmq", "neutron_server", "nova_controller", "nova_compute"],
+        [],
     ),
-    (  # all, in brackets: every service password, not the admin's, root's, cookie or tokens
+    (  # the SDN's tokens by word: only those stored (the file has the API's admin token)
+        asking(["sdn_tokens"]),
+        ["sdn_api_admin_token"],
+        False,
+        [],
+        ["sdn_api_admin_token"],
+    ),
+    (  # all, in brackets: every service password and the SDN's tokens, not the admin's,
+        # root's or the cookie
         "rotate=[all]",
-        SERVICE_PASSWORDS,
+        [*SERVICE_PASSWORDS, "sdn_api_admin_token"],
         True,
         ["keystone", "glance", "nova_controller", "neutron_server", "nova_compute", "rabbitmq"],
+        ["sdn_api_admin_token"],
     ),
 ]
 
 
-@pytest.mark.parametrize(("extra", "rotated", "fernet", "roles"), ASKED)
+@pytest.mark.parametrize(("extra", "rotated", "fernet", "roles", "tokens"), ASKED)
 def test_what_is_asked_is_rotated_and_the_roles_that_use_it_planned(
-    store: Path, extra: str, rotated: list[str], fernet: bool, roles: list[str]
+    store: Path, extra: str, rotated: list[str], fernet: bool, roles: list[str], tokens: list[str]
 ) -> None:
     rc, result = play(store, "-e", extra)
     assert rc == 0
-    assert plan(result) == {"rotated": rotated, "fernet": fernet, "roles": roles}
+    assert plan(result) == {
+        "rotated": rotated,
+        "fernet": fernet,
+        "roles": roles,
+        "tokens": tokens,
+        "staged": tokens,
+    }
     assert changed_names(store) == rotated
-    assert result["stats"]["c1"]["changed"] == 1
+    # One change per rotating task (the passwords', the tokens').
+    assert result["stats"]["c1"]["changed"] == (rotated != tokens) + bool(tokens)
     # Names only: no value, old or new, in the output.
     values = list(STORED.values()) + list(yaml.safe_load(store.read_text()).values())
     assert not any(v in json.dumps(result) for v in values if len(v) == 32)
@@ -135,7 +164,7 @@ def test_what_is_asked_is_rotated_and_the_roles_that_use_it_planned(
 
 @pytest.mark.parametrize(
     "asked",
-    [["keystone_admin_password"], ["mariadb_root_password"], ["sdn_api_admin_token"], ["bogus"]],
+    [["keystone_admin_password"], ["mariadb_root_password"], ["sdn_keystone_password"], ["bogus"]],
 )
 def test_what_it_does_not_rotate_is_refused_before_anything_changes(
     store: Path, asked: list[str]
@@ -159,3 +188,33 @@ def test_check_mode_names_what_would_change_and_writes_nothing(store: Path) -> N
     assert rc == 0
     assert plan(result)["rotated"] == ["glance_db_password"]
     assert changed_names(store) == []
+
+
+def test_a_token_rotation_stopped_half_way_is_finished_not_rotated_again(store: Path) -> None:
+    """The passes did not all run (the new value still waits, or the old one is still
+    kept): asking again keeps the values, so no client is cut off, and plans the passes."""
+    rc, _result = play(store, "-e", asking(["sdn_api_admin_token"]))
+    assert rc == 0
+    first = yaml.safe_load(store.read_text())
+    rc, result = play(store, "-e", asking(["sdn_tokens"]))
+    assert rc == 0
+    assert plan(result) == {
+        "rotated": [],
+        "fernet": False,
+        "roles": [],
+        "tokens": ["sdn_api_admin_token"],
+        "staged": ["sdn_api_admin_token"],
+    }
+    assert yaml.safe_load(store.read_text()) == first
+    assert result["stats"]["c1"]["changed"] == 0
+    # Promoted by the stopped run: the passes run again, nothing is staged.
+    promoted = {k: v for k, v in first.items() if k != "sdn_api_admin_token_next"}
+    promoted["sdn_api_admin_token"] = first["sdn_api_admin_token_next"]
+    promoted["sdn_api_admin_token_previous"] = first["sdn_api_admin_token"]
+    store.write_text(yaml.safe_dump(promoted))
+    rc, result = play(store, "-e", asking(["sdn_tokens"]))
+    assert rc == 0
+    assert (plan(result)["tokens"], plan(result)["staged"]) == (["sdn_api_admin_token"], [])
+    assert yaml.safe_load(store.read_text()) == promoted
+    values = [first["sdn_api_admin_token"], first["sdn_api_admin_token_next"]]
+    assert not any(v in json.dumps(result) for v in values)

@@ -141,7 +141,7 @@ def request(token: str | None) -> web.Request:
 def test_static_with_a_keystone_section_accepts_both(tmp_path: Path) -> None:
     a = auth.from_settings(load(tmp_path, both(tmp_path, cache_ttl=5)))
     assert isinstance(a, auth.StaticThenKeystone)
-    assert a.keystone.ks.cache_ttl == 5 and a.static.admin_token == ADMIN_TOKEN
+    assert a.keystone.ks.cache_ttl == 5 and a.static.admin_tokens == (ADMIN_TOKEN,)
     assert auth.uses_keystone(load(tmp_path, both(tmp_path)))
     plain = both(tmp_path)
     del plain["auth"]["keystone"]

@@ -16,8 +16,9 @@ from typing import Any
 
 from aiohttp import web
 
+from ..config.client import new_api_token
 from ..service import httplimits, tls
-from ..service.daemon import add_background, add_health
+from ..service.daemon import add_background, add_health, add_reload
 from ..service.jsonlog import setup_logging
 from ..service.settings import ConfigError, Settings
 from ..status import agent_report, report
@@ -224,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging("vrstack-agent", level)
     app = make_app(agent, analytics, flows)
     httplimits.install(app, http)
+    if agent.status is not None:  # SIGHUP: the new agent token; XMPP sessions are kept
+        add_reload(app, settings.path, new_api_token(agent.status.client, "config_api.token"))
     try:
         asyncio.run(introspect.serve(app, where, "vrstack-agent"))
     except OSError as exc:

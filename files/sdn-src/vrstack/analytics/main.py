@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..config import auth
 from ..service import httplimits, tls
-from ..service.daemon import http_tls, serve
+from ..service.daemon import add_reload, http_tls, serve
 from ..service.jsonlog import setup_logging
 from ..service.settings import ConfigError, Settings
 from . import access
@@ -173,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vrstack-collector: config error: {exc}", file=sys.stderr)
         return 2
     app = make_app(store, authenticator, options, http)
+    add_reload(app, settings.path, auth.reload_static(authenticator))  # SIGHUP: new tokens
     try:
         asyncio.run(serve(app, host, port, "vrstack-collector", https))
     except StoreError as exc:

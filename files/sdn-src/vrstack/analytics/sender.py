@@ -55,8 +55,7 @@ class Sender:
         self.ssl_context = ssl_context
         self.source = source
         self.headers = {"Content-Type": "application/x-ndjson"}
-        if token:
-            self.headers["X-Auth-Token"] = token
+        self.token = token  # sent with each batch: a reload may change it
         self.max_queue = max_queue
         self.batch_size = batch_size
         self.flush_interval = flush_interval
@@ -158,7 +157,8 @@ class Sender:
         seconds to wait before resending what was put back on the queue."""
         body = b"\n".join(json.dumps(r, separators=(",", ":")).encode() for r in batch)
         try:
-            async with session.post(self.url, data=body) as resp:
+            auth = {"X-Auth-Token": self.token} if self.token else None
+            async with session.post(self.url, data=body, headers=auth) as resp:
                 answer: dict[str, Any] = {}
                 with contextlib.suppress(aiohttp.ContentTypeError, ValueError):
                     answer = await resp.json()

@@ -1,7 +1,9 @@
 """Who is calling: pluggable authenticators that map a request to roles.
 
 `static`: tokens from the config file: admin, read-only (the lab), and optionally one
-for the vrouter agents, which may read and write `port-state` objects only.
+for the vrouter agents, which may read and write `port-state` objects only. Each role
+takes one token (`admin_token`) and/or a list (`admin_tokens`); during a rotation the
+list holds the new and the old token, and SIGHUP reads them again (`reload_static`).
 `keystone`: Keystone v3 tokens (`keystone.py`), Keystone roles mapped to ours by the
 config file; a read-only token is scoped to its project (`access.py`).
 Both at once: `static` with an `auth.keystone` section. The static tokens are checked
@@ -15,6 +17,7 @@ valid token without a role here (403) and HTTPServiceUnavailable when it cannot 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -76,23 +79,48 @@ def request_token(request: web.Request) -> str | None:
     return None
 
 
+Tokens = str | Sequence[str] | None
+
+
+def _tuple(tokens: Tokens) -> tuple[str, ...]:
+    if tokens is None:
+        return ()
+    return (tokens,) if isinstance(tokens, str) else tuple(tokens)
+
+
 class StaticTokens:
-    def __init__(
-        self, admin_token: str, reader_token: str | None, agent_token: str | None = None
-    ) -> None:
-        self.admin_token = admin_token
-        self.reader_token = reader_token
-        self.agent_token = agent_token
+    """Tokens per role; each role may have several at once, so a token can be rotated
+    without a gap: the servers accept new and old, the clients switch, the old goes."""
+
+    def __init__(self, admin: Tokens, reader: Tokens = None, agent: Tokens = None) -> None:
+        self.admin_tokens = _tuple(admin)
+        self.reader_tokens = _tuple(reader)
+        self.agent_tokens = _tuple(agent)
+
+    def replace(self, other: StaticTokens) -> None:
+        """Take `other`'s tokens (a reload): requests from now on are checked against them."""
+        self.admin_tokens = other.admin_tokens
+        self.reader_tokens = other.reader_tokens
+        self.agent_tokens = other.agent_tokens
+
+    @staticmethod
+    def _match(token: bytes, tokens: tuple[str, ...]) -> bool:
+        # Compare with every token (no early exit), in constant time each.
+        found = False
+        for candidate in tokens:
+            found |= hmac.compare_digest(token, candidate.encode())
+        return found
 
     async def authenticate(self, request: web.Request) -> Identity | None:
         token = request_token(request)
         if token is None:
             return None
-        if hmac.compare_digest(token.encode(), self.admin_token.encode()):
+        given = token.encode()
+        if self._match(given, self.admin_tokens):
             return Identity("admin", frozenset({ADMIN, READER}))
-        if self.reader_token and hmac.compare_digest(token.encode(), self.reader_token.encode()):
+        if self._match(given, self.reader_tokens):
             return Identity("reader", frozenset({READER}))
-        if self.agent_token and hmac.compare_digest(token.encode(), self.agent_token.encode()):
+        if self._match(given, self.agent_tokens):
             return Identity("agent", frozenset({READER, AGENT}))
         return None
 
@@ -164,28 +192,65 @@ def from_settings(settings: Settings) -> Authenticator:
     backend = settings.get_choice("auth.backend", ("static", "keystone"), "static")
     if backend == "keystone":
         return KeystoneTokens(keystone.settings_from(settings))
-    static = _static_from(settings)
+    static = static_from(settings)
     if uses_keystone(settings):
         return StaticThenKeystone(static, KeystoneTokens(keystone.settings_from(settings)))
     return static
 
 
-def _static_from(settings: Settings) -> StaticTokens:
-    admin = settings.get_str("auth.admin_token")
-    reader = (
-        settings.get_str("auth.reader_token", None)
-        if "reader_token" in (settings.data.get("auth") or {})
-        else None
-    )
-    if len(admin) < 16:
-        raise settings.error("auth.admin_token", "must be at least 16 characters")
-    if reader is not None and (len(reader) < 16 or reader == admin):
-        raise settings.error(
-            "auth.reader_token", "must be at least 16 characters and differ from admin_token"
-        )
-    agent = settings.get_str("auth.agent_token", "") or None
-    if agent is not None and (len(agent) < 16 or agent in (admin, reader)):
-        raise settings.error(
-            "auth.agent_token", "must be at least 16 characters and differ from the other tokens"
-        )
+def _tokens(settings: Settings, role: str) -> list[str]:
+    """`auth.<role>_token` (one) and `auth.<role>_tokens` (a list, during a rotation:
+    new and old), merged in that order. Messages never show a value."""
+    section = settings.data.get("auth") or {}
+    found: list[str] = []
+    one = section.get(f"{role}_token")
+    if one not in (None, ""):
+        if not isinstance(one, str):
+            raise settings.error(f"auth.{role}_token", "must be a string")
+        found.append(one)
+    many = section.get(f"{role}_tokens")
+    if isinstance(many, str):  # INI: comma-separated
+        many = [t.strip() for t in many.split(",") if t.strip()]
+    if many is not None:
+        if not isinstance(many, list) or not all(isinstance(t, str) for t in many):
+            raise settings.error(f"auth.{role}_tokens", "must be a list of strings")
+        found += [t for t in many if t not in found]
+    for token in found:
+        if len(token) < 16:
+            raise settings.error(f"auth.{role}_token", "must be at least 16 characters")
+    return found
+
+
+def static_from(settings: Settings) -> StaticTokens:
+    """The static tokens of a config file (also what a reload reads again)."""
+    admin = _tokens(settings, ADMIN)
+    reader = _tokens(settings, READER)
+    agent = _tokens(settings, AGENT)
+    if not admin:
+        raise settings.error("auth.admin_token", "is required (or auth.admin_tokens)")
+    if set(reader) & set(admin):
+        raise settings.error("auth.reader_token", "must differ from admin_token")
+    if set(agent) & (set(admin) | set(reader)):
+        raise settings.error("auth.agent_token", "must differ from the other tokens")
     return StaticTokens(admin, reader, agent)
+
+
+def static_part(authenticator: Authenticator) -> StaticTokens | None:
+    """The static tokens inside an authenticator (None for Keystone alone)."""
+    if isinstance(authenticator, StaticTokens):
+        return authenticator
+    if isinstance(authenticator, StaticThenKeystone):
+        return authenticator.static
+    return None
+
+
+def reload_static(authenticator: Authenticator) -> Callable[[Settings], None]:
+    """What SIGHUP does to a server's tokens: read them again and swap them in (all or
+    nothing: a file with a bad token leaves the old ones). Keystone settings are kept."""
+
+    def apply(settings: Settings) -> None:
+        static = static_part(authenticator)
+        if static is not None:
+            static.replace(static_from(settings))
+
+    return apply

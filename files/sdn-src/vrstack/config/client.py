@@ -21,12 +21,13 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
+from ..service.settings import Settings
 from .model import RESOURCES
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,8 @@ class ConfigClient:
         if self._session is None:
             # ssl=True: https:// without a context of its own checks against the system CAs.
             connector = aiohttp.TCPConnector(ssl=self.ssl_context or True)
+            # request() also sends the token it holds now (a reload may change it); the
+            # session's is for callers that use the session itself.
             self._session = aiohttp.ClientSession(
                 headers={"X-Auth-Token": self.token}, connector=connector
             )
@@ -94,7 +97,7 @@ class ConfigClient:
             method,
             self.url + path,
             json=body,
-            headers=headers,
+            headers={"X-Auth-Token": self.token, **(headers or {})},
             params=params,
             timeout=aiohttp.ClientTimeout(total=timeout or self.timeout),
         ) as resp:
@@ -256,3 +259,16 @@ class Mirror:
         log.warning("config API unreachable; retrying", extra={"error": str(exc), "delay": delay})
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), delay)
+
+
+def new_api_token(client: ConfigClient, field: str) -> Callable[[Settings], None]:
+    """A daemon's reload (SIGHUP) of the config API token it sends: the next request
+    carries the new one; open sessions and watches go on."""
+
+    def apply(settings: Settings) -> None:
+        token = settings.get_str(field)
+        if not token:
+            raise settings.error(field, "is empty")
+        client.token = token
+
+    return apply

@@ -10,7 +10,7 @@ import asyncio
 import sys
 
 from ..service import httplimits
-from ..service.daemon import http_tls, serve
+from ..service.daemon import add_reload, http_tls, serve
 from ..service.jsonlog import setup_logging
 from ..service.settings import ConfigError, Settings
 from ..status import report
@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     db = ConfigDB(store)
     app = make_app(db, authenticator, backend, http)
     report.add_reporting(app, analytics, "vrstack-api", lambda: snapshot(db, backend))
+    add_reload(app, settings.path, auth.reload_static(authenticator))  # SIGHUP: new tokens
     try:
         asyncio.run(serve(app, host, port, "vrstack-api", https))
     except StoreUnavailable as exc:

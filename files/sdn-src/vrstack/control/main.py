@@ -13,9 +13,9 @@ from typing import Any
 
 from aiohttp import web
 
-from ..config.client import ConfigClient, Mirror
+from ..config.client import ConfigClient, Mirror, new_api_token
 from ..service import connlimits, tls
-from ..service.daemon import add_background, add_health, serve
+from ..service.daemon import add_background, add_health, add_reload, serve
 from ..service.jsonlog import setup_logging
 from ..service.settings import ConfigError, Settings
 from ..status import report
@@ -181,9 +181,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vrstack-control: config error: {exc}", file=sys.stderr)
         return 2
     setup_logging("vrstack-control", level)
-    node = ControlNode(ns, Mirror(ConfigClient(url, token, ssl_context=api_ssl), CONFIG_TYPES))
+    client = ConfigClient(url, token, ssl_context=api_ssl)
+    node = ControlNode(ns, Mirror(client, CONFIG_TYPES))
+    app = make_app(node, analytics)
+    # SIGHUP: the config API's new token, with the XMPP and BGP sessions kept.
+    add_reload(app, settings.path, new_api_token(client, "api.token"))
     try:
-        asyncio.run(serve(make_app(node, analytics), host, port, "vrstack-control"))
+        asyncio.run(serve(app, host, port, "vrstack-control"))
     except OSError as exc:
         print(f"vrstack-control: cannot listen: {exc}", file=sys.stderr)
         return 1

@@ -12,9 +12,9 @@ from typing import Any
 
 from aiohttp import web
 
-from ..config.client import ConfigClient
+from ..config.client import ConfigClient, new_api_token
 from ..service import tls
-from ..service.daemon import add_background, add_health, serve
+from ..service.daemon import add_background, add_health, add_reload, serve
 from ..service.jsonlog import setup_logging
 from ..service.settings import ConfigError, Settings
 from ..status import report
@@ -79,8 +79,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"vrstack-schema: config error: {exc}", file=sys.stderr)
         return 2
-    transformer = SchemaTransformer(ConfigClient(url, token, ssl_context=api_ssl))
-    asyncio.run(serve(make_app(transformer, analytics), host, port, "vrstack-schema"))
+    client = ConfigClient(url, token, ssl_context=api_ssl)
+    transformer = SchemaTransformer(client)
+    app = make_app(transformer, analytics)
+    add_reload(app, settings.path, new_api_token(client, "api.token"))  # SIGHUP: new token
+    asyncio.run(serve(app, host, port, "vrstack-schema"))
     return 0
 
 

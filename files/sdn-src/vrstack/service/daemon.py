@@ -1,4 +1,5 @@
-"""Run an aiohttp application as a daemon: /health, SIGTERM/SIGINT clean shutdown.
+"""Run an aiohttp application as a daemon: /health, SIGTERM/SIGINT clean shutdown,
+SIGHUP reload of what a daemon registered with `add_reload` (its tokens).
 
 Each service builds its `web.Application` (routes, startup/cleanup hooks for its
 background tasks) and hands it to `serve`; `serve` adds `/health`, binds, and waits
@@ -19,12 +20,15 @@ from aiohttp import web
 
 from . import tls
 from .httplimits import gate, runner_options
-from .settings import Settings
+from .settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
 
 HealthCheck = Callable[[], Awaitable[dict[str, Any]]]
 HEALTH_KEY = web.AppKey("vrstack_health", object)
+# Called with the config file read again; raises ConfigError to keep the old values.
+Reload = Callable[[Settings], None]
+RELOAD_KEY = web.AppKey("vrstack_reload", list)
 
 
 def add_health(app: web.Application, check: HealthCheck) -> None:
@@ -64,6 +68,32 @@ def add_background(
     app.cleanup_ctx.append(ctx)
 
 
+def add_reload(app: web.Application, path: str, apply: Reload) -> None:
+    """On SIGHUP, read `path` again and hand it to `apply`. Only what `apply` takes
+    changes (the secrets a rotation swaps); everything else needs a restart."""
+    app.setdefault(RELOAD_KEY, []).append((path, apply))
+
+
+def reload(app: web.Application, service: str) -> bool:
+    """Run the app's reloads now (what SIGHUP does); False when one refused its file, which
+    leaves that part with the values it had."""
+    ok = True
+    if not app.get(RELOAD_KEY):
+        log.info("nothing to reload", extra={"event": "reload", "svc": service})
+        return ok
+    for path, apply in app.get(RELOAD_KEY, []):
+        try:
+            apply(Settings.load(path))
+        except ConfigError as exc:
+            ok = False
+            log.error(
+                "reload refused", extra={"event": "reload", "svc": service, "error": str(exc)}
+            )
+    if ok:
+        log.info("reloaded", extra={"event": "reload", "svc": service})
+    return ok
+
+
 def http_tls(settings: Settings) -> tls.TlsFiles | None:
     """`http.tls.cert` and `.key` (checked now, naming the field): HTTPS when set."""
     return tls.server_files(settings, "http.tls")
@@ -92,6 +122,8 @@ async def serve(
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # Always: SIGHUP's default would end the daemon, and systemd counts that a clean stop.
+    loop.add_signal_handler(signal.SIGHUP, reload, app, service)
     runner = web.AppRunner(app, access_log=None, **runner_options(app))
     await runner.setup()
     assert runner.server is not None
@@ -127,6 +159,6 @@ async def serve(
     finally:
         server.close()
         await runner.cleanup()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
     log.info("stopped", extra={"event": "stopped"})

@@ -34,7 +34,7 @@ from aiohttp import web
 
 from ..analytics.sender import Sender
 from ..service import tls
-from ..service.daemon import add_background
+from ..service.daemon import add_background, add_reload
 from ..service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,7 @@ class Options:
     source: str
     interval: float
     ssl_context: ssl.SSLContext | None = None
+    path: str = ""  # the config file, read again on SIGHUP for a new token
 
 
 def options(settings: Settings) -> Options | None:
@@ -82,7 +83,8 @@ def options(settings: Settings) -> Options | None:
     if not 1 <= interval <= 3600:
         raise settings.error("analytics.interval", f"must be 1 to 3600 seconds, got {interval}")
     ctx = tls.https_client(settings, "analytics.url", "analytics.tls")
-    return Options(url, settings.get_str("analytics.token", ""), source, interval, ctx)
+    token = settings.get_str("analytics.token", "")
+    return Options(url, token, source, interval, ctx, settings.path)
 
 
 class Reporter:
@@ -140,6 +142,12 @@ def add_reporting(
     sender = Sender(opts.url, opts.source, opts.token or None, ssl_context=opts.ssl_context)
     reporter = Reporter(sender, service, opts.interval, snapshot)
     add_background(app, "analytics-report", reporter.run, stop_timeout=sender.timeout + 5)
+    if opts.path:
+
+        def new_token(settings: Settings) -> None:
+            sender.token = settings.get_str("analytics.token", "") or None
+
+        add_reload(app, opts.path, new_token)
     return reporter
 
 

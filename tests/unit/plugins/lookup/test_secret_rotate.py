@@ -166,3 +166,96 @@ def test_a_file_others_can_read_is_refused(store: tuple[Path, dict[str, str]]) -
     os.chmod(path, 0o640)
     with pytest.raises(SecretStoreError, match="mode 0640 lets others read"):
         rotate_secrets(path, ["glance_db_password"], [], 32)
+
+
+# ---- rotations with an overlap (tokens many clients send) --------------------------------
+
+TOKENS = ["sdn_api_admin_token", "sdn_api_reader_token", "sdn_analytics_admin_token"]
+API_TOKENS = ["sdn_api_[a-z]+_token"]
+
+
+@pytest.fixture
+def tokens(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    path = tmp_path / "lab" / "secrets.yml"
+    values = get_secrets(path, TOKENS, 32)
+    return path, dict(zip(TOKENS, values, strict=True))
+
+
+def test_the_three_steps_keep_a_value_every_server_accepts_under_the_name(
+    tokens: tuple[Path, dict[str, str]],
+) -> None:
+    """Whoever reads `<name>` from the file at any moment gets a value the servers accept:
+    the old one until they accept both (promote), then the new one."""
+    path, before = tokens
+    name = "sdn_api_admin_token"
+    assert secret_store.stage_secrets(path, [name], [], 32) == [name]
+    staged = stored(path)
+    assert staged[name] == before[name]  # clients keep sending the old value
+    new = staged[name + "_next"]
+    assert new != before[name] and len(new) == 32 and new.isalnum()
+    assert secret_store.in_rotation(path, [], API_TOKENS) == {"staged": [name], "previous": []}
+    assert secret_store.promote(path, [name, "sdn_api_reader_token"]) == [name]
+    promoted = stored(path)
+    assert (promoted[name], promoted[name + "_previous"]) == (new, before[name])
+    assert name + "_next" not in promoted
+    assert secret_store.in_rotation(path, [name], []) == {"staged": [], "previous": [name]}
+    assert secret_store.forget_previous(path, [*TOKENS]) == [name]
+    after = stored(path)
+    assert after == {**before, name: new}  # nothing else changed, nothing left behind
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_a_rotation_stopped_half_way_is_not_started_again(
+    tokens: tuple[Path, dict[str, str]],
+) -> None:
+    """Clients may hold either value: a new one would cut off those on the oldest."""
+    path, _before = tokens
+    secret_store.stage_secrets(path, ["sdn_api_admin_token"], [], 32)
+    first = stored(path)
+    again = secret_store.stage_secrets(path, [], API_TOKENS, 32)
+    assert again == ["sdn_api_reader_token"]  # the admin token goes on with its values
+    second = stored(path)
+    assert {k: second[k] for k in first} == first
+    secret_store.promote(path, ["sdn_api_admin_token"])
+    promoted = stored(path)
+    assert secret_store.stage_secrets(path, ["sdn_api_admin_token"], [], 32) == []
+    assert stored(path) == promoted
+
+
+def test_patterns_never_rotate_a_kept_value(tokens: tuple[Path, dict[str, str]]) -> None:
+    path, _before = tokens
+    secret_store.stage_secrets(path, ["sdn_api_admin_token"], [], 32)
+    kept = stored(path)["sdn_api_admin_token_next"]
+    rotated = rotate_secrets(path, [], ["sdn_api_.+"], 32)
+    assert rotated == ["sdn_api_admin_token", "sdn_api_reader_token"]
+    assert stored(path)["sdn_api_admin_token_next"] == kept
+
+
+def test_asking_only_what_would_change_in_each_step_writes_nothing(
+    tokens: tuple[Path, dict[str, str]],
+) -> None:
+    path, _before = tokens
+    name = "sdn_api_admin_token"
+    untouched = path.read_bytes()
+    assert secret_store.stage_secrets(path, [name], [], 32, apply=False) == [name]
+    assert path.read_bytes() == untouched
+    secret_store.stage_secrets(path, [name], [], 32)
+    staged = path.read_bytes()
+    assert secret_store.promote(path, [name], apply=False) == [name]
+    assert path.read_bytes() == staged
+    secret_store.promote(path, [name])
+    promoted = path.read_bytes()
+    assert secret_store.forget_previous(path, [name], apply=False) == [name]
+    assert path.read_bytes() == promoted
+    assert secret_store.promote(path, [name]) == []  # nothing staged: no write
+    assert path.read_bytes() == promoted
+
+
+def test_a_name_too_long_for_its_kept_value_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "lab" / "secrets.yml"
+    name = "a" * 60
+    get_secrets(path, [name], 32)
+    before = path.read_bytes()
+    with pytest.raises(SecretStoreError, match="must match"):
+        secret_store.stage_secrets(path, [name], [], 32)
+    assert path.read_bytes() == before

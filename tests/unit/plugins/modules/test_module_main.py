@@ -205,3 +205,35 @@ def test_secret_rotate(tmp_path: Path) -> None:
         {"failed": True, "msg": f"secret_rotate: {store}: no secret named missing_one to rotate "
          "(a deploy makes them; rotating one that was never used would change nothing that reads it)"},
     )  # fmt: skip
+
+
+def test_secret_rotate_with_an_overlap(tmp_path: Path) -> None:
+    store = tmp_path / "store" / "secrets.yml"
+    store.parent.mkdir(mode=0o700)
+    old = {"sdn_api_admin_token": "a" * 32, "sdn_api_reader_token": "b" * 32}
+    store.write_text("".join(f"{k}: {v}\n" for k, v in old.items()))
+    store.chmod(0o600)
+    ask = {"file": str(store), "patterns": ["sdn_api_[a-z]+_token"], "overlap": True}
+    both = ["sdn_api_admin_token", "sdn_api_reader_token"]
+    staged = {"changed": True, "rotated": both, "file": str(store), "staged": both, "previous": []}
+    assert run(tmp_path, "secret_rotate", ask, check=True) == (0, staged)
+    assert yaml.safe_load(store.read_text()) == old
+    assert run(tmp_path, "secret_rotate", ask) == (0, staged)
+    new = yaml.safe_load(store.read_text())
+    assert {n: new[n] for n in both} == old and all(new[n + "_next"] != old[n] for n in both)
+    # Asked again before the promotion: the same rotation goes on, nothing new.
+    assert run(tmp_path, "secret_rotate", ask) == (0, {**staged, "changed": False, "rotated": []})
+    assert yaml.safe_load(store.read_text()) == new
+    promote = {"file": str(store), "promote": both}
+    done = {"changed": True, "rotated": [], "file": str(store), "promoted": both}
+    assert run(tmp_path, "secret_rotate", promote) == (0, done)
+    now = yaml.safe_load(store.read_text())
+    assert {n: now[n] for n in both} == {n: new[n + "_next"] for n in both}
+    assert {n: now[n + "_previous"] for n in both} == old
+    waiting = {"changed": False, "rotated": [], "file": str(store), "staged": [], "previous": both}
+    assert run(tmp_path, "secret_rotate", ask) == (0, waiting)
+    forget = {"file": str(store), "forget_previous": both}
+    gone = {"changed": True, "rotated": [], "file": str(store), "forgotten": both}
+    assert run(tmp_path, "secret_rotate", forget) == (0, gone)
+    assert yaml.safe_load(store.read_text()) == {n: now[n] for n in both}
+    assert not any(v in store.read_text() for v in old.values())

@@ -93,7 +93,7 @@ def test_lab_api_and_schema_configs(tmp_path: Path) -> None:
     # The static tokens, then people's Keystone tokens (Keystone on the controller).
     checker = auth.from_settings(api)
     assert isinstance(checker, auth.StaticThenKeystone)
-    assert checker.static.admin_token == "a" * 32
+    assert checker.static.admin_tokens == ("a" * 32,)
     ks = checker.keystone.ks
     assert (ks.v3, ks.username, ks.project) == (
         "https://198.18.1.16:5000/v3",
