@@ -24,6 +24,7 @@ STORED = {
     "glance_keystone_password": "E" * 32,
     "neutron_keystone_password": "F" * 32,
     "nova_controller_db_password": "G" * 32,
+    "sdn_analytics_db_password": "L" * 32,
     "rabbitmq_nova_password": "H" * 32,
     "rabbitmq_neutron_password": "I" * 32,
     "rabbitmq_erlang_cookie": "J" * 20,
@@ -123,6 +124,13 @@ ASKED = [
         ["rabbitmq", "neutron_server", "nova_controller", "nova_compute"],
         [],
     ),
+    (  # the collector's database password is a database user's like the others
+        asking(["sdn_analytics_db_password"]),
+        ["sdn_analytics_db_password"],
+        False,
+        ["sdn_analytics"],
+        [],
+    ),
     (  # the SDN's tokens by word: only those stored (the file has the API's admin token)
         asking(["sdn_tokens"]),
         ["sdn_api_admin_token"],
@@ -135,7 +143,15 @@ ASKED = [
         "rotate=[all]",
         [*SERVICE_PASSWORDS, "sdn_api_admin_token"],
         True,
-        ["keystone", "glance", "nova_controller", "neutron_server", "nova_compute", "rabbitmq"],
+        [
+            "keystone",
+            "glance",
+            "nova_controller",
+            "sdn_analytics",
+            "neutron_server",
+            "nova_compute",
+            "rabbitmq",
+        ],
         ["sdn_api_admin_token"],
     ),
 ]
