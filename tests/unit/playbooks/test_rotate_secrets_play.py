@@ -234,3 +234,60 @@ def test_a_token_rotation_stopped_half_way_is_finished_not_rotated_again(store: 
     assert yaml.safe_load(store.read_text()) == promoted
     values = [first["sdn_api_admin_token"], first["sdn_api_admin_token_next"]]
     assert not any(v in json.dumps(result) for v in values)
+
+
+# ---- which value each pass gives the roles -----------------------------------------------
+
+
+def test_the_passes_give_each_token_its_old_and_new_values(store: Path, tmp_path: Path) -> None:
+    """The token passes' variables (the playbook's own), templated for a plan with one token
+    whose new value waits as <name>_next and one promoted by a run stopped half-way: pass
+    (a) sends the old values and lists the new, pass (b) lists the old; a token that is
+    not rotated keeps its value and no list, and no secret is made by asking."""
+    values = {
+        **STORED,
+        "sdn_api_reader_token": "M" * 32,
+        "sdn_api_agent_token": "N" * 32,
+        "sdn_api_admin_token_next": "O" * 32,
+        "sdn_api_reader_token_previous": "P" * 32,
+    }
+    store.write_text(yaml.safe_dump(values))
+    plays = yaml.safe_load((ROOT / "playbooks/rotate-secrets.yml").read_text())
+    (first_pass,) = [p for p in plays if p["name"].startswith("Tokens (a)")]
+    token_vars = dict(first_pass["vars"])
+    token_vars["__rotate_plan"] = {
+        "tokens": ["sdn_api_admin_token", "sdn_api_reader_token"],
+        "staged": ["sdn_api_admin_token"],
+    }
+    # (__old_* are read in pass (b) only, after the promotion: not for the staged token.)
+    shown = [
+        f"{p}_{t}" for p in ("__was", "__new") for t in ("api_admin", "api_reader", "api_agent")
+    ]
+    shown += ["__old_api_reader", "__old_api_agent", "__new_an_admin", "__old_an_reader"]
+    probe = tmp_path / "probe.yml"
+    probe.write_text(yaml.safe_dump([{
+        "name": "probe", "hosts": "controller", "gather_facts": False, "vars": token_vars,
+        "tasks": [{"name": "show", "ansible.builtin.debug": {"msg": {n: "{{ " + n + " }}" for n in shown}}}],
+    }]))  # fmt: skip
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
+    env["ANSIBLE_COLLECTIONS_PATH"] = str(ROOT / ".collections")
+    env["ANSIBLE_STDOUT_CALLBACK"] = "ansible.posix.json"
+    out = subprocess.run(
+        ["ansible-playbook", "-i", str(store.parent.parent / "inventory.yml"), str(probe)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    got = json.loads(out.stdout)["plays"][0]["tasks"][0]["hosts"]["c1"]["msg"]
+    assert got == {
+        "__was_api_admin": "K" * 32,  # staged: <name> is still the old value
+        "__new_api_admin": ["O" * 32],
+        "__was_api_reader": "P" * 32,  # promoted: the old value is <name>_previous
+        "__new_api_reader": ["M" * 32],
+        "__old_api_reader": ["P" * 32],
+        "__was_api_agent": "N" * 32,  # not rotated: its value, no list
+        "__new_api_agent": [],
+        "__old_api_agent": [],
+        "__new_an_admin": [],
+        "__old_an_reader": [],
+    }
+    assert yaml.safe_load(store.read_text()) == values  # no secret made by the lookups
