@@ -170,6 +170,8 @@ OPTS = (
     ("stdout", "rc", "kind"),
     [
         (OPTS.format("socket.ssl = NO"), 0, "plain"),
+        # As a plain 26.4.23 node prints them: no socket.ssl at all.
+        ("base_port = 4567; ist.recv_addr = 198.18.1.12; socket.checksum = 2", 0, "plain"),
         (OPTS.format("socket.ssl = YES; socket.ssl_ca = /x"), 0, "tls"),
         (OPTS.format("socket.dynamic = true; socket.ssl = YES"), 0, "dynamic"),
         ("socket.ssl = yes", 0, "tls"),
