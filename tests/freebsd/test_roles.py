@@ -47,7 +47,7 @@ def masked(text: str, run: harness.Run) -> str:
     # The certificate's checksum in a service's config (its renewal restarts the service):
     # sha1 in the SDN services', sha256 in MariaDB's and RabbitMQ's.
     text = re.sub(
-        r"(# The certificate's checksum[^\n]*\n\s*# )(?:[0-9a-f]{64}|[0-9a-f]{40})\b",
+        r"((?:#|%%) The (?:node )?certificate's checksum[^\n]*\n\s*(?:#|%%) )(?:[0-9a-f]{64}|[0-9a-f]{40})\b",
         r"\1<checksum of this run's certificate>",
         text,
     )
