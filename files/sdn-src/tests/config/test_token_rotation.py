@@ -111,7 +111,7 @@ def test_old_token_accepted_during_the_overlap_and_refused_after() -> None:
 
 def test_a_bad_file_on_reload_keeps_the_tokens_in_force() -> None:
     tokens = auth.StaticTokens(OLD)
-    apply = auth.reload_static(tokens)
+    apply = auth.reload_auth(tokens)
     with pytest.raises(ConfigError):
         apply(settings({"admin_tokens": [NEW, "short"]}))
     assert (who(tokens, OLD), who(tokens, NEW)) == ("admin", None)

@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vrstack-collector: config error: {exc}", file=sys.stderr)
         return 2
     app = make_app(store, authenticator, options, http)
-    add_reload(app, settings.path, auth.reload_static(authenticator))  # SIGHUP: new tokens
+    add_reload(app, settings.path, auth.reload_auth(authenticator))  # SIGHUP: tokens, Keystone user
     try:
         asyncio.run(serve(app, host, port, "vrstack-collector", https))
     except StoreError as exc:

@@ -3,9 +3,11 @@
 `static`: tokens from the config file: admin, read-only (the lab), and optionally one
 for the vrouter agents, which may read and write `port-state` objects only. Each role
 takes one token (`admin_token`) and/or a list (`admin_tokens`); during a rotation the
-list holds the new and the old token, and SIGHUP reads them again (`reload_static`).
+list holds the new and the old token, and SIGHUP reads them again (`reload_auth`).
 `keystone`: Keystone v3 tokens (`keystone.py`), Keystone roles mapped to ours by the
-config file; a read-only token is scoped to its project (`access.py`).
+config file; a read-only token is scoped to its project (`access.py`). SIGHUP reads the
+`auth.keystone` section again too, so the service user can change without a restart
+(the rotation switches between two users).
 Both at once: `static` with an `auth.keystone` section. The static tokens are checked
 first, so the SDN's own services work before Keystone exists and while it is down; any
 other token goes to Keystone (what the roles deploy when the inventory runs OpenStack).
@@ -135,6 +137,11 @@ class KeystoneTokens:
         self.ks = ks
         self.validator = keystone.TokenValidator(ks)
 
+    def replace(self, ks: keystone.KeystoneSettings) -> None:
+        """Validate with `ks` from now on (a reload): its user, password and role lists."""
+        self.ks = ks
+        self.validator.use(ks)
+
     async def authenticate(self, request: web.Request) -> Identity | None:
         token = request_token(request)
         if token is None:
@@ -244,13 +251,33 @@ def static_part(authenticator: Authenticator) -> StaticTokens | None:
     return None
 
 
-def reload_static(authenticator: Authenticator) -> Callable[[Settings], None]:
-    """What SIGHUP does to a server's tokens: read them again and swap them in (all or
-    nothing: a file with a bad token leaves the old ones). Keystone settings are kept."""
+def keystone_part(authenticator: Authenticator) -> KeystoneTokens | None:
+    """The Keystone validation inside an authenticator (None for static tokens alone)."""
+    if isinstance(authenticator, KeystoneTokens):
+        return authenticator
+    if isinstance(authenticator, StaticThenKeystone):
+        return authenticator.keystone
+    return None
+
+
+def reload_auth(authenticator: Authenticator) -> Callable[[Settings], None]:
+    """What SIGHUP does to a server's credentials: read the static tokens and the
+    `auth.keystone` section again and swap them in together (all or nothing: a file with
+    a bad token or Keystone setting leaves the old ones). Turning Keystone tokens on or
+    off changes the authenticator's kind: that needs a restart, and the reload refuses it."""
 
     def apply(settings: Settings) -> None:
         static = static_part(authenticator)
-        if static is not None:
-            static.replace(static_from(settings))
+        ks_tokens = keystone_part(authenticator)
+        if uses_keystone(settings) != (ks_tokens is not None):
+            raise settings.error(
+                "auth.keystone", "added or removed: Keystone tokens on or off need a restart"
+            )
+        new_static = static_from(settings) if static is not None else None
+        new_ks = keystone.settings_from(settings) if ks_tokens is not None else None
+        if static is not None and new_static is not None:
+            static.replace(new_static)
+        if ks_tokens is not None and new_ks is not None:
+            ks_tokens.replace(new_ks)
 
     return apply

@@ -127,11 +127,31 @@ class TokenValidator:
         self._service_until = 0.0  # monotonic
         self._lock = asyncio.Lock()
         self._last_error = ""
+        self._retired: list[aiohttp.ClientSession] = []  # sessions a reload replaced
 
     async def close(self) -> None:
+        for old in self._retired:
+            await old.close()
+        self._retired.clear()
         if self._http is not None:
             await self._http.close()
             self._http = None
+
+    def use(self, s: KeystoneSettings) -> None:
+        """Validate with `s` from now on (SIGHUP): the next validation logs in as its user.
+        Cached answers stay: a token's validity does not depend on which service user
+        asked, and dropping them would send every caller to Keystone at once. A login
+        already under way finishes for its own request only (`_service`)."""
+        if s == self.s:
+            return
+        old_http = None
+        if (s.tls_files, s.timeout) != (self.s.tls_files, self.s.timeout):
+            old_http, self._http = self._http, None  # new CA or timeout: a new session
+        self.s = s
+        self._service_token = ""
+        self._service_until = 0.0
+        if old_http is not None:  # requests under way finish on it; closed at shutdown
+            self._retired.append(old_http)
 
     def _session(self) -> aiohttp.ClientSession:
         if self._http is None or self._http.closed:
@@ -237,44 +257,46 @@ class TokenValidator:
             fresh = self._service_token and time.monotonic() < self._service_until
             if fresh and self._service_token != renew_from:
                 return self._service_token
+            s = self.s  # a reload may swap the settings while this login waits
             body = {
                 "auth": {
                     "identity": {
                         "methods": ["password"],
                         "password": {
                             "user": {
-                                "name": self.s.username,
-                                "domain": {"name": self.s.user_domain},
-                                "password": self.s.password,
+                                "name": s.username,
+                                "domain": {"name": s.user_domain},
+                                "password": s.password,
                             }
                         },
                     },
                     "scope": {
                         "project": {
-                            "name": self.s.project,
-                            "domain": {"name": self.s.project_domain},
+                            "name": s.project,
+                            "domain": {"name": s.project_domain},
                         }
                     },
                 }
             }
             try:
                 async with self._session().post(
-                    self.s.v3 + "/auth/tokens", params={"nocatalog": "1"}, json=body
+                    s.v3 + "/auth/tokens", params={"nocatalog": "1"}, json=body
                 ) as resp:
                     status = resp.status
                     token = resp.headers.get("X-Subject-Token", "")
                     data = await resp.json(content_type=None) if status == 201 else None
             except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-                raise self._failed(f"cannot reach Keystone at {self.s.v3}: {exc!r}") from None
+                raise self._failed(f"cannot reach Keystone at {s.v3}: {exc!r}") from None
             if status == 401:
                 raise self._failed(
-                    f"Keystone refused the service user {self.s.username} in project "
-                    f"{self.s.project} (auth.keystone.username/password)"
+                    f"Keystone refused the service user {s.username} in project "
+                    f"{s.project} (auth.keystone.username/password)"
                 )
             if status != 201 or not token or not isinstance(data, dict):
                 raise self._failed(f"Keystone answered {status} to the service user's login")
             self.counters["service_tokens"] += 1
             lifetime = _expiry(data)
-            self._service_token = token
-            self._service_until = time.monotonic() + max(lifetime - RENEW_BEFORE, lifetime / 2)
+            if s is self.s:  # else the token is of the user a reload replaced: this request only
+                self._service_token = token
+                self._service_until = time.monotonic() + max(lifetime - RENEW_BEFORE, lifetime / 2)
             return token

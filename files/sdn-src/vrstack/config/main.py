@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     db = ConfigDB(store)
     app = make_app(db, authenticator, backend, http)
     report.add_reporting(app, analytics, "vrstack-api", lambda: snapshot(db, backend))
-    add_reload(app, settings.path, auth.reload_static(authenticator))  # SIGHUP: new tokens
+    add_reload(app, settings.path, auth.reload_auth(authenticator))  # SIGHUP: tokens, Keystone user
     try:
         asyncio.run(serve(app, host, port, "vrstack-api", https))
     except StoreUnavailable as exc:
