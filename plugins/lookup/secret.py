@@ -31,6 +31,13 @@ options:
     description: Length of a newly generated secret.
     type: int
     default: 32
+  default:
+    description:
+      - Returned for a name that is not in the file, which is then left as it is (nothing
+        generated, nothing written). For a record kept beside the secrets, such as which of
+        two users is in use (C(sdn_keystone_password_active), written by
+        C(vrstack.cloud.secret_rotate)).
+    type: str
   file:
     description:
       - The secrets file.
@@ -78,7 +85,7 @@ from ansible_collections.vrstack.cloud.plugins.module_utils.secret_store import 
     SecretStoreError,
 )
 
-__all__ = ["ALPHABET", "NAME_RE", "default_path", "get_secrets"]
+__all__ = ["ALPHABET", "NAME_RE", "default_path", "get_or_default", "get_secrets"]
 
 
 def default_path(variables: Mapping[str, Any]) -> Path:
@@ -100,6 +107,15 @@ def get_secrets(path: Path, names: list[str], length: int) -> list[str]:
         raise AnsibleLookupError(str(exc)) from None
 
 
+def get_or_default(path: Path, names: list[str], default: str) -> list[str]:
+    """The stored values of `names`, `default` for those not stored; writes nothing."""
+    try:
+        stored = secret_store.read(path)
+        return [stored.get(secret_store.check_name(n), default) for n in names]
+    except SecretStoreError as exc:
+        raise AnsibleLookupError(str(exc)) from None
+
+
 class LookupModule(LookupBase):
     def run(
         self, terms: list[Any], variables: dict[str, Any] | None = None, **kwargs: Any
@@ -113,4 +129,7 @@ class LookupModule(LookupBase):
         # str(): names templated from variables arrive as tagged str subclasses,
         # which the YAML dumper cannot write.
         names = [str(t) if isinstance(t, str) else t for t in terms]
+        default = self.get_option("default")
+        if default is not None:
+            return get_or_default(target, names, str(default))
         return get_secrets(target, names, int(self.get_option("length")))

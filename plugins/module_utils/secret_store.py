@@ -147,6 +147,8 @@ def get_secrets(path: Path, names: list[str], length: int) -> list[str]:
 
 PREVIOUS = "_previous"
 NEXT = "_next"
+SLOTS = ("a", "b")
+ACTIVE = "_active"  # which of two users is in use (stage_standby, activate)
 
 
 def kept_name(name: str, suffix: str) -> str:
@@ -156,11 +158,12 @@ def kept_name(name: str, suffix: str) -> str:
 
 
 def _is_kept(name: str) -> bool:
-    return name.endswith((PREVIOUS, NEXT))
+    return name.endswith((PREVIOUS, NEXT, ACTIVE))
 
 
 def _chosen(stored: dict[str, str], names: list[str], patterns: list[re.Pattern[str]]) -> set[str]:
-    # A kept value (_next, _previous) is never rotated itself: it is promoted or forgotten.
+    # A kept value (_next, _previous) is never rotated itself: it is promoted or forgotten;
+    # nor is the record of an active user (_active), which is not a secret.
     return set(names) | {
         n for n in stored if not _is_kept(n) and any(p.fullmatch(n) for p in patterns)
     }
@@ -280,3 +283,57 @@ def forget_previous(path: Path, names: list[str], apply: bool = True) -> list[st
                 del stored[name + PREVIOUS]
             write(path, stored)
     return gone
+
+
+# Two users used in turn (the SDN's Keystone user): slot "a" keeps its password under
+# `<name>`, slot "b" under `<name>_b`, and `<name>_active` says which one the services
+# use (a when absent: a deploy made before the second user existed). Not a secret, kept
+# here so the deploy host has one place that says which credential is in force.
+def slot_name(name: str, slot: str) -> str:
+    """Where the password of `name`'s user in `slot` is kept."""
+    if slot not in SLOTS:
+        raise SecretStoreError(f"secret: slot of {name} must be a or b")
+    return check_name(name if slot == "a" else name + "_b")
+
+
+def active_slot(stored: Mapping[str, str], name: str) -> str:
+    slot = stored.get(name + ACTIVE, "a")
+    if slot not in SLOTS:
+        raise SecretStoreError(f"secret: {name}{ACTIVE} must be a or b")
+    return slot
+
+
+def stage_standby(path: Path, names: list[str], length: int, apply: bool = True) -> dict[str, str]:
+    """A new password for the user of each of `names` that the services do not use (its
+    standby slot, created when missing); the active one keeps its value. Returns each
+    name's standby slot. The caller then sets the password in the backend, switches the
+    services to that user and records it with `activate`."""
+    for name in names:
+        kept_name(name, ACTIVE)
+    check_length(length)
+    with locked(path) as stored:
+        _check_known(path, stored, names)
+        standby = {n: SLOTS[1 - SLOTS.index(active_slot(stored, n))] for n in names}
+        if standby and apply:
+            for name, slot in standby.items():
+                key = slot_name(name, slot)
+                stored[key] = new_value(length, stored.get(key))
+            write(path, stored)
+    return standby
+
+
+def activate(path: Path, slots: Mapping[str, str], apply: bool = True) -> list[str]:
+    """Record which slot each name's services use now (after they switched). Returns the
+    names whose active slot changed (would change), sorted; the password must exist."""
+    with locked(path) as stored:
+        for name, slot in slots.items():
+            kept_name(name, ACTIVE)
+            if slot_name(name, slot) not in stored:
+                raise SecretStoreError(f"{path}: {name} has no password in slot {slot}")
+            active_slot(stored, name)
+        changed = sorted(n for n, slot in slots.items() if active_slot(stored, n) != slot)
+        if changed and apply:
+            for name in changed:
+                stored[name + ACTIVE] = slots[name]
+            write(path, stored)
+    return changed

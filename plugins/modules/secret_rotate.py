@@ -61,6 +61,26 @@ options:
     type: list
     elements: str
     default: []
+  alternate:
+    description:
+      - Secrets that are passwords of two users used in turn (the SDN's Keystone user).
+        The user the services do not use (its standby slot) gets a new password, kept as
+        C(<name>) for slot C(a) and C(<name>_b) for slot C(b), created when missing;
+        C(<name>_active) (C(a) when absent) says which one is in use and keeps its value.
+        RV(standby) names each one's standby slot. The caller sets the password in the
+        backend, switches the services, then records the switch with O(activate).
+      - Runs after O(promote) and before O(forget_previous).
+    type: list
+    elements: str
+    default: []
+  activate:
+    description:
+      - A mapping of secret names to the slot (C(a) or C(b)) whose user the services use
+        now, written as C(<name>_active). Runs before O(alternate) in the same call, so
+        that the user the services left gets a new password (its old one stops working).
+      - In check mode with both, RV(standby) is computed from the file as it is.
+    type: dict
+    default: {}
   length:
     description: Length of the new values.
     type: int
@@ -137,6 +157,16 @@ forgotten:
   returned: when O(forget_previous) is given
   type: list
   elements: str
+standby:
+  description: With O(alternate), each name's slot (C(a) or C(b)) that got (would get) a new password.
+  returned: when O(alternate) is given
+  type: dict
+  sample: {sdn_keystone_password: b}
+activated:
+  description: The names whose active slot was (would be) changed by O(activate).
+  returned: when O(activate) is given
+  type: list
+  elements: str
 """
 
 from pathlib import Path
@@ -156,6 +186,8 @@ def main() -> None:
             "overlap": {"type": "bool", "default": False},
             "promote": {"type": "list", "elements": "str", "default": []},
             "forget_previous": {"type": "list", "elements": "str", "default": []},
+            "alternate": {"type": "list", "elements": "str", "default": []},
+            "activate": {"type": "dict", "default": {}},
             "file": {"type": "path"},
             "cluster": {"type": "str"},
         },
@@ -183,6 +215,14 @@ def main() -> None:
         if p["promote"]:
             result["promoted"] = secret_store.promote(path, p["promote"], apply)
             changed = changed or bool(result["promoted"])
+        # The switch first: then `alternate` gives the user left behind a new password.
+        if p["activate"]:
+            slots = {str(k): str(v) for k, v in p["activate"].items()}
+            result["activated"] = secret_store.activate(path, slots, apply)
+            changed = changed or bool(result["activated"])
+        if p["alternate"]:
+            result["standby"] = secret_store.stage_standby(path, p["alternate"], length, apply)
+            changed = changed or bool(result["standby"])
         if p["forget_previous"]:
             result["forgotten"] = secret_store.forget_previous(path, p["forget_previous"], apply)
             changed = changed or bool(result["forgotten"])

@@ -81,3 +81,15 @@ def test_plugin_uses_the_cluster_name(tmp_path: Path, monkeypatch: pytest.Monkey
 def test_plugin_without_a_cluster_says_what_to_set() -> None:
     with pytest.raises(AnsibleLookupError, match="set vrstack_secrets_file"):
         lookup().run(["x"], variables={})
+
+
+def test_a_default_is_returned_for_a_missing_name_and_nothing_is_written(tmp_path: Path) -> None:
+    path = tmp_path / "s.yml"
+    assert lookup().run(["x_active"], variables={}, file=str(path), default="a") == ["a"]
+    assert not path.exists()
+    (value,) = get_secrets(path, ["x"], 32)
+    before = path.read_bytes()
+    got = lookup().run(["x", "x_active"], variables={}, file=str(path), default="a")
+    assert got == [value, "a"] and path.read_bytes() == before
+    with pytest.raises(AnsibleLookupError, match="must match"):
+        lookup().run(["Bad-Name"], variables={}, file=str(path), default="a")

@@ -259,3 +259,84 @@ def test_a_name_too_long_for_its_kept_value_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SecretStoreError, match="must match"):
         secret_store.stage_secrets(path, [name], [], 32)
     assert path.read_bytes() == before
+
+
+# ---- two users in turn (the SDN's Keystone user) -----------------------------------------
+
+KS = "sdn_keystone_password"
+
+
+@pytest.fixture
+def ks_store(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    path = tmp_path / "lab" / "secrets.yml"
+    values = get_secrets(path, [KS, "other_password"], 32)
+    return path, dict(zip([KS, "other_password"], values, strict=True))
+
+
+def test_each_rotation_gives_the_unused_user_a_new_password_and_switches(
+    ks_store: tuple[Path, dict[str, str]],
+) -> None:
+    path, before = ks_store
+    # (active before, standby it stages, the key of the standby's password)
+    for active, standby, key in [("a", "b", KS + "_b"), ("b", "a", KS), ("a", "b", KS + "_b")]:
+        was = stored(path)
+        assert secret_store.active_slot(was, KS) == active
+        assert secret_store.stage_standby(path, [KS], 32) == {KS: standby}
+        now = stored(path)
+        assert now[key] != was.get(key) and len(now[key]) == 32
+        in_use = secret_store.slot_name(KS, active)
+        assert now[in_use] == was[in_use]  # the services' password never changes here
+        assert secret_store.activate(path, {KS: standby}) == [KS]
+        assert secret_store.active_slot(stored(path), KS) == standby
+    assert stored(path)["other_password"] == before["other_password"]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_the_active_record_is_never_rotated_as_a_secret(
+    ks_store: tuple[Path, dict[str, str]],
+) -> None:
+    path, _before = ks_store
+    secret_store.stage_standby(path, [KS], 32)
+    secret_store.activate(path, {KS: "b"})
+    assert rotate_secrets(path, [], ["sdn_keystone_.+"], 32) == [KS, KS + "_b"]
+    assert stored(path)[KS + "_active"] == "b"
+
+
+BAD_ALTERNATES = [
+    # (call, message)
+    (lambda p: secret_store.stage_standby(p, ["never_made"], 32), "no secret named never_made"),
+    (lambda p: secret_store.activate(p, {KS: "b"}), "has no password in slot b"),
+    (lambda p: secret_store.activate(p, {KS: "x"}), "must be a or b"),
+    (lambda p: secret_store.stage_standby(p, ["a" * 60], 32), "must match"),
+]
+
+
+@pytest.mark.parametrize(("call", "message"), BAD_ALTERNATES)
+def test_bad_alternate_requests_change_nothing(
+    ks_store: tuple[Path, dict[str, str]], call: object, message: str
+) -> None:
+    path, _before = ks_store
+    untouched = path.read_bytes()
+    with pytest.raises(SecretStoreError, match=message):
+        call(path)  # type: ignore[operator]
+    assert path.read_bytes() == untouched
+
+
+def test_a_corrupt_active_record_is_refused(ks_store: tuple[Path, dict[str, str]]) -> None:
+    path, before = ks_store
+    secret_store.write(path, {**before, KS + "_active": "c"})
+    with pytest.raises(SecretStoreError, match="_active must be a or b"):
+        secret_store.stage_standby(path, [KS], 32)
+
+
+def test_asking_what_would_change_writes_nothing(ks_store: tuple[Path, dict[str, str]]) -> None:
+    path, _before = ks_store
+    untouched = path.read_bytes()
+    assert secret_store.stage_standby(path, [KS], 32, apply=False) == {KS: "b"}
+    assert path.read_bytes() == untouched
+    secret_store.stage_standby(path, [KS], 32)
+    staged = path.read_bytes()
+    assert secret_store.activate(path, {KS: "b"}, apply=False) == [KS]
+    assert path.read_bytes() == staged
+    assert secret_store.activate(path, {KS: "a"}) == []  # already a: no write
+    assert path.read_bytes() == staged

@@ -237,3 +237,45 @@ def test_secret_rotate_with_an_overlap(tmp_path: Path) -> None:
     assert run(tmp_path, "secret_rotate", forget) == (0, gone)
     assert yaml.safe_load(store.read_text()) == {n: now[n] for n in both}
     assert not any(v in store.read_text() for v in old.values())
+
+
+def test_secret_rotate_two_users_in_turn(tmp_path: Path) -> None:
+    """The SDN's Keystone user: the standby user's password, the switch, then the user
+    left behind gets a new one (playbooks/rotate-secrets.yml, rotate=sdn_keystone)."""
+    store = tmp_path / "store" / "secrets.yml"
+    store.parent.mkdir(mode=0o700)
+    old = {"sdn_keystone_password": "a" * 32, "other": "c" * 32}
+    store.write_text("".join(f"{k}: {v}\n" for k, v in old.items()))
+    store.chmod(0o600)
+    name = "sdn_keystone_password"
+    stage = {"file": str(store), "alternate": [name]}
+    staged = {"changed": True, "rotated": [], "file": str(store), "standby": {name: "b"}}
+    assert run(tmp_path, "secret_rotate", stage, check=True) == (0, staged)
+    assert yaml.safe_load(store.read_text()) == old
+    assert run(tmp_path, "secret_rotate", stage) == (0, staged)
+    first = yaml.safe_load(store.read_text())
+    assert first == {**old, name + "_b": first[name + "_b"]} and first[name + "_b"] != old[name]
+    # The services switched to b: recorded, and a's user (left behind) gets a new password.
+    switch = {"file": str(store), "activate": {name: "b"}, "alternate": [name]}
+    switched = {"changed": True, "rotated": [], "file": str(store), "activated": [name],
+                "standby": {name: "a"}}  # fmt: skip
+    assert run(tmp_path, "secret_rotate", switch, check=True) == (
+        0,
+        {**switched, "standby": {name: "b"}},  # check mode reads the file as it is
+    )
+    assert yaml.safe_load(store.read_text()) == first
+    assert run(tmp_path, "secret_rotate", switch) == (0, switched)
+    after = yaml.safe_load(store.read_text())
+    assert after[name + "_active"] == "b" and after[name + "_b"] == first[name + "_b"]
+    assert after[name] not in (old[name], first[name + "_b"]) and after["other"] == old["other"]
+    # Recording the same switch again changes nothing.
+    again = {"file": str(store), "activate": {name: "b"}}
+    assert run(tmp_path, "secret_rotate", again) == (
+        0,
+        {"changed": False, "rotated": [], "file": str(store), "activated": []},
+    )
+    assert not any(v in store.read_text() for v in (old[name], first[name]) if v != after[name])
+    bad = {"file": str(store), "activate": {name: "c"}}
+    rc, got = run(tmp_path, "secret_rotate", bad)
+    assert rc == 1 and "must be a or b" in str(got["msg"])
+    assert yaml.safe_load(store.read_text()) == after
