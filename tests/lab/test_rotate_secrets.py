@@ -9,6 +9,12 @@ config API and the collector as the secrets file has it at that moment: no faile
 the old values refused after, the SDN daemons reloaded (same PIDs) and the agents' XMPP
 sessions kept.
 
+Then the SDN APIs' Keystone user (`-e rotate=sdn_keystone`: two users in turn) while a
+project member's and an admin's fresh Keystone tokens are used on the config API and the
+collector every 0.25 s: no failed answer, the APIs switched users by a reload (same
+PIDs), a member's token is accepted after, and the old user's old password no longer
+logs in to Keystone.
+
 Run by the lead on a deployed lab (`make lab`), never by hand on a shared machine:
 
     ./scripts/run-pytest.sh -rA tests/lab/test_rotate_secrets.py
@@ -308,12 +314,16 @@ class TokenPoller:
     answers: int = 0
     failures: list[tuple[float, str, str]] = field(default_factory=list)
 
+    def tokens(self) -> dict[str, str]:
+        """Each name's token for this round: its value in the secrets file now."""
+        current = secrets_file()
+        return {name: current[name] for name in self.urls}
+
     def run(self) -> None:
         while not self.stop.is_set() and self.rounds < TOKEN_POLL_ROUNDS:
-            current = secrets_file()
-            for name, url in self.urls.items():
+            for name, token in self.tokens().items():
                 try:
-                    status = get(url, current[name])
+                    status = get(self.urls[name], token)
                 except (OSError, http.client.HTTPException) as exc:  # refused, reset, timeout
                     self.failures.append((time.monotonic(), name, type(exc).__name__))
                     continue
@@ -322,6 +332,31 @@ class TokenPoller:
                     self.failures.append((time.monotonic(), name, str(status)))
             self.rounds += 1
             self.stop.wait(POLL_INTERVAL)
+
+
+def rotate_while_polling(poller: TokenPoller, rotate: str) -> subprocess.CompletedProcess[str]:
+    """The playbook with `-e rotate=<rotate>` while `poller` runs in a thread (from 2 s
+    before to 3 s after)."""
+    thread = threading.Thread(target=poller.run, daemon=True)
+    thread.start()
+    time.sleep(2)
+    try:
+        out = run_playbook("-e", asking([rotate]), timeout=TOKEN_ROTATION_LIMIT)
+        time.sleep(3)
+    finally:
+        poller.stop.set()
+        thread.join(timeout=60)
+    return out
+
+
+def no_failed_answer(p: TokenPoller, what: str) -> None:
+    """Print the poller's counts, then: it ran, and no answer failed (the target)."""
+    print(
+        f"\n{what}: {p.rounds} rounds, {p.answers} answers, {len(p.failures)} failed "
+        f"({sorted({f'{name} {why}' for _t, name, why in p.failures})})"
+    )
+    assert p.rounds > 20, f"only {p.rounds} polling rounds: the poller did not run"
+    assert not p.failures, f"failed answers (target 0): {p.failures[:10]}"
 
 
 def unit_pids(lab: Lab) -> dict[str, str]:
@@ -367,15 +402,7 @@ def token_rotation(lab: Lab) -> Iterator[TokenRotation]:
     before = secrets_file()
     pids, agents = unit_pids(lab), agent_views(lab)
     poller = TokenPoller(urls)
-    thread = threading.Thread(target=poller.run, daemon=True)
-    thread.start()
-    time.sleep(2)
-    try:
-        out = run_playbook("-e", asking(["sdn_tokens"]), timeout=TOKEN_ROTATION_LIMIT)
-        time.sleep(3)
-    finally:
-        poller.stop.set()
-        thread.join(timeout=60)
+    out = rotate_while_polling(poller, "sdn_tokens")
     yield TokenRotation(
         before,
         secrets_file(),
@@ -403,13 +430,7 @@ def test_every_sdn_token_changed_and_nothing_is_left_of_the_old_ones(
 def test_the_sdn_apis_answered_every_poll_with_the_current_token(
     token_rotation: TokenRotation,
 ) -> None:
-    p = token_rotation.poller
-    print(
-        f"\ntoken rotation: {p.rounds} rounds, {p.answers} answers, {len(p.failures)} failed "
-        f"({sorted({f'{name} {what}' for _t, name, what in p.failures})})"
-    )
-    assert p.rounds > 20, f"only {p.rounds} polling rounds: the poller did not run"
-    assert not p.failures, f"failed answers (target 0): {p.failures[:10]}"
+    no_failed_answer(token_rotation.poller, "token rotation")
 
 
 def test_the_old_tokens_are_refused_and_the_new_accepted(token_rotation: TokenRotation) -> None:
@@ -439,3 +460,130 @@ def test_the_agents_kept_their_xmpp_sessions_and_config(token_rotation: TokenRot
         # Its port-state writes were not refused on the way (the agent token switched).
         errors = [v["counters"].get("status_errors", 0) for v in (view, now)]
         assert errors[0] == errors[1], f"{host}: status_errors {errors[0]} -> {errors[1]}"
+
+
+# ---- the SDN APIs' Keystone user: two users in turn, no failed answer ---------------------
+# docs/security.md, "The SDN's Keystone user, without a gap": the user not in use gets a new
+# password, the config API and the collector switch to it by SIGHUP, then the old user's
+# password changes (Keystone revokes its tokens). Every round takes fresh tokens, so the
+# APIs must validate each with Keystone as their service user (no cached answer helps).
+
+KS = "sdn_keystone_password"
+KS_USERS = {"a": "vrstack-sdn", "b": "vrstack-sdn-b"}
+
+
+def ks_slot(stored: dict[str, str]) -> str:
+    return stored.get(KS + "_active", "a")
+
+
+def ks_password(stored: dict[str, str], slot: str) -> str | None:
+    return stored.get(KS if slot == "a" else KS + "_b")
+
+
+def service_login(env: dict[str, str], user: str, password: str) -> int:
+    """Keystone's answer to the SDN service user's own login (201, or 401 refused)."""
+    login = env | {"OS_USERNAME": user, "OS_PASSWORD": password, "OS_PROJECT_NAME": "service",
+                   "OS_USER_DOMAIN_NAME": "Default", "OS_PROJECT_DOMAIN_NAME": "Default"}  # fmt: skip
+    try:
+        issue_token(login, catalog=False)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    return 201
+
+
+@dataclass
+class KeystonePoller(TokenPoller):
+    """Each round: a fresh Keystone token per name (so the APIs must validate each with
+    Keystone as their service user; no cached answer helps), from `envs[name]`'s login."""
+
+    envs: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def tokens(self) -> dict[str, str]:
+        fresh = {}
+        for name, env in self.envs.items():
+            try:
+                fresh[name] = issue_token(env, catalog=False)[0]
+            except urllib.error.HTTPError as exc:  # Keystone refused the person's login
+                self.failures.append((time.monotonic(), name, f"keystone {exc.code}"))
+            except (OSError, http.client.HTTPException) as exc:
+                self.failures.append((time.monotonic(), name, f"keystone {type(exc).__name__}"))
+        return fresh
+
+
+@dataclass(frozen=True)
+class KeystoneUserRotation:
+    before: dict[str, str]
+    after: dict[str, str]
+    output: str
+    poller: KeystonePoller
+    pids: tuple[dict[str, str], dict[str, str]]
+    member_env: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def keystone_user_rotation(
+    lab: Lab, member: Cli, admin_env: dict[str, str]
+) -> Iterator[KeystoneUserRotation]:
+    endpoints = lab.model["endpoints"]
+    # A member's token on the config API; an admin's on the collector (may read /status).
+    urls = {
+        "config API, member": endpoints["api_url"] + "/projects",
+        "collector, admin": endpoints["analytics_url"] + "/status",
+    }
+    envs = {"config API, member": member.env, "collector, admin": admin_env}
+    before, pids = secrets_file(), unit_pids(lab)
+    poller = KeystonePoller(urls, envs=envs)
+    out = rotate_while_polling(poller, "sdn_keystone")
+    yield KeystoneUserRotation(
+        before, secrets_file(), out.stdout + out.stderr, poller, (pids, unit_pids(lab)),
+        member.env,
+    )  # fmt: skip
+
+
+def test_the_apis_use_the_other_keystone_user_now(
+    keystone_user_rotation: KeystoneUserRotation,
+) -> None:
+    r = keystone_user_rotation
+    was, now = ks_slot(r.before), ks_slot(r.after)
+    assert now != was, f"still slot {was}: the switch was not recorded"
+    assert ks_password(r.after, was) != ks_password(r.before, was), "the old user kept its password"
+    assert ks_password(r.after, now) != ks_password(r.before, now)
+    extra = {KS + "_b", KS + "_active"}
+    others = sorted(k for k in r.before if k not in extra | {KS} and r.after.get(k) != r.before[k])
+    assert not others, f"other secrets changed: {others}"
+    values = [v for v in (*r.before.values(), *r.after.values()) if len(v) >= 16]
+    shown = [v for v in values if v in r.output]
+    assert not shown, f"the playbook's output shows {len(shown)} secret values"
+
+
+def test_the_sdn_apis_validated_every_token_during_the_switch(
+    keystone_user_rotation: KeystoneUserRotation,
+) -> None:
+    no_failed_answer(keystone_user_rotation.poller, "keystone user rotation")
+
+
+def test_a_members_token_is_accepted_after_the_switch(
+    keystone_user_rotation: KeystoneUserRotation, lab: Lab
+) -> None:
+    token = issue_token(keystone_user_rotation.member_env, catalog=False)[0]
+    assert get(lab.model["endpoints"]["api_url"] + "/projects", token) == 200
+
+
+def test_the_sdn_apis_reloaded_rather_than_restarted(
+    keystone_user_rotation: KeystoneUserRotation,
+) -> None:
+    before, after = keystone_user_rotation.pids
+    moved = {u: (before[u], after.get(u)) for u in before if after.get(u) != before[u]}
+    assert not moved, f"restarted (main PID before, after): {moved}"
+
+
+def test_the_old_password_no_longer_logs_in(
+    keystone_user_rotation: KeystoneUserRotation, admin_env: dict[str, str]
+) -> None:
+    r = keystone_user_rotation
+    was, now = ks_slot(r.before), ks_slot(r.after)
+    old = ks_password(r.before, was)
+    assert old is not None
+    assert service_login(admin_env, KS_USERS[was], old) == 401
+    assert service_login(admin_env, KS_USERS[was], str(ks_password(r.after, was))) == 201
+    assert service_login(admin_env, KS_USERS[now], str(ks_password(r.after, now))) == 201

@@ -29,12 +29,15 @@ STORED = {
     "rabbitmq_neutron_password": "I" * 32,
     "rabbitmq_erlang_cookie": "J" * 20,
     "sdn_api_admin_token": "K" * 32,
+    "sdn_keystone_password": "Q" * 32,
 }
 SERVICE_PASSWORDS = sorted(
     k
     for k in STORED
-    if k.endswith("_password") and k not in ("keystone_admin_password", "mariadb_root_password")
+    if k.endswith("_password")
+    and k not in ("keystone_admin_password", "mariadb_root_password", "sdn_keystone_password")
 )
+NO_KEYSTONE_USER: dict[str, str] = {}
 
 
 @pytest.fixture
@@ -81,12 +84,15 @@ def plan(result: dict[str, Any]) -> dict[str, Any]:
 
 def changed_names(store: Path) -> list[str]:
     """The secrets with new values: changed in place, or (a token) waiting as <name>_next
-    while <name> keeps the value every server accepts."""
+    while <name> keeps the value every server accepts, or (the SDN's Keystone user) the
+    standby user's password <name>_b while <name> keeps the one in use."""
     now = yaml.safe_load(store.read_text())
     waiting = sorted(k.removesuffix("_next") for k in now if k.endswith("_next"))
-    assert set(now) == set(STORED) | {k + "_next" for k in waiting}
+    standby = sorted(k.removesuffix("_b") for k in now if k.endswith("_b"))
+    assert set(now) == set(STORED) | {k + "_next" for k in waiting} | {k + "_b" for k in standby}
     assert all(now[k] == STORED[k] != now[k + "_next"] for k in waiting)
-    return sorted([*(k for k in STORED if now[k] != STORED[k]), *waiting])
+    assert all(now[k] == STORED[k] != now[k + "_b"] for k in standby)
+    return sorted([*(k for k in STORED if now[k] != STORED[k]), *waiting, *standby])
 
 
 def asking(value: Any) -> str:
@@ -102,6 +108,7 @@ def test_nothing_asked_rotates_nothing(store: Path) -> None:
         "roles": [],
         "tokens": [],
         "staged": [],
+        "sdn_keystone": NO_KEYSTONE_USER,
     }
     assert result["stats"]["c1"]["changed"] == 0
     assert changed_names(store) == []
@@ -138,10 +145,10 @@ ASKED = [
         [],
         ["sdn_api_admin_token"],
     ),
-    (  # all, in brackets: every service password and the SDN's tokens, not the admin's,
-        # root's or the cookie
+    (  # all, in brackets: every service password, the SDN's tokens and Keystone user,
+        # not the admin's, root's or the cookie
         "rotate=[all]",
-        [*SERVICE_PASSWORDS, "sdn_api_admin_token"],
+        [*SERVICE_PASSWORDS, "sdn_api_admin_token", "sdn_keystone_password"],
         True,
         [
             "keystone",
@@ -163,16 +170,19 @@ def test_what_is_asked_is_rotated_and_the_roles_that_use_it_planned(
 ) -> None:
     rc, result = play(store, "-e", extra)
     assert rc == 0
+    user = "sdn_keystone_password" in rotated
     assert plan(result) == {
         "rotated": rotated,
         "fernet": fernet,
         "roles": roles,
         "tokens": tokens,
         "staged": tokens,
+        "sdn_keystone": {"to": "b", "from": "a"} if user else NO_KEYSTONE_USER,
     }
     assert changed_names(store) == rotated
-    # One change per rotating task (the passwords', the tokens').
-    assert result["stats"]["c1"]["changed"] == (rotated != tokens) + bool(tokens)
+    # One change per rotating task (the passwords', the tokens', the Keystone user's).
+    others = [n for n in rotated if n not in tokens and n != "sdn_keystone_password"]
+    assert result["stats"]["c1"]["changed"] == bool(others) + bool(tokens) + user
     # Names only: no value, old or new, in the output.
     values = list(STORED.values()) + list(yaml.safe_load(store.read_text()).values())
     assert not any(v in json.dumps(result) for v in values if len(v) == 32)
@@ -180,7 +190,7 @@ def test_what_is_asked_is_rotated_and_the_roles_that_use_it_planned(
 
 @pytest.mark.parametrize(
     "asked",
-    [["keystone_admin_password"], ["mariadb_root_password"], ["sdn_keystone_password"], ["bogus"]],
+    [["keystone_admin_password"], ["mariadb_root_password"], ["bogus"]],
 )
 def test_what_it_does_not_rotate_is_refused_before_anything_changes(
     store: Path, asked: list[str]
@@ -220,6 +230,7 @@ def test_a_token_rotation_stopped_half_way_is_finished_not_rotated_again(store: 
         "roles": [],
         "tokens": ["sdn_api_admin_token"],
         "staged": ["sdn_api_admin_token"],
+        "sdn_keystone": NO_KEYSTONE_USER,
     }
     assert yaml.safe_load(store.read_text()) == first
     assert result["stats"]["c1"]["changed"] == 0
@@ -291,3 +302,75 @@ def test_the_passes_give_each_token_its_old_and_new_values(store: Path, tmp_path
         "__old_an_reader": [],
     }
     assert yaml.safe_load(store.read_text()) == values  # no secret made by the lookups
+
+
+# ---- the SDN APIs' Keystone user: two users in turn --------------------------------------
+
+
+def keystone_user_plan(store: Path, *args: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    rc, result = play(store, *args)
+    assert rc == 0
+    got = plan(result)
+    assert got["rotated"] == (["sdn_keystone_password"] if got["sdn_keystone"] else [])
+    values = list(STORED.values()) + list(yaml.safe_load(store.read_text()).values())
+    assert not any(v in json.dumps(result) for v in values if len(v) == 32)
+    return got["sdn_keystone"], yaml.safe_load(store.read_text())
+
+
+def test_the_keystone_user_not_in_use_gets_the_new_password(store: Path) -> None:
+    """The file says which user the APIs use (a when it does not say): the other one gets
+    a new password, the one in use keeps its own until the APIs have switched (the plays
+    "Keystone user" record the switch, then change the old user's)."""
+    switch, now = keystone_user_plan(store, "-e", asking(["sdn_keystone"]))
+    assert switch == {"to": "b", "from": "a"}
+    assert now["sdn_keystone_password"] == STORED["sdn_keystone_password"]
+    assert now["sdn_keystone_password_b"] not in STORED.values()
+    assert "sdn_keystone_password_active" not in now  # recorded by play (3) only
+    # After a rotation to b: the next one goes back to a, b's password stays.
+    now["sdn_keystone_password_active"] = "b"
+    store.write_text(yaml.safe_dump(now))
+    switch, after = keystone_user_plan(store, "-e", asking(["sdn_keystone_password"]))
+    assert switch == {"to": "a", "from": "b"}
+    assert after["sdn_keystone_password"] != now["sdn_keystone_password"]
+    assert after["sdn_keystone_password_b"] == now["sdn_keystone_password_b"]
+
+
+def test_one_keystone_user_rotates_in_place(store: Path) -> None:
+    single = json.dumps({"rotate": ["sdn_keystone"], "sdn_keystone_users_alternate": False})
+    switch, now = keystone_user_plan(store, "-e", single)
+    assert switch == {"to": "a", "from": "a"}  # play (3) does not run
+    assert now["sdn_keystone_password"] != STORED["sdn_keystone_password"]
+    assert "sdn_keystone_password_b" not in now
+
+
+def test_no_keystone_user_without_keystone_auth_or_in_check_mode(store: Path) -> None:
+    off = json.dumps({"rotate": ["sdn_keystone"], "sdn_keystone_auth": False})
+    assert keystone_user_plan(store, "-e", off)[0] == NO_KEYSTONE_USER
+    assert changed_names(store) == []
+    switch, _now = keystone_user_plan(store, "--check", "-e", asking(["sdn_keystone"]))
+    assert switch == {"to": "b", "from": "a"}
+    assert changed_names(store) == []
+
+
+def test_the_keystone_user_plays_skip_check_mode_and_name_the_slots() -> None:
+    """The plays' own variables: nothing in check mode; play (3) records `to` and sets
+    the password of `from`, and only when they differ (one user: no step 3)."""
+    plays = yaml.safe_load((ROOT / "playbooks/rotate-secrets.yml").read_text())
+    ks = [p for p in plays if p["name"].startswith("Keystone user")]
+    assert [p["hosts"] for p in ks] == ["controller[0]", "analytics:controller", "controller[0]"]
+    assert ks[0]["vars"]["__ks"] == (
+        "{{ {} if ansible_check_mode else __rotate_plan.sdn_keystone }}"
+    )
+    record, old_user = ks[2]["tasks"]
+    assert record["vrstack.cloud.secret_rotate"]["alternate"] == ["sdn_keystone_password"]
+    assert "__ks.to" in record["vrstack.cloud.secret_rotate"]["activate"]
+    assert old_user["vars"] == {"sdn_config_keystone_slot": "{{ __ks.from }}"}
+    assert all("__ks.to != __ks.from" in t["when"] for t in (record, old_user))
+    switch = {t["ansible.builtin.include_role"]["name"]: t["vars"] for t in ks[1]["tasks"]}
+    assert switch == {
+        "vrstack.cloud.sdn_analytics": {"sdn_analytics_keystone_slot": "{{ __ks.to }}"},
+        "vrstack.cloud.sdn_config": {"sdn_config_keystone_slot": "{{ __ks.to }}"},
+    }
+    # Before the token passes: they run the SDN roles with the slot the file records.
+    names = [p["name"] for p in plays]
+    assert names.index(ks[2]["name"]) < min(i for i, n in enumerate(names) if "Tokens" in n)

@@ -13,9 +13,6 @@ password changes, as Keystone does.
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import signal
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,6 +21,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from test_token_rotation import Poller, hup, write_auth
 
 from vrstack.config import auth, keystone
 from vrstack.config.testing import Daemon
@@ -188,48 +186,6 @@ async def test_a_login_under_way_during_the_swap_serves_only_its_request() -> No
 # ---- vrstack-api as a process -------------------------------------------------------------
 
 
-def write_config(d: Daemon, config: dict[str, Any], auth_section: dict[str, Any]) -> None:
-    config["auth"] = auth_section
-    tmp = d.config_path.with_suffix(".new")
-    tmp.write_text(json.dumps(config))
-    tmp.replace(d.config_path)
-
-
-def hup(d: Daemon, event: str = "reloaded", timeout: float = 10.0) -> None:
-    assert d.proc is not None
-    before = sum(1 for line in d.logs() if line.get("msg") == event)
-    os.kill(d.proc.pid, signal.SIGHUP)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if sum(1 for line in d.logs() if line.get("msg") == event) > before:
-            return
-        assert d.proc.poll() is None, f"the daemon exited on SIGHUP: {d.log_path.read_text()}"
-        time.sleep(0.02)
-    raise AssertionError(f"no {event!r} in the log after SIGHUP")
-
-
-class Poller:
-    """GET `path` with a person's Keystone token every 20 ms, until stopped."""
-
-    def __init__(self, url: str, path: str, token: str) -> None:
-        self.url, self.path, self.token = url, path, token
-        self.answers: dict[int, int] = {}
-        self.errors: list[str] = []
-        self.stop = asyncio.Event()
-
-    async def run(self) -> None:
-        async with aiohttp.ClientSession() as session:
-            while not self.stop.is_set():
-                try:
-                    async with session.get(
-                        self.url + self.path, headers={"X-Auth-Token": self.token}
-                    ) as resp:
-                        self.answers[resp.status] = self.answers.get(resp.status, 0) + 1
-                except (aiohttp.ClientError, OSError) as exc:
-                    self.errors.append(type(exc).__name__)
-                await asyncio.sleep(0.02)
-
-
 async def api_with_user_a(tmp_path: Path, url: str) -> tuple[Daemon, dict[str, Any]]:
     config: dict[str, Any] = {
         "listen": {"host": "127.0.0.1", "port": 0},
@@ -258,7 +214,7 @@ async def test_the_api_switches_users_by_sighup_with_no_failed_request(tmp_path:
         assert set(fake.validated_by) == {USER_A}
         # 1. the standby user gets its (new) password; 2. the API switches to it
         fake.set_password(USER_B, PW_B)
-        write_config(d, config, section(url, USER_B, PW_B))
+        write_auth(d, config, section(url, USER_B, PW_B))
         await asyncio.to_thread(hup, d)
         switched = len(fake.validated_by)
         # 3. only now the old user's password changes: Keystone revokes its tokens
@@ -266,7 +222,7 @@ async def test_the_api_switches_users_by_sighup_with_no_failed_request(tmp_path:
         await asyncio.sleep(0.4)
         assert fake.validated_by[switched:] and set(fake.validated_by[switched:]) == {USER_B}
         # A file without the password is refused; the API keeps validating as B.
-        write_config(d, config, section(url, USER_B, None))
+        write_auth(d, config, section(url, USER_B, None))
         await asyncio.to_thread(hup, d, "reload refused")
         await asyncio.sleep(0.2)
         assert fake.validated_by[-1] == USER_B
