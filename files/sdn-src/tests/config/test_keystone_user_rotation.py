@@ -4,10 +4,10 @@ The rotation (docs/security.md, "The SDN's Keystone user, without a gap") keeps 
 service users: the standby one gets a new password, the APIs switch to it by a reload
 (they read `auth.keystone` again), and only then does the old user's password change,
 which makes Keystone revoke its tokens. Here: the reload's all-or-nothing swap, the
-validator dropping the old user's token, and vrstack-api as a real process switching
-users while a person's Keystone token is used every 20 ms, against a fake Keystone (the
-neighbour; test_keystone_live.py runs the real one) that revokes a user's tokens when its
-password changes, as Keystone does.
+validator dropping the old user's token, and vrstack-api and vrstack-collector as real
+processes switching users while a person's Keystone token is used every 20 ms, against a
+fake Keystone (the neighbour; test_keystone_live.py runs the real one) that revokes a
+user's tokens when its password changes, as Keystone does.
 """
 
 from __future__ import annotations
@@ -183,31 +183,47 @@ async def test_a_login_under_way_during_the_swap_serves_only_its_request() -> No
         await fake.stop()
 
 
-# ---- vrstack-api as a process -------------------------------------------------------------
+# ---- vrstack-api and vrstack-collector as processes ---------------------------------------
+
+DAEMONS = [
+    # module, a GET an admin's Keystone token may make, the rest of its config
+    ("vrstack.config.main", "/projects", {"store": {"backend": "sqlite", "path": "x.db"}}),
+    (  # the collector asks the config API for a project's networks (not for an admin)
+        "vrstack.analytics.main",
+        "/status",
+        {"store": {"path": "x.db"}, "config_api": {"url": "http://127.0.0.1:9"}},
+    ),
+]
 
 
-async def api_with_user_a(tmp_path: Path, url: str) -> tuple[Daemon, dict[str, Any]]:
+async def daemon_with_user_a(
+    tmp_path: Path, url: str, module: str = DAEMONS[0][0], extra: dict[str, Any] | None = None
+) -> tuple[Daemon, dict[str, Any]]:
     config: dict[str, Any] = {
         "listen": {"host": "127.0.0.1", "port": 0},
-        "store": {"backend": "sqlite", "path": str(tmp_path / "api.db")},
+        **(extra or DAEMONS[0][2]),
         "auth": section(url, USER_A, PW_A),
         "log": {"level": "info"},
     }
-    d = Daemon("vrstack.config.main", config, tmp_path, "api")
+    config["store"] = {**config["store"], "path": str(tmp_path / "x.db")}
+    d = Daemon(module, config, tmp_path, "svc")
     await asyncio.to_thread(d.start)
     return d, config
 
 
 @pytest.mark.asyncio
-async def test_the_api_switches_users_by_sighup_with_no_failed_request(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("module", "path", "extra"), DAEMONS, ids=["api", "collector"])
+async def test_the_apis_switch_users_by_sighup_with_no_failed_request(
+    tmp_path: Path, module: str, path: str, extra: dict[str, Any]
+) -> None:
     fake = FakeKeystone()
     url = await fake.start()
     fake.set_password(USER_A, PW_A)
     alice = fake.issue("alice")
-    d, config = await api_with_user_a(tmp_path, url)
+    d, config = await daemon_with_user_a(tmp_path, url, module, extra)
     assert d.proc is not None
     pid = d.proc.pid
-    poller = Poller(d.url, "/projects", alice)
+    poller = Poller(d.url, path, alice)
     polling = asyncio.create_task(poller.run())
     try:
         await asyncio.sleep(0.3)
@@ -231,7 +247,7 @@ async def test_the_api_switches_users_by_sighup_with_no_failed_request(tmp_path:
         await polling
         rc = await asyncio.to_thread(d.terminate)
         await fake.stop()
-    assert d.proc.pid == pid and rc == 0, "the API restarted or did not stop cleanly"
+    assert d.proc.pid == pid and rc == 0, "the daemon restarted or did not stop cleanly"
     assert poller.errors == [], f"connections failed: {poller.errors[:5]}"
     assert set(poller.answers) == {200} and sum(poller.answers.values()) > 30, poller.answers
     logged = d.log_path.read_text()
@@ -246,7 +262,7 @@ async def test_without_the_switch_a_password_change_leaves_a_gap(tmp_path: Path)
     url = await fake.start()
     fake.set_password(USER_A, PW_A)
     alice = fake.issue("alice")
-    d, _config = await api_with_user_a(tmp_path, url)
+    d, _config = await daemon_with_user_a(tmp_path, url)
     try:
         async with aiohttp.ClientSession() as session:
             headers = {"X-Auth-Token": alice}
