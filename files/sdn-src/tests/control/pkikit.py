@@ -85,3 +85,29 @@ class CA:
             )
         )
         return issued
+
+    def write_crl(self, path: Path, revoked: tuple[Issued, ...] = ()) -> None:
+        """A CRL of this CA (valid a day) revoking `revoked`, written atomically like the
+        deploy: a reader sees the old file or the new one."""
+        now = datetime.datetime.now(datetime.UTC)
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(self.cert.subject)
+            .last_update(now - datetime.timedelta(minutes=5))
+            .next_update(now + datetime.timedelta(days=1))
+        )
+        for issued in revoked:
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder()
+                .serial_number(serial(issued))
+                .revocation_date(now - datetime.timedelta(minutes=1))
+                .build()
+            )
+        crl = builder.sign(self.key, hashes.SHA256())
+        tmp = path.with_suffix(".new")
+        tmp.write_bytes(crl.public_bytes(serialization.Encoding.PEM))
+        tmp.replace(path)
+
+
+def serial(issued: Issued) -> int:
+    return x509.load_pem_x509_certificate(issued.cert.read_bytes()).serial_number

@@ -2,22 +2,25 @@
 verified (and, when configured, mutual) TLS stream; a certificate from another CA, no
 certificate, a wrong server name and a plain-TCP agent are refused, and the control node
 logs each refusal with the peer's address and the reason (another CA, none, expired,
-self-signed). Certificates come from pkikit's throwaway CA."""
+self-signed, revoked by the CRL). Certificates and CRLs come from pkikit's throwaway CA."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
+import os
+import signal
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import pytest_asyncio
 from controlkit import Cluster, instance_name
-from pkikit import CA, Issued
+from pkikit import CA, Issued, serial
 
 from vrstack.agent import main as agent_main
 from vrstack.agent.session import ControlSession
@@ -455,19 +458,13 @@ def test_bad_agent_tls_config_names_file_and_field(
 # ---- vrstack-control as a process: refusals in its JSON log ---------------------------
 
 
-@pytest.mark.asyncio
-async def test_daemon_logs_refused_agents(
-    pki: Pki, cluster: Cluster, tmp_path: Path, agents: Callable[..., Running]
-) -> None:
-    c = cluster.client
-    project = await c.create("project", {"name": "demo"})
-    blue = await cluster.network(project, "blue", "198.18.10.0/24")
-    inst = instance_name(await cluster.instance_of(blue))
-    cfg = {
+def daemon_config(pki: Pki, url: str, bgp_address: str, **tls_more: Any) -> dict[str, Any]:
+    """vrstack-control's config with mutual TLS on XMPP (and `tls_more`, e.g. a CRL)."""
+    return {
         "name": "ctl-tls",
-        "api": {"url": cluster.url, "token": ADMIN_TOKEN},
+        "api": {"url": url, "token": ADMIN_TOKEN},
         "listen": {"host": "127.0.0.1", "port": 0},
-        "bgp": {"address": "127.0.0.45", "port": free_port()},
+        "bgp": {"address": bgp_address, "port": free_port()},
         "xmpp": {
             "host": "127.0.0.1",
             "port": 0,
@@ -476,9 +473,22 @@ async def test_daemon_logs_refused_agents(
                 "key": str(pki.control.key),
                 "ca": str(pki.ca.path),
                 "verify_client": True,
+                **tls_more,
             },
         },
+        "log": {"level": "info"},
     }
+
+
+@pytest.mark.asyncio
+async def test_daemon_logs_refused_agents(
+    pki: Pki, cluster: Cluster, tmp_path: Path, agents: Callable[..., Running]
+) -> None:
+    c = cluster.client
+    project = await c.create("project", {"name": "demo"})
+    blue = await cluster.network(project, "blue", "198.18.10.0/24")
+    inst = instance_name(await cluster.instance_of(blue))
+    cfg = daemon_config(pki, cluster.url, "127.0.0.45")
     daemon = Daemon("vrstack.control.main", cfg, tmp_path, "control")
     daemon.start()
     try:
@@ -499,3 +509,113 @@ async def test_daemon_logs_refused_agents(
         assert daemon.terminate() == 0
     finally:
         daemon.kill()
+
+
+# ---- revoked certificates (issue 11): the CRL, read on SIGHUP or when it changes -------
+
+
+async def introspect(daemon: Daemon) -> dict[str, Any]:
+    async with aiohttp.ClientSession() as s, s.get(daemon.url + "/introspect") as resp:
+        assert resp.status == 200
+        body: dict[str, Any] = await resp.json()
+        return body
+
+
+def logged(daemon: Daemon, msg: str) -> list[dict[str, Any]]:
+    return [line for line in daemon.logs() if line.get("msg") == msg]
+
+
+@pytest.mark.asyncio
+async def test_revoked_agent_is_refused_after_sighup_and_others_still_connect(
+    pki: Pki, cluster: Cluster, tmp_path: Path, agents: Callable[..., Running]
+) -> None:
+    """remove-compute's path: an agent is up; its serial goes into the CRL and the
+    daemon gets SIGHUP; the same agent is refused on reconnect, logged with its
+    certificate's subject and serial, and another agent still connects."""
+    crl = tmp_path / "crl.pem"
+    pki.ca.write_crl(crl)  # the deployment's CRL, nothing revoked yet
+    cfg = daemon_config(pki, cluster.url, "127.0.0.46", crl=str(crl))
+    daemon = Daemon("vrstack.control.main", cfg, tmp_path, "control")
+    daemon.start()
+    try:
+        intro = await introspect(daemon)
+        assert intro["xmpp_tls"] == "mutual" and intro["xmpp_crl"] is True
+        port = intro["xmpp_port"]
+        first = agents("compute1", port, agent_files(pki, pki.compute1))
+        await until(lambda: first.session.up)
+
+        pki.ca.write_crl(crl, (pki.compute1,))
+        loaded = len(logged(daemon, "CRL loaded"))
+        assert daemon.proc is not None
+        os.kill(daemon.proc.pid, signal.SIGHUP)
+        await until(lambda: len(logged(daemon, "CRL loaded")) > loaded)
+        await until(lambda: logged(daemon, "reloaded"))
+        assert first.session.up  # a session made before the revocation stays
+
+        first.stop.set()
+        await asyncio.wait_for(first.task, 10)
+        again = agents("compute1", port, agent_files(pki, pki.compute1))
+        refused = await until(lambda: logged(daemon, "agent refused"))
+        reason = refused[0]["reason"]
+        assert reason.startswith("certificate not accepted: certificate revoked"), reason
+        assert f"(subject CN=compute1, serial {serial(pki.compute1):x})" in reason, reason
+        other = agents("compute2", port, agent_files(pki, pki.compute2))
+        await until(lambda: other.session.up)
+        await asyncio.sleep(1.0)  # the revoked agent keeps retrying
+        assert not again.session.up
+        intro = await introspect(daemon)
+        assert [a["name"] for a in intro["agents"]] == ["compute2"]
+        assert intro["agents_refused"] >= 1
+        assert all("revoked" in r["reason"] for r in logged(daemon, "agent refused"))
+        assert daemon.terminate() == 0
+    finally:
+        daemon.kill()
+
+
+@pytest.mark.asyncio
+async def test_without_the_crl_file_agents_connect_and_the_file_is_read_when_it_comes(
+    pki: Pki, cluster: Cluster, tmp_path: Path, agents: Callable[..., Running]
+) -> None:
+    crl = tmp_path / "crl.pem"  # named but not there: as before the CRL
+    cfg = daemon_config(pki, cluster.url, "127.0.0.47", crl=str(crl))
+    daemon = Daemon("vrstack.control.main", cfg, tmp_path, "control")
+    daemon.start()
+    try:
+        intro = await introspect(daemon)
+        assert intro["xmpp_crl"] is False
+        first = agents("compute1", intro["xmpp_port"], agent_files(pki, pki.compute1))
+        await until(lambda: first.session.up)
+        no_crl = "no CRL configured: client certificates are not checked for revocation"
+        assert len(logged(daemon, no_crl)) == 1
+        # The pki role copies the file in, no SIGHUP: the next handshake reads it.
+        pki.ca.write_crl(crl, (pki.compute1,))
+        first.stop.set()
+        await asyncio.wait_for(first.task, 10)
+        again = agents("compute1", intro["xmpp_port"], agent_files(pki, pki.compute1))
+        refused = await until(lambda: logged(daemon, "agent refused"))
+        assert "certificate revoked" in refused[0]["reason"]
+        assert not again.session.up
+        assert (await introspect(daemon))["xmpp_crl"] is True
+        assert daemon.terminate() == 0
+    finally:
+        daemon.kill()
+
+
+def test_a_crl_needs_verify_client(pki: Pki, tmp_path: Path) -> None:
+    cfg = control_config(cert=str(pki.control.cert), key=str(pki.control.key), crl="/x.pem")
+    with pytest.raises(ConfigError, match=r"xmpp\.tls\.crl: needs verify_client: true"):
+        control_main.load(settings(tmp_path, cfg))
+
+
+def test_a_crl_file_that_is_no_crl_stops_the_daemon_naming_the_field(
+    pki: Pki, tmp_path: Path
+) -> None:
+    cfg = control_config(
+        cert=str(pki.control.cert),
+        key=str(pki.control.key),
+        ca=str(pki.ca.path),
+        verify_client=True,
+        crl=str(pki.ca.path),  # a certificate, not a CRL
+    )
+    with pytest.raises(ConfigError, match=r"xmpp\.tls\.crl: .* holds no PEM CRL"):
+        control_main.load(settings(tmp_path, cfg))

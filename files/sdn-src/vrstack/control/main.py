@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import ipaddress
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -130,6 +131,16 @@ def bgp_passwords(settings: Settings) -> tuple[str, dict[str, str]]:
     return password, peers
 
 
+def reload_crl(node: ControlNode) -> Callable[[Settings], None]:
+    """SIGHUP: read the XMPP CRL again; agents connected stay, the next handshakes use it."""
+
+    def apply(settings: Settings) -> None:
+        if node.xmpp_tls is not None and not node.xmpp_tls.reload():
+            raise settings.error("xmpp.tls.crl", "cannot be read; the last CRL stays")
+
+    return apply
+
+
 def load(settings: Settings) -> tuple[NodeSettings, str, str, str, int]:
     """Node settings, the API URL and token, and the HTTP listen address, all checked."""
     url = settings.get_str("api.url")
@@ -151,7 +162,7 @@ def load(settings: Settings) -> tuple[NodeSettings, str, str, str, int]:
     xmpp_tls = tls.server_files(settings, "xmpp.tls")
     if xmpp_tls is not None:
         ns.tls_cert, ns.tls_key, ns.tls_ca = xmpp_tls.cert, xmpp_tls.key, xmpp_tls.ca
-        ns.tls_verify_client = xmpp_tls.verify_peer
+        ns.tls_verify_client, ns.tls_crl = xmpp_tls.verify_peer, xmpp_tls.crl
     ns.bgp_password, ns.bgp_peer_passwords = bgp_passwords(settings)
     ns.bgp_gateways = bgp_gateways(settings)
     ns.router_id = settings.get_str("bgp.router_id", ns.bgp_address)
@@ -186,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     app = make_app(node, analytics)
     # SIGHUP: the config API's new token, with the XMPP and BGP sessions kept.
     add_reload(app, settings.path, new_api_token(client, "api.token"))
+    add_reload(app, settings.path, reload_crl(node))  # SIGHUP: the CRL, sessions kept
     try:
         asyncio.run(serve(app, host, port, "vrstack-control"))
     except OSError as exc:

@@ -75,6 +75,7 @@ class NodeSettings:
     tls_key: str = ""
     tls_ca: str = ""  # the CA of the agents' certificates, for tls_verify_client
     tls_verify_client: bool = False
+    tls_crl: str = ""  # the CA's CRL, read when the file is there (docs/security.md)
     report_interval: float = 5.0  # seconds between checks of our service-health object
 
 
@@ -93,6 +94,7 @@ class ControlNode:
         self.subscribers: dict[str, set[AgentSession]] = {}
         self.speaker: BgpSpeaker | None = None
         self.xmpp_server: asyncio.Server | None = None
+        self.xmpp_tls: tls.ServerTls | None = None
         self.xmpp_gate = connlimits.Gate(settings.xmpp_limits, "xmpp")  # counts connections
         self.xmpp_port = 0
         self.config_revision = 0
@@ -106,11 +108,15 @@ class ControlNode:
         host, port = self.s.xmpp_host, self.s.xmpp_port
         if self.s.tls_cert:
             files = tls.TlsFiles(
-                self.s.tls_cert, self.s.tls_key, self.s.tls_ca, self.s.tls_verify_client
+                self.s.tls_cert,
+                self.s.tls_key,
+                self.s.tls_ca,
+                self.s.tls_verify_client,
+                self.s.tls_crl,
             )
-            ctx = tls.server_context(files)
+            self.xmpp_tls = tls.ServerTls(files, "xmpp")
             self.xmpp_server = await tls.start_server(
-                self._accept_agent, host, port, ctx, self.refused, gate=self.xmpp_gate
+                self._accept_agent, host, port, self.xmpp_tls, self.refused, gate=self.xmpp_gate
             )
         else:
             self.xmpp_server = await connlimits.start_server(
@@ -493,6 +499,8 @@ class ControlNode:
             "asn": self.speaker.asn if self.speaker else None,
             "xmpp_port": self.xmpp_port,
             "xmpp_tls": self._tls_mode(),
+            # whether agents' certificates are checked against a CRL now
+            "xmpp_crl": bool(self.xmpp_tls and self.xmpp_tls.crl_loaded),
             "agents_refused": self.agents_refused,
             # open XMPP connections, and those closed at once over xmpp.max_connections*
             "xmpp_connections": self.xmpp_gate.open,

@@ -74,11 +74,11 @@ def add_reload(app: web.Application, path: str, apply: Reload) -> None:
     app.setdefault(RELOAD_KEY, []).append((path, apply))
 
 
-def reload(app: web.Application, service: str) -> bool:
-    """Run the app's reloads now (what SIGHUP does); False when one refused its file, which
-    leaves that part with the values it had."""
-    ok = True
-    if not app.get(RELOAD_KEY):
+def reload(app: web.Application, service: str, server_tls: tls.ServerTls | None = None) -> bool:
+    """Run the app's reloads now (what SIGHUP does), and read the HTTPS server's CRL again;
+    False when one refused its file, which leaves that part with the values it had."""
+    ok = server_tls.reload() if server_tls is not None else True
+    if not app.get(RELOAD_KEY) and server_tls is None:
         log.info("nothing to reload", extra={"event": "reload", "svc": service})
         return ok
     for path, apply in app.get(RELOAD_KEY, []):
@@ -120,15 +120,16 @@ async def serve(
     `http.max_connections*` limits (`connlimits`)."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    server_tls = tls.ServerTls(tls_files, service) if tls_files is not None else None
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     # Always: SIGHUP's default would end the daemon, and systemd counts that a clean stop.
-    loop.add_signal_handler(signal.SIGHUP, reload, app, service)
+    loop.add_signal_handler(signal.SIGHUP, reload, app, service, server_tls)
     runner = web.AppRunner(app, access_log=None, **runner_options(app))
     await runner.setup()
     assert runner.server is not None
     limits = gate(app, service)
-    if tls_files is None:
+    if server_tls is None:
         server = await loop.create_server(
             limits.wrap(runner.server), host, port, reuse_address=True
         )
@@ -137,7 +138,7 @@ async def serve(
             runner.server,
             host,
             port,
-            tls.server_context(tls_files),
+            server_tls,
             refused or _refused(service),
             gate=limits,
         )
