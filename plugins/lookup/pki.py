@@ -19,8 +19,9 @@ description:
     subject and carries C(dns_names) and C(ip_addresses) as subject alternative names.
     It is kept with its key under C(pki/) in the same directory.
   - A new key and certificate are issued only when there is none, when the stored key does
-    not match, when the CA changed, when the wanted names differ from the certificate's, or
-    when it expires within C(renew_days). Otherwise the stored ones are returned unchanged.
+    not match, when the CA changed, when the wanted names differ from the certificate's,
+    when it expires within C(renew_days), or when the store's CRL revokes it (see the
+    C(vrstack.cloud.pki_crl) lookup). Otherwise the stored ones are returned unchanged.
   - Every file is written atomically with mode 0600, under a lock; directories are 0700, and
     a private key or directory others can read is refused rather than used.
   - The store is on the deploy host, so the lookup issues in check mode too (like
@@ -529,6 +530,12 @@ def ensure_node(
         cert_path, key_path = nodes_dir / f"{node}.crt", nodes_dir / f"{node}.key"
         stored, key = load_stored(cert_path, key_path)
         reason = renewal_reason(stored, key, authority, names, renew_days, now)
+        if (
+            reason is None
+            and stored is not None
+            and stored.serial_number in revoked_serials(directory, authority)
+        ):
+            reason = "revoked by the CRL"
         if force and reason is None:
             reason = "re-issue forced"
         if stored is None or reason is not None:
@@ -553,45 +560,243 @@ def ensure_node(
     }
 
 
+# ---- the certificate revocation list ---------------------------------------------------
+
+CRL_FILE = "crl.pem"
+REVOKED_DIR = "revoked"  # revoked node certificates (public), by serial, for the record
+
+
+def read_crl(path: Path) -> x509.CertificateRevocationList | None:
+    """The stored CRL; a missing or unreadable one counts as none (it is signed again)."""
+    try:
+        return x509.load_pem_x509_crl(path.read_bytes())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def crl_of_authority(
+    crl: x509.CertificateRevocationList | None, authority: Authority
+) -> x509.CertificateRevocationList | None:
+    """`crl` when the CA in use signed it; a CRL of a replaced CA revokes nothing it trusts."""
+    if crl is None or crl.issuer != authority.cert.subject:
+        return None
+    return crl if crl.is_signature_valid(authority.cert.public_key()) else None
+
+
+def revoked_serials(directory: Path, authority: Authority) -> dict[int, datetime.datetime]:
+    """Serial -> revocation date of what the store's CRL revokes (empty without one)."""
+    crl = crl_of_authority(read_crl(directory / CRL_FILE), authority)
+    return {r.serial_number: r.revocation_date_utc for r in crl} if crl is not None else {}
+
+
+def crl_number(crl: x509.CertificateRevocationList | None) -> int:
+    if crl is None:
+        return 0
+    try:
+        return int(crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number)
+    except x509.ExtensionNotFound:
+        return 0
+
+
+def crl_reason(
+    crl: x509.CertificateRevocationList | None,
+    authority: Authority,
+    wanted: Iterable[int],
+    renew_days: int,
+    now: datetime.datetime,
+) -> str | None:
+    """Why the CRL must be signed again, or None to keep it: the certificates' rule (renewed
+    within `renew_days` of its next update), and any serial it does not revoke yet."""
+    current = crl_of_authority(crl, authority)
+    if crl is None:
+        return "no CRL yet"
+    if current is None:
+        return "not signed by the current CA"
+    missing = set(wanted) - {r.serial_number for r in current}
+    if missing:
+        return "revokes " + ", ".join(f"{s:x}" for s in sorted(missing))
+    next_update = current.next_update_utc
+    if next_update is None or next_update - now < datetime.timedelta(days=renew_days):
+        when = f"{next_update:%Y-%m-%d}" if next_update else "never"
+        return f"next update on {when}, within {renew_days} days"
+    return None
+
+
+def sign_crl(
+    authority: Authority,
+    revoked: Mapping[int, datetime.datetime],
+    number: int,
+    days: int,
+    now: datetime.datetime,
+) -> x509.CertificateRevocationList:
+    """A CRL of `authority` revoking `revoked` (serial -> date), next update in `days`
+    (never past the CA's own end), with the CRL number RFC 5280 asks for."""
+    ca_ski = x509.SubjectKeyIdentifier.from_public_key(authority.key.public_key())
+    next_update = min(now + datetime.timedelta(days=days), authority.cert.not_valid_after_utc)
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(authority.cert.subject)
+        .last_update(now - BACKDATE)
+        .next_update(next_update)
+        .add_extension(x509.CRLNumber(number), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False
+        )
+    )
+    for serial, when in sorted(revoked.items()):
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(when).build()
+        )
+    return builder.sign(authority.key, sign_hash(authority.key))
+
+
+def parse_serial(value: Any) -> int:
+    try:
+        serial = int(str(value).lower().removeprefix("0x").replace(":", ""), 16)
+    except ValueError:
+        raise AnsibleLookupError(f"pki_crl: serials: {value!r} is not a hex serial") from None
+    if serial <= 0:
+        raise AnsibleLookupError(f"pki_crl: serials: {value!r} is not a certificate serial")
+    return serial
+
+
+def ensure_crl(
+    directory: Path,
+    cluster: str,
+    revoke: Iterable[str] = (),
+    serials: Iterable[Any] = (),
+    days: int = 365,
+    renew_days: int = 30,
+    ca_days: int = 3650,
+    ca_cert: Path | None = None,
+    ca_key: Path | None = None,
+    now: datetime.datetime | None = None,
+) -> dict[str, Any]:
+    """The store's CRL, signed again when `crl_reason` says so. `revoke` names nodes: the
+    certificate the store holds for each is revoked, then moved to revoked/SERIAL.crt and
+    its key deleted, so the node's next certificate is a new one with a new serial; a node
+    without one is skipped (already revoked, or never issued). `serials` adds certificates
+    by serial (hex)."""
+    if not isinstance(days, int) or days < 1 or not isinstance(renew_days, int) or renew_days < 0:
+        raise AnsibleLookupError(
+            f"pki_crl: days ({days!r}) must be >= 1 and renew_days ({renew_days!r}) >= 0"
+        )
+    if renew_days >= days:
+        raise AnsibleLookupError(
+            f"pki_crl: renew_days ({renew_days}) must be less than days ({days}), "
+            "or every run would sign the CRL again"
+        )
+    names = [str(n) for n in revoke]
+    for name in names:
+        if not NODE_NAME_RE.match(name):
+            raise AnsibleLookupError(
+                f"pki_crl: node name {name!r} must match {NODE_NAME_RE.pattern}"
+            )
+    wanted = {parse_serial(s) for s in serials}
+    now = now or utcnow()
+    path = directory / CRL_FILE
+    private_dir(directory)
+    with locked(directory):
+        authority = ensure_authority(directory, cluster, ca_days, now, ca_cert, ca_key)
+        nodes_dir = directory / "pki"
+        certs: dict[str, tuple[Path, x509.Certificate]] = {}
+        for name in names:
+            cert_path = nodes_dir / f"{name}.crt"
+            if cert_path.exists():
+                certs[name] = (cert_path, read_cert(cert_path))
+        wanted |= {cert.serial_number for _, cert in certs.values()}
+        stored = read_crl(path)
+        reason = crl_reason(stored, authority, wanted, renew_days, now)
+        current = crl_of_authority(stored, authority)
+        revoked = {r.serial_number: r.revocation_date_utc for r in current} if current else {}
+        if reason is not None:
+            revoked |= {s: now for s in wanted if s not in revoked}
+            crl = sign_crl(authority, revoked, crl_number(stored) + 1, days, now)
+            # The CRL is public; 0600 like the rest of the store (the role copies it 0644).
+            write_private(path, crl.public_bytes(serialization.Encoding.PEM))
+        else:
+            crl = stored
+        # Only once the CRL revokes them: the node's next run issues it a new pair.
+        for name, (cert_path, cert) in certs.items():
+            write_private(
+                private_dir(nodes_dir / REVOKED_DIR) / f"{cert.serial_number:x}.crt", cert_pem(cert)
+            )
+            cert_path.unlink()
+            (nodes_dir / f"{name}.key").unlink(missing_ok=True)
+    assert crl is not None and crl.next_update_utc is not None
+    return {
+        "crl": str(path),
+        "ca_cert": str(authority.cert_path),
+        "revoked": [f"{s:x}" for s in sorted(revoked)],
+        "revoked_now": {name: f"{cert.serial_number:x}" for name, (_, cert) in certs.items()},
+        "next_update": crl.next_update_utc.isoformat(),
+        "number": crl_number(crl),
+        "changed": reason is not None,
+        "reason": reason or "signed by the current CA, revokes all asked, not due",
+    }
+
+
 def store_dir(variables: Mapping[str, Any], secrets_file: str | None) -> Path:
     if secrets_file:
         return Path(os.path.expanduser(secrets_file)).parent
     return default_path(variables).parent
 
 
+@dataclass(frozen=True)
+class Store:
+    """Where the store is and which CA it uses, from a lookup's options and variables."""
+
+    directory: Path
+    cluster: str
+    ca_cert: Path | None
+    ca_key: Path | None
+
+
+def store_of(lookup: LookupBase, variables: Mapping[str, Any]) -> Store:
+    """The options `dir`, `ca_cert` and `ca_key` (or the vrstack_* variables) of the
+    lookups that use the store (vrstack.cloud.pki and vrstack.cloud.pki_crl)."""
+    if not HAS_CRYPTOGRAPHY:
+        raise AnsibleLookupError(
+            "pki: needs the Python package 'cryptography' on the deploy host "
+            "(make bootstrap installs it in the project's virtualenv)"
+        )
+
+    def option_or_var(option: str, var: str) -> str | None:
+        value = lookup.get_option(option)
+        if not value and variables.get(var):
+            value = lookup._templar.template(variables[var])
+        return str(value) if value else None
+
+    directory = lookup.get_option("dir")
+    if directory:
+        target = Path(os.path.expanduser(str(directory)))
+    else:
+        target = store_dir(variables, option_or_var("dir", "vrstack_secrets_file"))
+    ca_cert = option_or_var("ca_cert", "vrstack_pki_ca_cert")
+    ca_key = option_or_var("ca_key", "vrstack_pki_ca_key")
+    model = variables.get("vrstack_fabric")
+    cluster = str(model.get("name", "vrstack")) if isinstance(model, Mapping) else "vrstack"
+    return Store(
+        target,
+        cluster,
+        Path(os.path.expanduser(ca_cert)) if ca_cert else None,
+        Path(os.path.expanduser(ca_key)) if ca_key else None,
+    )
+
+
 class LookupModule(LookupBase):
     def run(
         self, terms: list[Any], variables: dict[str, Any] | None = None, **kwargs: Any
     ) -> list[dict[str, Any]]:
-        if not HAS_CRYPTOGRAPHY:
-            raise AnsibleLookupError(
-                "pki: needs the Python package 'cryptography' on the deploy host "
-                "(make bootstrap installs it in the project's virtualenv)"
-            )
         self.set_options(var_options=variables, direct=kwargs)
         variables = variables or {}
+        store = store_of(self, variables)
         if len(terms) != 1:
             raise AnsibleLookupError(f"pki: give exactly one node name, not {len(terms)}")
-
-        def option_or_var(option: str, var: str) -> str | None:
-            value = self.get_option(option)
-            if not value and variables.get(var):
-                value = self._templar.template(variables[var])
-            return str(value) if value else None
-
-        directory = self.get_option("dir")
-        if directory:
-            target = Path(os.path.expanduser(str(directory)))
-        else:
-            target = store_dir(variables, option_or_var("dir", "vrstack_secrets_file"))
-        ca_cert = option_or_var("ca_cert", "vrstack_pki_ca_cert")
-        ca_key = option_or_var("ca_key", "vrstack_pki_ca_key")
-        model = variables.get("vrstack_fabric")
-        cluster = str(model.get("name", "vrstack")) if isinstance(model, Mapping) else "vrstack"
         return [
             ensure_node(
-                target,
-                cluster,
+                store.directory,
+                store.cluster,
                 # str(): templated names arrive as tagged str subclasses.
                 str(terms[0]) if isinstance(terms[0], str) else terms[0],
                 [str(n) for n in self.get_option("dns_names")],
@@ -600,7 +805,7 @@ class LookupModule(LookupBase):
                 renew_days=int(self.get_option("renew_days")),
                 force=bool(self.get_option("force")),
                 ca_days=int(self.get_option("ca_days")),
-                ca_cert=Path(os.path.expanduser(ca_cert)) if ca_cert else None,
-                ca_key=Path(os.path.expanduser(ca_key)) if ca_key else None,
+                ca_cert=store.ca_cert,
+                ca_key=store.ca_key,
             )
         ]

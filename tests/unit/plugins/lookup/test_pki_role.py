@@ -110,7 +110,8 @@ def test_check_mode_on_a_fresh_node_changes_nothing(lab: Path) -> None:
 
 def test_first_run_installs_second_changes_nothing(lab: Path) -> None:
     rc, changed, out = play(lab, "apply.yml", "--diff", "-v")
-    assert rc == 0 and changed == 3, out  # the directory, the two certificates, the key
+    # The directory, the two certificates, the key and the CRL.
+    assert rc == 0 and changed == 4, out
     assert "no certificate yet" not in out  # the check run issued it
     pki = lab / "node" / "pki"
     modes = {p.name: (stat.S_IMODE(p.stat().st_mode), p.group()) for p in pki.iterdir()}
@@ -118,7 +119,11 @@ def test_first_run_installs_second_changes_nothing(lab: Path) -> None:
         "ca.crt": (0o644, "root"),
         "node.crt": (0o644, "root"),
         "node.key": (0o640, GROUP),
+        "crl.pem": (0o644, "root"),
     }
+    # The CA's CRL (revoking nothing yet), the same file as the deploy host's.
+    assert (pki / "crl.pem").read_bytes() == (lab / "store" / "crl.pem").read_bytes()
+    assert not list(x509.load_pem_x509_crl((pki / "crl.pem").read_bytes()))
     san = cert(lab).extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert sorted(san.get_values_for_type(x509.DNSName)) == ["node1", "node1.example.org"]
     assert sorted(str(ip) for ip in san.get_values_for_type(x509.IPAddress)) == [
@@ -183,3 +188,54 @@ def test_verify_finds_a_wrong_mode_and_a_foreign_key(lab: Path) -> None:
     # The deploy host still has the right one: the role's next run copies it back.
     assert store_key.read_bytes() == saved
     key.write_bytes(saved)
+
+
+def test_revoking_the_node_through_tasks_from_crl_then_a_run_issues_a_new_certificate(
+    lab: Path,
+) -> None:
+    """remove-compute.yml's step: the node's certificate goes into the CRL, the node's
+    crl.pem changes (verify then fails: node.crt is revoked), and the role's next run
+    issues a certificate with a new serial that verifies against the new CRL."""
+    revoke = [
+        {
+            "name": "Revoke",
+            "hosts": "all",
+            "gather_facts": False,
+            "tasks": [
+                {
+                    "name": "Revoke",
+                    "ansible.builtin.include_role": {
+                        "name": "vrstack.cloud.pki",
+                        "tasks_from": "crl",
+                    },
+                    "vars": {"pki_crl_revoke": ["node1"]},
+                }
+            ],
+        }
+    ]
+    (lab / "revoke.yml").write_text(yaml.safe_dump(revoke))
+    old = cert(lab).serial_number
+    rc, changed, out = play(lab, "revoke.yml", "--check")
+    assert rc == 0 and changed == 0, out  # check mode revokes nothing
+    rc, changed, out = play(lab, "revoke.yml")
+    assert rc == 0 and changed == 1, out  # crl.pem
+    assert f"revoked node1's certificate {old:x}" in out, out
+    crl = x509.load_pem_x509_crl((lab / "node" / "pki" / "crl.pem").read_bytes())
+    assert [r.serial_number for r in crl] == [old]
+    rc, _changed, out = play(lab, "verify.yml")
+    assert rc != 0 and "certificate revoked" in out, out
+    rc, changed, out = play(lab, "revoke.yml")
+    assert rc == 0 and changed == 0, out  # revoked already
+
+    rc, changed, out = play(lab, "both.yml")
+    assert rc == 0 and changed == 2, out  # node.crt and node.key
+    assert cert(lab).serial_number != old
+
+
+def test_pki_crl_false_removes_the_crl(lab: Path) -> None:
+    rc, changed, out = play(lab, "both.yml", "-e", '{"pki_crl": false}')
+    assert rc == 0 and changed == 1, out
+    assert not (lab / "node" / "pki" / "crl.pem").exists()
+    rc, changed, out = play(lab, "apply.yml")
+    assert rc == 0 and changed == 1, out
+    assert (lab / "node" / "pki" / "crl.pem").exists()
