@@ -27,6 +27,7 @@ MODULES = sorted(
 # The modules that say "reads only" through the vrstack.cloud.read_only fragment.
 READ_ONLY = {
     "analytics_query": "Any host that reaches the analytics API.",
+    "checks": "Any host; the action runs on the deploy host.",
     "openstack_info": "A controller with the OpenStack venv.",
     "packages_missing": "Debian (dpkg) and FreeBSD (pkg) hosts.",
     "sdn_status": "Debian (systemd) and FreeBSD (rc.d) nodes with the vrstack package.",
