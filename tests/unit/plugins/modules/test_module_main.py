@@ -4,8 +4,11 @@ message names the module and the bad part), check mode, and `diff` only in diff 
 
 from __future__ import annotations
 
+import grp
+import hashlib
 import json
 import os
+import pwd
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -279,3 +282,36 @@ def test_secret_rotate_two_users_in_turn(tmp_path: Path) -> None:
     rc, got = run(tmp_path, "secret_rotate", bad)
     assert rc == 1 and "must be a or b" in str(got["msg"])
     assert yaml.safe_load(store.read_text()) == after
+
+
+def test_pki_service(tmp_path: Path) -> None:
+    """Against this host's user and group databases: the user's primary group counts as
+    membership (nothing changes), a missing certificate and group only fail outside check
+    mode."""
+    me = pwd.getpwuid(os.getuid())
+    primary = grp.getgrgid(me.pw_gid).gr_name
+    cert = b"node certificate\n"
+    (tmp_path / "node.crt").write_bytes(cert)
+    args = {"user": me.pw_name, "group": primary, "dir": str(tmp_path)}
+    rc, got = run(tmp_path, "pki_service", args, diff=True)
+    assert (rc, got["changed"], got["stat"]) == (
+        0,
+        False,
+        {
+            "exists": True,
+            "path": str(tmp_path / "node.crt"),
+            "checksum": hashlib.sha256(cert).hexdigest(),
+        },
+    )
+    assert "diff" not in got
+    missing = {"user": me.pw_name, "group": "vrstack-no-such-group", "dir": str(tmp_path / "none")}
+    rc, got = run(tmp_path, "pki_service", missing, check=True)
+    assert (rc, got["changed"], got["group_exists"], got["stat"]["exists"]) == (
+        0,
+        False,
+        False,
+        False,
+    )
+    rc, got = run(tmp_path, "pki_service", missing)
+    assert (rc, got["failed"]) == (1, True)
+    assert got["msg"].startswith(f"pki_service: {me.pw_name} needs {tmp_path}/none/node.crt ")
