@@ -43,7 +43,7 @@ def failed_messages(checks: Any) -> list[str]:
 
 
 class ActionModule(ActionBase):
-    _VALID_ARGS = frozenset(("checks", "success_msg"))
+    _VALID_ARGS = frozenset(("checks", "success_msg", "quiet"))
     _requires_connection = False
     _supports_check_mode = True
 
@@ -54,6 +54,12 @@ class ActionModule(ActionBase):
         success_msg = args.get("success_msg", "All checks passed")
         if not isinstance(success_msg, str):
             raise AnsibleActionFail("success_msg must be a string")
+        quiet = args.get("quiet", True)
+        if not isinstance(quiet, bool):
+            raise AnsibleActionFail("quiet must be a bool")
+        if not quiet:
+            # Shown without -v, like a debug note (assert's quiet: false).
+            result["_ansible_verbose_always"] = True
         try:
             failed = failed_messages(args.get("checks"))
         except ValueError as exc:

@@ -38,6 +38,13 @@ options:
     description: The message returned when every check holds.
     type: str
     default: All checks passed
+  quiet:
+    description:
+      - Whether to leave the result out of the output when every check holds (as
+        M(ansible.builtin.assert)'s C(quiet)). V(false) shows O(success_msg) without C(-v),
+        for a note the operator should see.
+    type: bool
+    default: true
 extends_documentation_fragment:
   - vrstack.cloud.read_only
 attributes:

@@ -155,3 +155,22 @@ def test_play_refuses_unknown_options(tmp_path: Path) -> None:
     rc, result = play(tmp_path, [task])
     assert rc == 2
     assert "Invalid options" in result["msg"] and "that" in result["msg"]
+
+
+def test_play_shows_the_success_message_unless_quiet(tmp_path: Path) -> None:
+    task = {
+        "name": "Check",
+        "vrstack.cloud.checks": {
+            "checks": [{"ok": True, "msg": "a"}],
+            "success_msg": "a note for the operator",
+            "quiet": "{{ answer != 42 }}",
+        },
+    }
+    rc, result = play(tmp_path, [task])
+    assert rc == 0
+    assert result["_ansible_verbose_always"] is True
+    assert result["msg"] == "a note for the operator"
+    task["vrstack.cloud.checks"]["quiet"] = True
+    rc, result = play(tmp_path, [task])
+    assert rc == 0
+    assert "_ansible_verbose_always" not in result
