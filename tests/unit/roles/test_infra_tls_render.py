@@ -108,35 +108,7 @@ def test_galera_replication_tls_unless_switched_off() -> None:
     # tests/unit/roles/test_galera_tls_render.py has the rest (SST, the switch, packages).
 
 
-def _database_sql(apply: bool, **extra: Any) -> str:
-    r = Render(
-        "lab-ctl1",
-        ["mariadb"],
-        mariadb_database_name="keystone",
-        mariadb_database_user="keystone",
-        mariadb_database_password="pw'1",
-        __mariadb_apply=apply,
-        **extra,
-    )
-    return r.template("mariadb", "database.sql.j2")
-
-
-def test_service_users_are_created_and_altered_require_ssl() -> None:
-    sql = _database_sql(True)
-    assert "IDENTIFIED BY 'pw''1' REQUIRE SSL;" in sql
-    # An existing user without TLS is altered (and reported).
-    assert "AND ssl_type <> 'ANY') THEN" in sql
-    assert "ALTER USER 'keystone'@'%' REQUIRE SSL;" in sql
-    assert "' tls'" in sql
-    # Check mode only reads.
-    assert "ALTER USER" not in _database_sql(False) and "CREATE USER" not in _database_sql(False)
-
-
-def test_service_users_without_tls_require_none() -> None:
-    sql = _database_sql(True, vrstack_infra_tls=False)
-    assert "REQUIRE SSL" not in sql
-    assert "AND ssl_type <> '') THEN" in sql
-    assert "ALTER USER 'keystone'@'%' REQUIRE NONE;" in sql
+# The service users' SQL (REQUIRE SSL or NONE): tests/unit/plugins/modules/test_mariadb_database.py.
 
 
 def test_haproxy_check_user_stays_plain() -> None:

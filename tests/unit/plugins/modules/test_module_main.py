@@ -315,3 +315,51 @@ def test_pki_service(tmp_path: Path) -> None:
     rc, got = run(tmp_path, "pki_service", missing)
     assert (rc, got["failed"]) == (1, True)
     assert got["msg"].startswith(f"pki_service: {me.pw_name} needs {tmp_path}/none/node.crt ")
+
+
+def test_mariadb_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a stand-in mysql client on PATH that keeps the SQL it was given and answers
+    as the real one would: ok, a change, or an error that quotes the password."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    client = bin_dir / "mysql"
+    client.write_text(
+        '#!/bin/sh\necho "$@" > "$0.args"\ncat > "$0.sql"\n'
+        'if [ -e "$0.fail" ]; then echo "ERROR near \'s3cret\'" >&2; exit 1; fi\n'
+        'cat "$0.answer"\n'
+    )
+    client.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    args = {"name": "glance", "user": "glance", "password": "s3cret", "tls": True}
+    (bin_dir / "mysql.answer").write_text("ok\n")
+    assert run(tmp_path, "mariadb_database", args) == (
+        0,
+        {"changed": False, "what": [], "msg": "glance: ok"},
+    )
+    assert (bin_dir / "mysql.args").read_text() == "--batch --skip-column-names --user=root\n"
+    assert (
+        "CREATE USER 'glance'@'%' IDENTIFIED BY 's3cret' REQUIRE SSL;"
+        in (bin_dir / "mysql.sql").read_text()
+    )
+    # Check mode with the server there: the reads only.
+    (bin_dir / "mysql.answer").write_text("changed: password\n")
+    socket = tmp_path / "mysqld.sock"
+    socket.touch()
+    rc, got = run(tmp_path, "mariadb_database", {**args, "socket": str(socket)}, check=True)
+    assert (rc, got["changed"], got["what"]) == (0, True, ["password"])
+    assert "ALTER USER" not in (bin_dir / "mysql.sql").read_text()
+    # Check mode before the server is installed: nothing run.
+    (bin_dir / "mysql.sql").unlink()
+    rc, got = run(
+        tmp_path, "mariadb_database", {**args, "socket": str(tmp_path / "no")}, check=True
+    )
+    assert (rc, got["msg"], (bin_dir / "mysql.sql").exists()) == (
+        0,
+        "glance: would be created with MariaDB",
+        False,
+    )
+    (bin_dir / "mysql.fail").touch()
+    rc, got = run(tmp_path, "mariadb_database", args)
+    assert (rc, got["failed"]) == (1, True)
+    assert "s3cret" not in json.dumps(got)
+    assert got["msg"].startswith("mariadb_database: glance: mysql failed (rc 1): ERROR near '")
