@@ -10,7 +10,6 @@ from __future__ import annotations
 import configparser
 import re
 import ssl
-import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -31,6 +30,11 @@ ROOT = Path(__file__).resolve().parents[3]
 # The SDN roles' render helper (roles' defaults and vars over a host's inventory vars).
 sys.path.insert(0, str(ROOT / "tests" / "unit" / "plugins" / "modules"))
 from test_sdn_roles_render import render_vars  # noqa: E402
+
+from ansible_collections.vrstack.cloud.plugins.module_utils.service_probe import (  # noqa: E402
+    ProbeError,
+    probe,
+)
 
 LAB_INV = ROOT / "inventories" / "lab"
 CA = "/etc/vrstack/pki/ca.crt"
@@ -301,7 +305,7 @@ def test_analytics_mariadb_store_verifies_the_server() -> None:
     assert "tls" not in yaml.safe_load(off.template("sdn_analytics", "collector.yaml.j2"))["store"]
 
 
-# ---- the TLS probe (common's tasks_from: probe) ----------------------------------------
+# ---- the TLS probe (vrstack.cloud.service_probe) ----------------------------------------
 
 
 def _cert(subject: str, issuer_key: Any, issuer: x509.Name | None, ip: str | None, ca: bool):
@@ -367,24 +371,12 @@ def amqp_tls_server(tmp_path: Path) -> Iterator[tuple[int, Path, Path]]:
     srv.close()
 
 
-def _probe(port: int, ca: str) -> subprocess.CompletedProcess[str]:
-    task = yaml.safe_load((ROOT / "roles" / "common" / "tasks" / "probe.yml").read_text())[0]
-    script = task["ansible.builtin.command"]["argv"][2]
-    args = ["127.0.0.1", str(port), "AMQP\\x00\\x00\\x09\\x01", "RabbitMQ", ca]
-    return subprocess.run(
-        [sys.executable, "-c", script, *args],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,  # the callers assert on the exit code
-    )
-
-
 def test_probe_speaks_tls_and_checks_the_server(amqp_tls_server: tuple[int, Path, Path]) -> None:
     port, ca, other = amqp_tls_server
-    good = _probe(port, str(ca))
-    assert good.returncode == 0 and good.stdout.strip() == "RabbitMQ", good.stderr
-    wrong_ca = _probe(port, str(other))
-    assert wrong_ca.returncode != 0 and "CERTIFICATE_VERIFY_FAILED" in wrong_ca.stderr
+    amqp = "AMQP\\x00\\x00\\x09\\x01"  # as rabbitmq's tasks write it
+    assert probe("127.0.0.1", port, amqp, "RabbitMQ", str(ca)) == "RabbitMQ"
+    with pytest.raises(ProbeError, match="CERTIFICATE_VERIFY_FAILED"):
+        probe("127.0.0.1", port, amqp, "RabbitMQ", str(other))
     # Plain AMQP to a TLS port gets no RabbitMQ greeting.
-    assert _probe(port, "").returncode != 0
+    with pytest.raises(ProbeError, match=f"^127.0.0.1:{port}: "):
+        probe("127.0.0.1", port, amqp, "RabbitMQ", "", timeout=2)

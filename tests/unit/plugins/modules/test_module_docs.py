@@ -30,6 +30,7 @@ READ_ONLY = {
     "checks": "Any host; the action runs on the deploy host.",
     "openstack_info": "A controller with the OpenStack venv.",
     "packages_missing": "Debian (dpkg) and FreeBSD (pkg) hosts.",
+    "service_probe": "Any host with Python.",
     "sdn_status": "Debian (systemd) and FreeBSD (rc.d) nodes with the vrstack package.",
     "vrouter_agent_info": "A compute running C(vrstack-agent).",
 }

@@ -9,8 +9,10 @@ import hashlib
 import json
 import os
 import pwd
+import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -363,3 +365,26 @@ def test_mariadb_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert (rc, got["failed"]) == (1, True)
     assert "s3cret" not in json.dumps(got)
     assert got["msg"].startswith("mariadb_database: glance: mysql failed (rc 1): ERROR near '")
+
+
+def test_service_probe(tmp_path: Path) -> None:
+    """A server that greets first (like MariaDB): the reply, never a change; a closed port
+    fails naming the service and the address."""
+    srv = socket.create_server(("127.0.0.1", 0))
+    port = srv.getsockname()[1]
+
+    def greet() -> None:
+        conn, _addr = srv.accept()
+        with conn:
+            conn.sendall(b"\x0a10.11.6-MariaDB-0+deb12u1\x00")
+
+    threading.Thread(target=greet, daemon=True).start()
+    args = {"service": "mariadb", "host": "127.0.0.1", "port": port, "expect": "MariaDB"}
+    assert run(tmp_path, "service_probe", args, check=True) == (
+        0,
+        {"changed": False, "reply": "MariaDB"},
+    )
+    srv.close()
+    rc, got = run(tmp_path, "service_probe", args)
+    assert (rc, got["failed"]) == (1, True)
+    assert got["msg"].startswith(f"service_probe mariadb: 127.0.0.1:{port}: ")
