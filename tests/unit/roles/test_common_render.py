@@ -247,3 +247,64 @@ def test_user_fields_given_in_the_inventory_win_over_defaults() -> None:
             "shell": "/bin/sh",
         }
     ]
+
+
+def _accounts(users: dict[str, Any], *lines: str) -> RoleRender:
+    """common's vars for lab-cmp1 with main.yml's read of the accounts giving `lines`."""
+    return RoleRender(
+        LAB_INV,
+        "lab-cmp1",
+        DEBIAN_NSPAWN_FACTS,
+        common_service_users=users,
+        common_service_home_base_debian="/var/lib/vrstack",
+        common_service_shell="/usr/sbin/nologin",
+        __common_accounts={"stdout_lines": list(lines)},
+    )
+
+
+def test_accounts_that_match_need_no_include() -> None:
+    """What main.yml's one read of the service accounts makes of getent and stat output:
+    nothing to do when every group, user and home is as wanted (the include is skipped)."""
+    users = {"compute": [{"name": "nova"}, {"name": "vrouter", "uid": 990}]}
+    r = _accounts(
+        users,
+        "user nova:x:991:992:nova:/var/lib/vrstack/nova:/usr/sbin/nologin",
+        "user vrouter:x:990:993:vrouter:/var/lib/vrstack/vrouter:/usr/sbin/nologin",
+        "group nova:x:992:",
+        "group vrouter:x:993:nova",
+        "home nova nova /var/lib/vrstack/nova",
+        "home vrouter vrouter /var/lib/vrstack/vrouter",
+    )
+    assert r.var("__common_groups_todo") == []
+    assert r.var("__common_users_todo") == []
+    assert r.var("__common_homes_todo") == []
+
+
+def test_accounts_that_differ_are_each_named() -> None:
+    users = {"compute": [{"name": "nova"}, {"name": "vrouter", "uid": 990}, {"name": "neutron"}]}
+    r = _accounts(
+        users,
+        # nova's shell differs; vrouter's uid differs; neutron is missing with its group.
+        "user nova:x:991:992:nova:/var/lib/vrstack/nova:/bin/sh",
+        "user vrouter:x:995:993:vrouter:/var/lib/vrstack/vrouter:/usr/sbin/nologin",
+        "group nova:x:992:",
+        "group vrouter:x:993:",
+        # nova's home belongs to root; vrouter's is missing.
+        "home root root /var/lib/vrstack/nova",
+        "home neutron neutron /var/lib/vrstack/neutron",
+    )
+    assert r.var("__common_groups_todo") == ["neutron"]
+    assert sorted(r.var("__common_users_todo")) == ["neutron", "nova", "vrouter"]
+    assert sorted(r.var("__common_homes_todo")) == ["nova", "vrouter"]
+
+
+def test_a_user_in_another_group_is_fixed() -> None:
+    users = {"compute": [{"name": "nova"}]}
+    r = _accounts(
+        users,
+        "user nova:x:991:100:nova:/var/lib/vrstack/nova:/usr/sbin/nologin",
+        "group nova:x:992:",
+        "home nova nova /var/lib/vrstack/nova",
+    )
+    assert r.var("__common_users_todo") == ["nova"]
+    assert r.var("__common_homes_todo") == []
