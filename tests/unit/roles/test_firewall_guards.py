@@ -191,11 +191,11 @@ def lab(host: str = "lab-cmp1", **extra: Any) -> Render:
     return Render(host, ["firewall"], **extra)
 
 
-def lockout_condition(render: Render, client: str, **extra: Any) -> bool:
-    """The role's own assert (tasks/main.yml) evaluated for a host and a client address."""
+def check_task(render: Render, client: str, **extra: Any) -> tuple[Any, dict[str, Any]]:
+    """The role's check before any rule is written (the first assert of tasks/main.yml)
+    and a templar with its variables, for a host and a client address."""
     tasks = yaml.safe_load((ROLE / "tasks" / "main.yml").read_text())
     task = next(t for t in tasks if "ansible.builtin.assert" in t)
-    that = task["ansible.builtin.assert"]["that"]
     templar = render.templar
     variables = dict(templar.available_variables)
     variables |= {k: trust_as_template(v) for k, v in task["vars"].items()} | extra
@@ -203,7 +203,13 @@ def lockout_condition(render: Render, client: str, **extra: Any) -> bool:
         "stdout": read_output("", "", ssh=f"{client} 50000 198.18.1.21 22")
     }
     templar.available_variables = variables
-    return bool(templar.template(trust_as_template("{{ " + that + " }}")))
+    return templar, task["ansible.builtin.assert"]
+
+
+def lockout_condition(render: Render, client: str, **extra: Any) -> bool:
+    """The role's own assert (tasks/main.yml) evaluated for a host and a client address."""
+    templar, args = check_task(render, client, **extra)
+    return bool(templar.template(trust_as_template("{{ " + args["that"] + " }}")))
 
 
 def deploy_address(render: Render) -> str:
