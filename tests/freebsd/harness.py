@@ -91,6 +91,7 @@ FREEBSD_DIRS = [
 # Modules that only decide, compute or include: they run as they are.
 CONTROL = {
     "assert",
+    "checks",  # vrstack.cloud.checks: asserts in one task, on the deploy host
     "fail",
     "debug",
     "set_fact",
