@@ -245,3 +245,22 @@ class TestVrstackDriver(neutronkit.VrstackMl2Case):
             assert again["created"] == again["updated"] == again["deleted"] == 0, again
             assert again["skipped"] >= 2
             assert revision(self.cfgapi) == before, "an in-sync resync must write nothing"
+
+
+def test_port_relationships_are_there_before_a_workers_first_query() -> None:
+    """A fresh process (a new API worker) can list ports with fields as its first request:
+    Neutron's get_ports reads Port.port_forwardings before any query configures it."""
+    import subprocess
+    import sys
+
+    code = (
+        "from neutron.db import models_v2\n"
+        "from vrstack.openstack import ml2\n"
+        "before = hasattr(models_v2.Port, 'port_forwardings')\n"
+        "ml2.configure_port_relationships()\n"
+        "print(before, hasattr(models_v2.Port, 'port_forwardings'))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert out.stdout.split() == ["False", "True"], out.stdout + out.stderr

@@ -36,6 +36,7 @@ from functools import partial
 from typing import Any
 
 from neutron.db import provisioning_blocks
+from neutron.db.models import port_forwarding as _port_forwarding_model  # noqa: F401
 from neutron_lib import constants as n_const
 from neutron_lib import context as n_context
 from neutron_lib import exceptions as n_exc
@@ -47,6 +48,7 @@ from neutron_lib.plugins import directory
 from neutron_lib.plugins.ml2 import api
 from oslo_config import cfg
 from oslo_log import log as logging
+from sqlalchemy import orm
 
 from . import mapping
 from .configapi import ApiError, SyncConfigClient
@@ -205,8 +207,20 @@ class Backend:
             self.put_security_group(self.group_source(group_id))
 
 
+def configure_port_relationships() -> None:
+    """Give Port the relationships Neutron's get_ports names before any query.
+
+    get_ports reads `Port.port_forwardings`, a backref that exists only once the port
+    forwarding model is imported (above) and SQLAlchemy has configured the mappers, which
+    it otherwise does at a worker's first query. Without a port forwarding service plugin,
+    a worker whose first request was a port list answered 500 (AttributeError) until then.
+    """
+    orm.configure_mappers()
+
+
 class VrstackMechanismDriver(api.MechanismDriver):  # type: ignore[misc]
     def initialize(self) -> None:
+        configure_port_relationships()
         conf = cfg.CONF[GROUP]
         self.backend = Backend(config_client(conf), self._neutron_group)
         self.synced: dict[str, Any] = {}  # neutron id -> what resync last wrote it from
