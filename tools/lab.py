@@ -1405,7 +1405,16 @@ def cmd_hold(command: Sequence[str], cluster: str = LEGACY_CLUSTER) -> int:
     with locked(cluster=cluster):
         held = held_labs(os.environ.get(HELD_ENV)) | {cluster}
         env = dict(os.environ, **{HELD_ENV: ",".join(sorted(held))})
-        return subprocess.run(list(command), env=env).returncode
+        return subprocess.run(list(command), env=env, preexec_fn=_die_with_parent).returncode
+
+
+def _die_with_parent() -> None:
+    """In the held command's child: SIGTERM when `hold` dies. A caller that kills `hold`
+    (a test's timeout) must not leave a playbook running on the lab without the lock."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def cluster_name(inventory: str) -> str:

@@ -6,8 +6,10 @@ import copy
 import fcntl
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -545,3 +547,32 @@ def test_stable_mac_is_the_same_for_a_device_and_differs_between_devices(plan: A
         first = int(mac.split(":")[0], 16)
         # locally administered (bit 1 set), unicast (bit 0 clear), six octets
         assert first & 0x02 and not first & 0x01 and len(mac.split(":")) == 6
+
+
+def test_a_held_command_dies_with_hold(tmp_path: Path) -> None:
+    """A test's timeout kills `hold`: its command must not go on without the lock."""
+    pidfile = tmp_path / "pid"
+    child = f"import os, time; open({str(pidfile)!r}, 'w').write(str(os.getpid())); time.sleep(60)"
+    env = dict(os.environ)
+    env.pop(lab.HELD_ENV, None)
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import lab; from pathlib import Path; "
+        "lab.RUN_DIR = Path(sys.argv[2]); sys.exit(lab.main(['hold', '--', sys.executable, '-c', sys.argv[3]]))"
+    )
+    hold = subprocess.Popen(
+        [sys.executable, "-c", code, str(REPO / "tools"), str(tmp_path), child], env=env
+    )
+    deadline = time.monotonic() + 30
+    while not (pidfile.exists() and pidfile.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pid = int(pidfile.read_text())
+    hold.kill()
+    hold.wait(timeout=10)
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    raise AssertionError("the held command outlived hold")
