@@ -42,7 +42,10 @@ def masked(text: str, run: harness.Run) -> str:
     text = text.replace(sys.executable, "<python>").replace(str(harness.REPO), "<repo>")
     # Certificates and keys are made per run by the deployment CA (roles/pki).
     text = re.sub(
-        r"-----BEGIN ([A-Z ]+)-----.*?-----END \1-----", r"<\1 made by this run>", text, flags=re.S
+        r"-----BEGIN ([A-Z0-9 ]+)-----.*?-----END \1-----",
+        r"<\1 made by this run>",
+        text,
+        flags=re.S,
     )
     # The certificate's checksum in a service's config (its renewal restarts the service):
     # sha1 in the SDN services', sha256 in MariaDB's and RabbitMQ's.
