@@ -704,7 +704,7 @@ def ensure_crl(
             cert_path = nodes_dir / f"{name}.crt"
             if cert_path.exists():
                 certs[name] = (cert_path, read_cert(cert_path))
-        wanted |= {cert.serial_number for _, cert in certs.values()}
+        wanted |= {pair[1].serial_number for pair in certs.values()}
         stored = read_crl(path)
         reason = crl_reason(stored, authority, wanted, renew_days, now)
         current = crl_of_authority(stored, authority)
@@ -723,12 +723,13 @@ def ensure_crl(
             )
             cert_path.unlink()
             (nodes_dir / f"{name}.key").unlink(missing_ok=True)
-    assert crl is not None and crl.next_update_utc is not None
+    if crl is None or crl.next_update_utc is None:
+        raise AnsibleLookupError(f"pki: {path} holds no CRL with a next update date")
     return {
         "crl": str(path),
         "ca_cert": str(authority.cert_path),
         "revoked": [f"{s:x}" for s in sorted(revoked)],
-        "revoked_now": {name: f"{cert.serial_number:x}" for name, (_, cert) in certs.items()},
+        "revoked_now": {name: f"{pair[1].serial_number:x}" for name, pair in certs.items()},
         "next_update": crl.next_update_utc.isoformat(),
         "number": crl_number(crl),
         "changed": reason is not None,

@@ -29,7 +29,6 @@ options:
     description: The user's password (never logged).
     type: str
     required: true
-    no_log: true
   host:
     description: The host part of the user (V(%) is any address).
     type: str
@@ -50,8 +49,11 @@ attributes:
     description: Runs the SQL's reads only and reports what it would do; without a server yet, reports all of it.
   diff_mode:
     support: none
+    description: The password must not be shown; RV(what) names what changed.
   platform:
     description: Debian and FreeBSD database nodes with the C(mysql) client.
+    support: full
+    platforms: posix
 author:
   - vrstack developers (@vrstack)
 """

@@ -41,6 +41,8 @@ attributes:
     description: The group's members before and after.
   platform:
     description: Debian (usermod) and FreeBSD (pw) hosts.
+    support: full
+    platforms: posix
 author:
   - vrstack developers (@vrstack)
 """

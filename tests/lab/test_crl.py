@@ -160,7 +160,9 @@ def test_a_revoked_client_certificate_is_refused_by_every_control_node(
     # the handshake is done: the client sees either the server's alert or only the close.
     # Either way no session; the server's log below must name the revoked serial.
     for ip, what in after.items():
-        assert what == "closed" or (what.startswith("refused") and "revoked" in what), f"{ip}: {what}"
+        assert what == "closed" or (what.startswith("refused") and "revoked" in what), (
+            f"{ip}: {what}"
+        )
     for node in control_nodes(lab):
         assert main_pid(lab, node) == pids[node.name], f"{node.name}: vrstack-control restarted"
         log = on_node(

@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,10 @@ MULTIRACK = ROOT / "inventories" / "multirack-lab"
 TOKENS = {"sdn_config_admin_token": "a" * 32, "sdn_config_reader_token": "r" * 32}
 
 
+# One secrets file for this module's renders, made fresh for the test run.
+SCRATCH_SECRETS = Path(tempfile.mkdtemp(prefix="vrstack-render-")) / "secrets.yml"
+
+
 def render_vars(inventory: Path, host: str, roles: list[str], **extra: Any) -> Templar:
     """Defaults and vars of `roles` (in order) over one host's inventory vars."""
     with warnings.catch_warnings():
@@ -65,6 +70,9 @@ def render_vars(inventory: Path, host: str, roles: list[str], **extra: Any) -> T
     variables["inventory_hostname"] = host
     variables["ansible_managed"] = "Ansible managed"
     variables["role_path"] = str(ROOT / "roles" / roles[-1])
+    # Never the deploy host's own store: a lab on this machine may have rotated its
+    # secrets (e.g. switched the SDN's Keystone user to slot b).
+    variables["vrstack_secrets_file"] = str(SCRATCH_SECRETS)
     variables.update(extra)
     return Templar(loader=loader, variables=variables)
 
