@@ -40,7 +40,7 @@ PROBE_PORT = 3999
 def run_site(node: Node, *extra: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, "tools/lab.py", "hold", "--",
            "ansible-playbook", "-i", INVENTORY, "playbooks/site.yml", "--tags", "firewall",
-           "--limit", node.name, *extra]  # fmt: skip
+           "--limit", node.name, "-e", "firewall_reload_on_drift=true", *extra]  # fmt: skip
     env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
     out = subprocess.run(
         cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, check=False

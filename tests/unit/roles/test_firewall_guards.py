@@ -266,7 +266,11 @@ def test_read_and_record_commands_on_a_debian_host(tmp_path: Path) -> None:
     nft.chmod(0o755)
     listing = tmp_path / "listing.json"
     rules_file = tmp_path / "firewall.nft"
-    r = lab(firewall_nft_binary=str(nft), firewall_nft_file=str(rules_file))
+    r = lab(
+        firewall_nft_binary=str(nft),
+        firewall_nft_file=str(rules_file),
+        firewall_reload_on_drift=True,
+    )
     read_cmd = str(r.var("__firewall_read_cmd"))
     handlers = yaml.safe_load((ROLE / "handlers" / "main.yml").read_text())
     record = next(h for h in handlers if h["name"] == "Record the rules in force")
