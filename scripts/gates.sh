@@ -51,6 +51,10 @@ done
 for gate in "${failed[@]}"; do
     echo "=== the end of make $gate ($logs/$gate.log)"
     tail -n 60 "$logs/$gate.log"
+    # The failures themselves may be far above the end (pytest's summary inside a molecule
+    # step, an Ansible task's error): their first lines, so that a CI page shows them too.
+    echo "=== failures named in make $gate's log"
+    grep -a -E "^(FAILED|ERROR) |^fatal: |^failed: |^ *- '?\"?(FAILED|ERROR) |^E   " "$logs/$gate.log" | cut -c1-400 | head -n 40
 done
 echo "=== gates"
 printf '%s\n' "${summary[@]}"
