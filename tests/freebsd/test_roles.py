@@ -56,9 +56,10 @@ def masked(text: str, run: harness.Run) -> str:
     )
     # The same checksum named inline: the OpenStack APIs' gunicorn settings and nova.conf.
     text = re.sub(r"(\bsha256 )[0-9a-f]{64}\b", r"\1<checksum of this run's certificate>", text)
-    # RabbitMQ's record of its accounts: a digest of this run's passwords.
+    # RabbitMQ's record of its accounts: a digest of this run's passwords (in the command
+    # that records it, and in the copy of the records, roles/rabbitmq/tasks/record_copy.yml).
     text = re.sub(
-        r'(vrstack_accounts", "\\")[0-9a-f]{64}', r"\1<digest of this run's accounts>", text
+        r'(vrstack_accounts"[,:] "\\")[0-9a-f]{64}', r"\1<digest of this run's accounts>", text
     )
     return re.sub(
         r"\bvrstack-\d[\w.+]*?(?=-py3-none-any\.whl|\.dist-info)", "vrstack-<version>", text
