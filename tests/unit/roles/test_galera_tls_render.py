@@ -220,7 +220,7 @@ def test_the_cluster_switches_when_a_running_node_is_of_the_other_kind(
 
 
 def _verify_passes(options: str, **extra: Any) -> bool:
-    tasks = yaml.safe_load((TASKS / "verify.yml").read_text())
+    tasks = yaml.safe_load((TASKS / "verify_node.yml").read_text())
     block = next(task for task in tasks if "block" in task)["block"]
     check = next(task for task in block if task["name"].startswith("Check Galera runs over TLS"))
     r = _render(__mariadb_verify_options={"stdout": options}, **extra)
