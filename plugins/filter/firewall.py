@@ -19,11 +19,49 @@ LIVE = "--- vrstack firewall: in force"
 LOADED = "--- vrstack firewall: loaded"
 # Keys of nft's JSON that change while the same rules stay loaded.
 _VOLATILE = {"handle", "packets", "bytes"}
+# nft names a protocol number only when /etc/protocols has it, and a package installed after
+# the rules were loaded (netbase, pulled in on computes) adds that file: the same rule then
+# lists `gre` where it listed 47. Compared as numbers (those the rules can use).
+_PROTOCOL_NUMBERS = {
+    "icmp": 1,
+    "igmp": 2,
+    "tcp": 6,
+    "udp": 17,
+    "gre": 47,
+    "esp": 50,
+    "ah": 51,
+    "ipv6-icmp": 58,
+    "vrrp": 112,
+    "sctp": 132,
+}
+
+
+def _protocol_number(value: Any) -> Any:
+    if isinstance(value, str):
+        return _PROTOCOL_NUMBERS.get(value, value)
+    if isinstance(value, dict) and list(value) == ["set"] and isinstance(value["set"], list):
+        return {"set": [_protocol_number(v) for v in value["set"]]}
+    return value
+
+
+def _is_protocol_key(left: Any) -> bool:
+    if not isinstance(left, dict):
+        return False
+    if left.get("meta", {}).get("key") == "l4proto":
+        return True
+    payload = left.get("payload", {})
+    return (payload.get("protocol"), payload.get("field")) in {
+        ("ip", "protocol"),
+        ("ip6", "nexthdr"),
+    }
 
 
 def _strip_volatile(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: _strip_volatile(v) for k, v in value.items() if k not in _VOLATILE}
+        out = {k: _strip_volatile(v) for k, v in value.items() if k not in _VOLATILE}
+        if set(out) >= {"left", "right"} and _is_protocol_key(out["left"]):
+            out["right"] = _protocol_number(out["right"])
+        return out
     if isinstance(value, list):
         return [_strip_volatile(v) for v in value]
     return value

@@ -172,6 +172,40 @@ def test_drift(live: str, loaded: str, deployed: bool, drift: bool) -> None:
     assert firewall_state(read_output(live, loaded, deployed))["drift"] is drift
 
 
+def protocol_listing(protocols: list[Any], gre: Any) -> str:
+    """Two rules matching on protocols, as nft lists them with or without /etc/protocols."""
+
+    def rule(comment: str, left: dict[str, Any], right: Any) -> dict[str, Any]:
+        return {
+            "rule": {
+                "family": "inet",
+                "table": "vrstack",
+                "chain": "input",
+                "comment": comment,
+                "expr": [{"match": {"op": "==", "left": left, "right": right}}, {"accept": None}],
+            }
+        }
+
+    return json.dumps({"nftables": [
+        rule("icmp, icmpv6", {"meta": {"key": "l4proto"}}, {"set": protocols}),
+        rule("gre", {"payload": {"protocol": "ip", "field": "protocol"}}, gre),
+    ]})  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("live", "drift"),
+    [
+        (protocol_listing(["icmp", "ipv6-icmp"], "gre"), False),  # /etc/protocols came later
+        (protocol_listing([1, 58], 47), False),
+        (protocol_listing(["icmp", "ipv6-icmp"], "udp"), True),  # another protocol is drift
+        (protocol_listing(["icmp"], "gre"), True),
+    ],
+)
+def test_protocol_names_and_numbers_are_the_same_rule(live: str, drift: bool) -> None:
+    loaded = protocol_listing([1, 58], 47)
+    assert firewall_state(read_output(live, loaded))["drift"] is drift
+
+
 def test_state_without_markers_means_nothing_to_do() -> None:
     # What a check-mode stand-in or a failed read gives: neither reload nor an address.
     assert firewall_state("") == {"ssh": "", "deployed": False, "drift": False}
