@@ -8,23 +8,34 @@ connection is [api_database] connection of nova.conf: its user, password and TLS
 
 import configparser
 import json
+import re
 import sys
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, unquote
+
+# Read as SQLAlchemy reads it (the password may hold a "/", which Jinja's urlencode keeps).
+_URL = re.compile(
+    r"^(?P<scheme>[\w+]+)://"
+    r"(?:(?P<user>[^:/]*)(?::(?P<password>[^@]*))?@)?"
+    r"(?:\[(?P<ipv6>[^/?]+)\]|(?P<host>[^/:?]+))?"
+    r"(?::(?P<port>[^/?]*))?"
+    r"(?:/(?P<database>[^?]*))?"
+    r"(?:\?(?P<query>.*))?$"
+)
 
 
 def connect_args(url: str) -> dict[str, Any]:
     """PyMySQL's connect() arguments for an oslo.db URL (mysql+pymysql://u:p@h[:port]/db?...)."""
-    parts = urlsplit(url)
-    if not parts.scheme.startswith("mysql"):
-        raise ValueError(f"not a MySQL URL: {parts.scheme}://")
-    query = parse_qs(parts.query)
+    found = _URL.match(url)
+    if not found or not found["scheme"].startswith("mysql"):
+        raise ValueError(f"not a MySQL URL: {url.split('://')[0]}://")
+    query = parse_qs(found["query"] or "")
     args: dict[str, Any] = {
-        "host": parts.hostname,
-        "port": parts.port or 3306,
-        "user": unquote(parts.username or ""),
-        "password": unquote(parts.password or ""),
-        "database": parts.path.lstrip("/"),
+        "host": found["ipv6"] or found["host"],
+        "port": int(found["port"] or 3306),
+        "user": unquote(found["user"] or ""),
+        "password": unquote(found["password"] or ""),
+        "database": found["database"] or "",
         "charset": query.get("charset", ["utf8mb4"])[0],
     }
     # As SQLAlchemy's PyMySQL dialect passes ssl_ca: the server checked against that CA.

@@ -44,6 +44,17 @@ def load_script() -> types.ModuleType:
             },
         ),
         (
+            "mysql+pymysql://nova:a/b%25c@[fd00::1]/nova_api",
+            {
+                "host": "fd00::1",
+                "port": 3306,
+                "user": "nova",
+                "password": "a/b%c",
+                "database": "nova_api",
+                "charset": "utf8mb4",
+            },
+        ),
+        (
             "mysql+pymysql://nova:pw@198.18.0.10/nova_api?charset=utf8mb4&ssl_ca=/etc/ca.crt",
             {
                 "host": "198.18.0.10",
