@@ -10,7 +10,7 @@ import subprocess
 import sys
 import types
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import pytest
 
@@ -91,7 +91,7 @@ def test_reads_the_api_database_of_the_rendered_nova_conf(tmp_path: Path) -> Non
     seen: dict[str, Any] = {}
 
     class Cursor:
-        def __enter__(self) -> Cursor:
+        def __enter__(self) -> Self:
             return self
 
         def __exit__(self, *exc: object) -> None:
