@@ -5,7 +5,8 @@
   test (one skipped include), reads no RabbitMQ user list for `retire`, finds the service
   project with a GET instead of the module, and lists the os-vif plugins and probes
   /dev/kvm once per compute (in `main`, the latter in libvirt's one read of the host; not
-  again in `verify`).
+  again in `verify`); each Keystone registration and schema stamp read is one task (no
+  keystone `register` / openstack_venv `schema_check` entry point included).
 - `playbooks/verify.yml` alone still runs the scratch network test.
 - A change to neutron (its gunicorn settings edited by hand, which the role rewrites and
   which restarts neutron-api) makes the same run do the scratch network test; the run
@@ -38,6 +39,29 @@ PROJECT_GET = "vrstack.cloud.keystone : Look for the service project with the ad
 PROJECT_MODULE = "vrstack.cloud.keystone : Create the service project"
 OS_VIF = "vrstack.cloud.nova_compute : List the os-vif plugins and import the libvirt binding"
 KVM = "vrstack.cloud.libvirt : Try to open /dev/kvm"
+REGISTRATIONS = [
+    "vrstack.cloud.sdn_config : Register the SDN config API and its token-checking user in keystone",
+    "vrstack.cloud.glance : Register the image service and its user in keystone",
+    "vrstack.cloud.placement : Register the placement service and its user in keystone",
+    "vrstack.cloud.nova_controller : Register nova in the catalog and create its keystone user",
+    "vrstack.cloud.neutron_server : Register the network service and its user in keystone",
+]
+STAMP_READS = [
+    f"vrstack.cloud.{role} : Look for the {service} schema stamp"
+    for role, service in (
+        ("keystone", "keystone"),
+        ("glance", "glance"),
+        ("placement", "placement"),
+        ("nova_controller", "nova"),
+        ("neutron_server", "neutron"),
+    )
+]
+ENTRY_POINT_TASKS = [
+    "arg spec 'register'",
+    "arg spec 'schema_check'",
+    "Look for the admin cloud on the first controller",
+    "Note whether the schema stamp names these constraints",
+]
 # main's one read of the host (container, /etc/hosts, /dev/kvm): verify needs no probe after it.
 HOST_READ = (
     "vrstack.cloud.libvirt : Read the host (container, this host's name in /etc/hosts, /dev/kvm)"
@@ -99,6 +123,12 @@ def test_noop_rerun_skips_the_checks_of_changes(lab: Lab) -> None:
     assert headers(out, OS_VIF) == 1 and tasks[OS_VIF].count("ok") == computes, tasks.get(OS_VIF)
     assert headers(out, HOST_READ) == 1 and tasks[HOST_READ].count("ok") == computes
     assert KVM not in tasks, "the /dev/kvm probe ran again in verify"
+    # Keystone registration and schema stamps: one task each, no entry point included
+    # (vrstack.cloud.keystone_register, vrstack.cloud.openstack_schema_stamp).
+    for gone in ENTRY_POINT_TASKS:
+        assert not any(gone in name for name in tasks), f"{gone} still runs"
+    for task in REGISTRATIONS + STAMP_READS:
+        assert tasks.get(task, []).count("ok") == 1, (task, tasks.get(task))
 
 
 def test_verify_alone_runs_the_scratch_network(lab: Lab) -> None:
