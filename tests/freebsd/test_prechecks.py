@@ -16,11 +16,11 @@ import pytest
 
 INVENTORY = harness.REPO / "inventories" / "example-freebsd"
 # The checks each FreeBSD host must pass (task names in roles/prechecks).
-# The OS, Python, memory, clock, host name and name resolution checks are one
+# The OS, Python, memory, clock, host name, name resolution and port checks are one
 # vrstack.cloud.checks task (issue 7).
 CHECKS = [
-    "Check the OS, Python, python3-apt, memory, clock, analytics database, host name and name resolution",
-    "Check the roles' ports are free or held by their own service",
+    "Check the OS, Python, python3-apt, memory, clock, analytics database, host name, name "
+    "resolution and ports",
 ]
 
 

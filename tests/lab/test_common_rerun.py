@@ -2,8 +2,14 @@
 check still made, and a drifted account or kernel setting still found and fixed.
 
 - `site.yml --tags common` twice in a row: the second reports changed=0; the prechecks
-  play runs at most 8 task headers a host (20 before), common's account tasks are one read
-  and one skipped include, and its verify is one read and one `vrstack.cloud.checks`.
+  play runs at most 6 task headers a host (20 before; the ports are checked in the one
+  `vrstack.cloud.checks` task, H23), common's account tasks are one read and one skipped
+  include, so are its package-source, package, service, kernel-setting and hosts tasks
+  (H23) and pki's group and directory tasks, the
+  host facts are not read again after the prechecks, and its verify is one read and one
+  `vrstack.cloud.checks`.
+- With `vrstack_rerun_shortcuts=false` the package-source tasks are included again and
+  the run still changes nothing (the switch back to the old way).
 - A compute's service user given another shell and a net.* sysctl changed by hand:
   `verify.yml --tags common` fails naming both (one task, both messages); the common run
   includes the account tasks and fixes the user and the sysctl; verify passes again and
@@ -27,18 +33,28 @@ from test_security import Lab, on_node
 
 lab = security.lab  # the module-scoped fixture (hosts from ansible-inventory)
 
+# One read and one include for the accounts, the kernel settings and the hosts block (H23).
 USERS_INCLUDE = (
-    "vrstack.cloud.common : Create or fix the service groups, users and home directories"
+    "vrstack.cloud.common : Create or fix the service accounts, kernel settings and fabric "
+    "hosts (when one differs)"
 )
-USERS_READ = "vrstack.cloud.common : Read the service users, groups and home directories"
+USERS_READ = (
+    "vrstack.cloud.common : Read the service users, groups and home directories, the kernel "
+    "settings and /etc/hosts"
+)
 VERIFY_CHECK = (
     "vrstack.cloud.common : Check the fabric hosts block, name resolution, service users, "
     "kernel settings and time daemon"
 )
 PRECHECKS_CHECK = (
     "vrstack.cloud.prechecks : Check the OS, Python, python3-apt, memory, clock, analytics "
-    "database, host name and name resolution"
+    "database, host name, name resolution and ports"
 )
+SOURCES_INCLUDE = (
+    "vrstack.cloud.common : Set the package sources, install the base packages, start the base "
+    "services and configure chrony (when one differs)"
+)
+FACTS_INCLUDE = "vrstack.cloud.common : Read host facts (once a run)"
 SYSCTL = "net.ipv4.tcp_keepalive_time"
 
 
@@ -64,14 +80,27 @@ def test_noop_rerun_runs_few_tasks_and_changes_nothing(lab: Lab) -> None:
     play("site.yml", "--tags", "common")
     out = play("site.yml", "--tags", "common")
     assert {h: n for h, n in changed_hosts(out).items() if n} == {}
-    assert play_headers(out, "Check the hosts before changing any") <= 8
+    assert play_headers(out, "Check the hosts before changing any") <= 6
+    assert "List listening ports" not in out
     tasks = results(out)
     hosts = len(lab.nodes)
     assert tasks[PRECHECKS_CHECK] == ["ok"] * hosts
     assert tasks[USERS_READ] == ["ok"] * hosts
     assert set(tasks[USERS_INCLUDE]) == {"skipping"}
     assert "vrstack.cloud.common : Create service users" not in tasks
+    assert set(tasks[SOURCES_INCLUDE]) == {"skipping"}
+    assert "vrstack.cloud.common : Write the inventory's apt sources" not in tasks
+    assert "vrstack.cloud.common : Set kernel settings" not in tasks
+    # The facts the prechecks decided: common main and verify skip the read.
+    assert set(tasks[FACTS_INCLUDE]) == {"skipping"} and len(tasks[FACTS_INCLUDE]) == 2 * hosts
     assert headers(out, VERIFY_CHECK) == 1 and tasks[VERIFY_CHECK] == ["ok"] * hosts
+
+
+def test_shortcuts_off_includes_the_tasks_again_and_changes_nothing(lab: Lab) -> None:
+    out = play("site.yml", "--tags", "common", "-e", "vrstack_rerun_shortcuts=false")
+    assert {h: n for h, n in changed_hosts(out).items() if n} == {}
+    assert "included: " in out.split(SOURCES_INCLUDE, 1)[1].split("TASK [", 1)[0]
+    assert "vrstack.cloud.common : Write the inventory's apt sources" in results(out)
 
 
 def test_drift_is_reported_then_fixed(lab: Lab) -> None:

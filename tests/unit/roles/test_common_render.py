@@ -6,6 +6,8 @@ would report (OS, virtualization) are supplied by the test."""
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import shutil
 import subprocess
@@ -95,10 +97,10 @@ class RoleRender:
         variables["inventory_hostname"] = host
         variables["ansible_managed"] = "Ansible managed"
         self.templar = Templar(loader=loader, variables=variables)
-        # What tasks/facts.yml sets, with the same expression.
+        # What tasks/decide.yml (imported by facts.yml) sets, with the same expression.
         facts_task = loader.load_from_file(
-            str(ROLE / "tasks" / "facts.yml"), trusted_as_template=True
-        )[1]
+            str(ROLE / "tasks" / "decide.yml"), trusted_as_template=True
+        )[0]
         self.templar.available_variables = variables | {
             "common_in_container": self.templar.template(
                 facts_task["ansible.builtin.set_fact"]["common_in_container"]
@@ -308,3 +310,154 @@ def test_a_user_in_another_group_is_fixed() -> None:
     )
     assert r.var("__common_users_todo") == ["nova"]
     assert r.var("__common_homes_todo") == []
+
+
+def _sources(*lines: str, **extra: Any) -> RoleRender:
+    """common's vars for lab-cmp1 with debian.yml's read of what setup_debian.yml makes."""
+    return RoleRender(
+        LAB_INV,
+        "lab-cmp1",
+        DEBIAN_NSPAWN_FACTS,
+        ansible_search_path=[str(ROLE)],
+        __common_setup_read={"stdout_lines": list(lines)},
+        **extra,
+    )
+
+
+def _file(path: str, content: str, meta: str = "root:root:644") -> str:
+    return f"file {path} {meta} {base64.b64encode(content.encode()).decode()}"
+
+
+def _lab_files(r: RoleRender) -> list[str]:
+    """The read's lines for a lab host as common left it: its apt list and pip.conf, every
+    base package installed, ssh enabled and running."""
+    return [
+        _file("/etc/apt/sources.list.d/vrstack.list", r.template("vrstack.list.j2")),
+        _file("/etc/pip.conf", r.template("pip.conf.j2")),
+        *(f"pkg {name} installed" for name in r.var("__common_packages")),
+        *(f"service {name} enabled active" for name in r.var("__common_services_debian")),
+    ]
+
+
+def test_package_sources_in_place_need_no_include() -> None:
+    """The lab's rerun case: its apt list and pip.conf as the templates make them, no proxy,
+    no mirror, no source line on (vrstack_apt_default_sources: false)."""
+    r = _sources()
+    wanted = {w["path"]: w["content"] for w in r.var("__common_setup_files")}
+    assert wanted == {
+        "/etc/apt/apt.conf.d/80vrstack-proxy": None,
+        "/etc/apt/sources.list.d/vrstack.list": r.template("vrstack.list.j2"),
+        "/etc/pip.conf": r.template("pip.conf.j2"),
+    }
+    r = _sources(*_lab_files(r))
+    assert json.loads(r.var("__common_setup_todo")) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "todo"),
+    [
+        # pip.conf edited by hand; the apt list's mode changed; our list missing.
+        (lambda lines: [lines[0], _file("/etc/pip.conf", "[global]\n"), *lines[2:]], ["/etc/pip.conf"]),
+        (lambda lines: [lines[0].replace("root:root:644", "root:root:600"), *lines[1:]],
+         ["/etc/apt/sources.list.d/vrstack.list"]),
+        (lambda lines: lines[1:], ["/etc/apt/sources.list.d/vrstack.list"]),
+        # A proxy file left behind although none is set.
+        (lambda lines: [*lines, _file("/etc/apt/apt.conf.d/80vrstack-proxy", "x")],
+         ["/etc/apt/apt.conf.d/80vrstack-proxy"]),
+        # A distribution source line turned back on.
+        (lambda lines: [*lines, "source /etc/apt/sources.list", "source /etc/apt/sources.list"],
+         ["/etc/apt/sources.list"]),
+        # A base package removed (dpkg keeps its config), ssh stopped.
+        (lambda lines: [ln.replace("pkg procps installed", "pkg procps config-files") for ln in lines],
+         ["package procps"]),
+        (lambda lines: [ln.replace("service ssh enabled active", "service ssh enabled inactive")
+                        for ln in lines], ["service ssh"]),
+        (lambda lines: [ln for ln in lines if not ln.startswith("pkg iproute2 ")], ["package iproute2"]),
+    ],
+)  # fmt: skip
+def test_package_sources_that_differ_are_each_named(change: Any, todo: list[str]) -> None:
+    lines = _lab_files(_sources())
+    assert json.loads(_sources(*change(lines)).var("__common_setup_todo")) == todo
+
+
+def test_a_mirror_and_a_proxy_are_compared_too() -> None:
+    extra = {
+        "common_apt_mirror": "http://mirror.example/debian",
+        "common_package_proxy": "http://p:3128",
+    }
+    r = _sources(**extra)
+    base = _lab_files(r)
+    proxy = _file("/etc/apt/apt.conf.d/80vrstack-proxy", r.var("__common_apt_proxy_conf"))
+    mirror = _file("/etc/apt/sources.list", r.template("sources.list.j2"))
+    assert json.loads(_sources(*base, proxy, mirror, **extra).var("__common_setup_todo")) == []
+    debian = _file("/etc/apt/sources.list.d/debian.sources", "Types: deb\n")
+    todo = json.loads(_sources(*base, mirror, debian, **extra).var("__common_setup_todo"))
+    assert todo == ["/etc/apt/apt.conf.d/80vrstack-proxy", "/etc/apt/sources.list.d/debian.sources"]
+
+
+def _settings(*lines: str, **extra: Any) -> RoleRender:
+    """common's vars for lab-cmp1 with main.yml's read giving `lines` (no service users)."""
+    return RoleRender(
+        LAB_INV,
+        "lab-cmp1",
+        DEBIAN_NSPAWN_FACTS,
+        common_service_users={},
+        __common_accounts={"stdout_lines": list(lines)},
+        **extra,
+    )
+
+
+def _in_place(r: RoleRender) -> list[str]:
+    """The read's lines for kernel settings and a hosts block as the role leaves them."""
+    sysctl = dict(r.var("__common_sysctl"))
+    marker = r.var("__common_hosts_marker")
+    return [
+        *(f"sysctl {key} {value}" for key, value in sysctl.items()),
+        "sysfile # vrstack",
+        *(f"sysfile {key} = {value}" for key, value in sysctl.items()),
+        "hostsmeta root:root:644",
+        "hostsfile 127.0.0.1 localhost",
+        f"hostsfile {marker.replace('{mark}', 'BEGIN')}",
+        *(f"hostsfile {entry}" for entry in r.var("__common_hosts_entries")),
+        f"hostsfile {marker.replace('{mark}', 'END')}",
+    ]
+
+
+def test_kernel_settings_and_hosts_block_in_place_need_no_include() -> None:
+    lines = _in_place(_settings())
+    r = _settings(*lines)
+    assert r.var("__common_sysctl"), "the lab compute sets kernel settings"
+    assert json.loads(r.var("__common_sysctl_todo")) == []
+    assert r.var("__common_hosts_todo") is False
+
+
+@pytest.mark.parametrize(
+    ("change", "sysctl_todo", "hosts_todo"),
+    [
+        # The value in force differs (someone ran sysctl -w).
+        (lambda ls: [ln + "0" if ln.startswith("sysctl ") else ln for ln in ls], True, False),
+        # The file's value differs, or a later line of the file overrides it.
+        (lambda ls: [ln + "0" if ln.startswith("sysfile net.") else ln for ln in ls], True, False),
+        (lambda ls: [*ls, *(ln.split(" = ")[0] + "=7" for ln in ls if ln.startswith("sysfile net."))],
+         True, False),
+        # Missing from the file; only in a comment.
+        (lambda ls: [ln for ln in ls if not ln.startswith("sysfile net.")], True, False),
+        (lambda ls: [ln.replace("sysfile ", "sysfile #") for ln in ls], True, False),
+        # The hosts file's mode, an entry gone, a second block, trailing blanks.
+        (lambda ls: [ln.replace("root:root:644", "root:root:600") for ln in ls], False, True),
+        (lambda ls: [ln for ln in ls if "lab-ctl2" not in ln], False, True),
+        (lambda ls: ls + [ln for ln in ls if "vrstack fabric hosts" in ln], False, True),
+        (lambda ls: [ln + " " if "lab-cmp2" in ln else ln for ln in ls], False, True),
+        (lambda ls: [ln for ln in ls if not ln.startswith("hosts")], False, True),
+    ],
+)  # fmt: skip
+def test_a_kernel_setting_or_hosts_block_that_differs_includes(
+    change: Any, sysctl_todo: bool, hosts_todo: bool
+) -> None:
+    r = _settings(*change(_in_place(_settings())))
+    assert bool(json.loads(r.var("__common_sysctl_todo"))) is sysctl_todo
+    assert r.var("__common_hosts_todo") is hosts_todo
+
+
+def test_hosts_left_alone_when_not_managed() -> None:
+    assert _settings(common_manage_hosts=False).var("__common_hosts_todo") is False

@@ -116,9 +116,11 @@ def test_what_is_right_passes_in_one_read_and_one_check(tmp_path: Path) -> None:
     )
     assert rc == 0, result
     assert result["failed_checks"] == []
-    # The include, the entry point's validation, the facts (gather when missing,
-    # decide), one read and one check.
-    assert len(names) == 6, names
+    # The include, the entry point's validation, the facts (their once-a-run include,
+    # then gather when missing and decide: the first time in this run), one read and
+    # one check.
+    assert len(names) == 7, names
+    assert names[2] == "vrstack.cloud.common : Read host facts (once a run)", names
     assert names[-2].startswith("vrstack.cloud.common : Read ")
     assert names[-1].startswith("vrstack.cloud.common : Check the fabric hosts block")
 

@@ -84,7 +84,7 @@ def test_prechecks_pass_on_the_example_multirack_inventory(tmp_path: Path) -> No
         assert re.search(
             rf"^{host}\s+: ok=\d+\s+changed=0\s+unreachable=0\s+failed=0", res.stdout, re.M
         )
-    name_check = res.stdout.split("analytics database, host name and name resolution", 1)[1]
+    name_check = res.stdout.split("host name, name resolution and ports", 1)[1]
     name_check = name_check.split("TASK [", 1)[0]
     assert sorted(re.findall(r"^ok: \[(\S+)\]", name_check, re.M)) == sorted(hosts)
 
