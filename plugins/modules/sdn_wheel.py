@@ -28,6 +28,11 @@ options:
   python:
     description: The Python whose pip builds the wheel; the module's own when omitted.
     type: path
+  fact:
+    description:
+      - Also return the result as this fact, so that one task both builds the wheel and
+        keeps it for the later plays (with C(delegate_facts=true) on the deploy host).
+    type: str
 attributes:
   check_mode:
     support: full
@@ -85,9 +90,16 @@ dist_info:
   returned: success
   type: str
   sample: vrstack-0.1.0+src1a2b3c4d5e6f.dist-info
+sha256:
+  description: SHA-256 of the wheel file (what a host's copy is compared with).
+  returned: when the wheel exists (not when check mode only reports a build)
+  type: str
 """
 
+import hashlib
+import os
 import sys
+from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -101,18 +113,26 @@ def main() -> None:
             "src": {"type": "path", "required": True},
             "dest": {"type": "path", "required": True},
             "python": {"type": "path"},
+            "fact": {"type": "str"},
         },
         supports_check_mode=True,
     )
     p = module.params
-    finish(
-        module,
-        "sdn_wheel",
-        lambda: build(
+
+    def work() -> dict[str, Any]:
+        result = build(
             p["src"], p["dest"], p["python"] or sys.executable, dry_run=module.check_mode
-        ).as_dict(),
-        WheelError,
-    )
+        ).as_dict()
+        if os.path.isfile(str(result["path"])):
+            with open(str(result["path"]), "rb") as f:
+                result["sha256"] = hashlib.sha256(f.read()).hexdigest()
+        if p["fact"]:
+            result["ansible_facts"] = {
+                p["fact"]: {k: v for k, v in result.items() if k != "changed"}
+            }
+        return result
+
+    finish(module, "sdn_wheel", work, WheelError)
 
 
 if __name__ == "__main__":

@@ -250,6 +250,11 @@ def rewrite_task(task: dict[str, Any]) -> list[dict[str, Any]]:
             args["force"] = True
         task["ansible.builtin." + name] = args
         return [task, *owner_record(task, name, args)]
+    # The SDN services' module: its FreeBSD part (rc.d script, rc.conf) done under the
+    # host's root with the module's own renderer (vrstack_test.freebsd.sdn_service).
+    if module in ("vrstack.cloud.sdn_service", "sdn_service"):
+        task["vrstack_test.freebsd.sdn_service"] = {**args, "root": ROOT_VAR, "record": RECORD}
+        return [task]
     if module in ("community.general.sysrc", "sysrc"):
         task["vrstack_test.freebsd.sysrc"] = {
             **{k: v for k, v in args.items() if k in ("name", "value", "state")},
@@ -305,6 +310,7 @@ def build_collection(dest: Path) -> Path:
     action.mkdir(parents=True)
     shutil.copy(HERE / "standin_action.py", action / "standin.py")
     shutil.copy(HERE / "sysrc_action.py", action / "sysrc.py")
+    shutil.copy(HERE / "sdn_service_action.py", action / "sdn_service.py")
     return dest
 
 

@@ -33,6 +33,9 @@ class ActionModule(ActionBase):
         if args["module"] in ("vrstack.cloud.packages_missing", "packages_missing"):
             names = list(dict.fromkeys((args.get("args") or {}).get("names") or []))
             return {**result, "changed": False, "missing": names, "installed": [], "manager": "pkg"}
+        # A fresh host has no vrstack wheel or virtualenv (a read-only module).
+        if args["module"] in ("vrstack.cloud.sdn_package_state", "sdn_package_state"):
+            return {**result, "changed": False, "current": False, "reasons": ["a fresh host"]}
         # A command asked for JSON (openstack ... -f json) answers an empty list.
         stdout = "[]" if "json" in json.dumps(args.get("args"), default=str) else ""
         return {

@@ -61,6 +61,8 @@ def masked(text: str, run: harness.Run) -> str:
     text = re.sub(
         r'(vrstack_accounts"[,:] "\\")[0-9a-f]{64}', r"\1<digest of this run's accounts>", text
     )
+    # The vrstack wheel's SHA-256 (sdn_package's read of the host): it changes with the source.
+    text = re.sub(r'("checksum": ")[0-9a-f]{64}"', r'\1<sha256 of the wheel>"', text)
     return re.sub(
         r"\bvrstack-\d[\w.+]*?(?=-py3-none-any\.whl|\.dist-info)", "vrstack-<version>", text
     )

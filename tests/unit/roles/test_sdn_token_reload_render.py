@@ -15,6 +15,8 @@ import pytest
 import yaml
 from ansible.template import trust_as_template
 
+from ansible_collections.vrstack.cloud.plugins.module_utils import sdn_service
+
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import test_infra_tls_render as infra  # noqa: E402
@@ -79,17 +81,14 @@ def test_the_collector_lists_the_extra_tokens_of_a_rotation() -> None:
 # ---- reload: units, rc.d scripts, handlers ------------------------------------------------
 
 
+# The units and rc.d scripts come from vrstack.cloud.sdn_service (it renders them).
 def test_every_sdn_unit_reloads_with_sighup() -> None:
-    unit = infra.Render("lab-ctl1", ["sdn_package"], sdn_service=SERVICE).template(
-        "sdn_package", "vrstack-service.service.j2"
-    )
+    unit = sdn_service.render_unit(SERVICE, "/opt/vrstack/venv")
     assert re.search(r"^ExecReload=/bin/kill -HUP \$MAINPID$", unit, re.M), unit
 
 
 def test_every_sdn_rc_script_sends_sighup_to_the_daemon_not_its_supervisor() -> None:
-    rc = infra.Render("lab-ctl1", ["sdn_package"], sdn_service=SERVICE).template(
-        "sdn_package", "vrstack-service.rc.j2"
-    )
+    rc = sdn_service.render_rc(SERVICE, "/opt/vrstack/venv")
     lines = rc.splitlines()
     assert 'extra_commands="reload"' in lines and 'reload_cmd="vrstack_api_reload"' in lines
     body = re.search(r"^vrstack_api_reload\(\)\n\{\n(.*?)\n\}$", rc, re.M | re.S)

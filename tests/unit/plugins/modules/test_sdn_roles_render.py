@@ -24,6 +24,8 @@ from ansible.plugins.loader import init_plugin_loader
 from ansible.template import Templar, trust_as_template
 from ansible.vars.manager import VariableManager
 
+from ansible_collections.vrstack.cloud.plugins.module_utils import sdn_service
+
 ROOT = Path(__file__).resolve().parents[4]
 sys.path.insert(0, str(ROOT / "files" / "sdn-src"))
 from vrstack.agent.main import load as load_agent  # noqa: E402
@@ -321,22 +323,14 @@ SERVICE = {
 }
 
 
-def test_systemd_unit() -> None:
-    t = render_vars(LAB, "lab-cmp1", ["sdn_package"], sdn_service=SERVICE)
-    unit = render(t, "sdn_package", "vrstack-service.service.j2").splitlines()
-    assert "ExecStart=/opt/vrstack/venv/bin/vrstack-agent --config /etc/vrstack/agent.yaml" in unit
-    assert {"User=vrouter", "Group=vrouter", "Restart=on-failure"} <= set(unit)
-    assert "AmbientCapabilities=CAP_NET_ADMIN" in unit
-    assert "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK" in unit
-    assert "PartOf=vrouterd.service" in unit and "ReadWritePaths=/var/lib/vrouter" in unit
-
-
+# The units and rc.d scripts come from vrstack.cloud.sdn_service (it renders them; the
+# systemd unit's tests are in test_sdn_service.py).
 def test_freebsd_rc_script(tmp_path: Path) -> None:
     t = render_vars(BSD, "bsd-cmp1", ["sdn_package"], sdn_service=SERVICE)
     assert t.template(trust_as_template("{{ __sdn_package_python }}")) == (
         "/usr/local/bin/python3.11"
     )
-    text = render(t, "sdn_package", "vrstack-service.rc.j2")
+    text = sdn_service.render_rc(SERVICE, "/opt/vrstack/venv")
     script = tmp_path / "vrstack_agent"
     script.write_text(text)
     res = subprocess.run(["sh", "-n", str(script)], capture_output=True, text=True, check=False)
