@@ -39,6 +39,8 @@ def play(
         ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".collections"),
         ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
         ANSIBLE_STRATEGY="linear",
+        # As `make lab` runs: facts only under ansible_facts, which is where roles read it.
+        ANSIBLE_INJECT_FACT_VARS="False",
     )
     cmd = [
         str(Path(sys.executable).with_name("ansible-playbook")),
@@ -84,11 +86,17 @@ def test_same_stamp_as_the_former_entry_point(tmp_path: Path) -> None:
         tmp_path,
         [
             stamp("nova", "read", stamps, inputs="cell cell1 tls True"),
-            {"name": "fact", "ansible.builtin.debug": {"var": "openstack_venv_schema_current"}},
+            {
+                "name": "fact",
+                "ansible.builtin.debug": {"var": "ansible_facts.openstack_venv_schema_current"},
+            },
             stamp("nova", "present", stamps, inputs="cell cell1 tls True"),
             stamp("nova", "present", stamps, inputs="cell cell1 tls True"),
             stamp("nova", "read", stamps, inputs="cell cell1 tls True"),
-            {"name": "fact", "ansible.builtin.debug": {"var": "openstack_venv_schema_current"}},
+            {
+                "name": "fact",
+                "ansible.builtin.debug": {"var": "ansible_facts.openstack_venv_schema_current"},
+            },
             stamp("nova", "read", stamps, inputs="cell cell2 tls True"),
             old_id,
         ],
@@ -96,9 +104,9 @@ def test_same_stamp_as_the_former_entry_point(tmp_path: Path) -> None:
     assert rc == 0, results
     read, fact, write, rewrite, reread, refact, other, old = results
     assert not read["current"] and not read["changed"]
-    assert fact["openstack_venv_schema_current"] is False
+    assert fact["ansible_facts.openstack_venv_schema_current"] is False
     assert write["changed"] and not rewrite["changed"]
-    assert reread["current"] and refact["openstack_venv_schema_current"] is True
+    assert reread["current"] and refact["ansible_facts.openstack_venv_schema_current"] is True
     assert not other["current"]
     path = stamps / "nova"
     assert (
@@ -161,15 +169,23 @@ def test_entry_points_call_the_module(tmp_path: Path) -> None:
         tmp_path,
         [
             entry("schema_check"),
-            {"name": "fact", "ansible.builtin.debug": {"var": "openstack_venv_schema_current"}},
+            {
+                "name": "fact",
+                "ansible.builtin.debug": {"var": "ansible_facts.openstack_venv_schema_current"},
+            },
             entry("schema_record"),
             entry("schema_check"),
-            {"name": "fact", "ansible.builtin.debug": {"var": "openstack_venv_schema_current"}},
+            {
+                "name": "fact",
+                "ansible.builtin.debug": {"var": "ansible_facts.openstack_venv_schema_current"},
+            },
         ],
     )
     assert rc == 0, results
     facts = [
-        r["openstack_venv_schema_current"] for r in results if "openstack_venv_schema_current" in r
+        r["ansible_facts.openstack_venv_schema_current"]
+        for r in results
+        if "ansible_facts.openstack_venv_schema_current" in r
     ]
     assert facts == [False, True]
     assert (stamps / "placement").read_text() == stamp_id(CONSTRAINTS.read_text(), "")
