@@ -6,9 +6,10 @@
 #
 #   scripts/gates.sh [--beside GATE]... GATE...
 #
-# A --beside gate starts first, in the background, and runs while the others run one after
-# another: molecule-kernel's qemu guests wait on their own CPU-bound boot and build while
-# the lighter gates leave a core idle much of the time.
+# The --beside gates run one after another in a second lane, in the background, while the
+# other gates run one after another in the first: on this 2-core machine the two lanes
+# keep both cores busy (molecule-kernel's qemu guests, then the lab's deploy, wait on their
+# own boots and services much of the time, and the lighter gates are one process each).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 logs=tests/output/gates
@@ -29,23 +30,34 @@ record() {  # gate, exit status, start time[, end time]
     summary+=("$(printf '%-16s %-7s %5ss' "$1" "$result" "$((${4:-$(date +%s)} - $3))")")
 }
 
-declare -A pids
-for gate in "${beside[@]}"; do
-    echo "=== make $gate: beside the others, into $logs/$gate.log"
-    { make --no-print-directory "$gate" > "$logs/$gate.log" 2>&1; rc=$?
-      date +%s > "$logs/$gate.end"; exit $rc; } &
-    pids[$gate]=$!
-done
+lane=
+if [ ${#beside[@]} -gt 0 ]; then
+    echo "=== the second lane, one after another: ${beside[*]} (logs in $logs/)"
+    for gate in "${beside[@]}"; do rm -f "$logs/$gate".{start,rc,end}; done
+    {
+        for gate in "${beside[@]}"; do
+            date +%s > "$logs/$gate.start"
+            make --no-print-directory "$gate" > "$logs/$gate.log" 2>&1
+            echo $? > "$logs/$gate.rc"
+            date +%s > "$logs/$gate.end"
+        done
+    } &
+    lane=$!
+fi
 for gate in "$@"; do
     echo "=== make $gate"
     began=$(date +%s)
     make --no-print-directory "$gate" 2>&1 | tee "$logs/$gate.log"
     record "$gate" "${PIPESTATUS[0]}" "$began"
 done
+if [ -n "$lane" ]; then
+    echo "=== waiting for the second lane (${beside[*]})"
+    wait "$lane"
+fi
 for gate in "${beside[@]}"; do
-    echo "=== waiting for make $gate (beside the others)"
-    wait "${pids[$gate]}"
-    record "$gate" $? "$start" "$(cat "$logs/$gate.end")"
+    record "$gate" "$(cat "$logs/$gate.rc" 2>/dev/null || echo 1)" \
+        "$(cat "$logs/$gate.start" 2>/dev/null || echo "$start")" "$(cat "$logs/$gate.end" 2>/dev/null || date +%s)"
+    echo "=== the end of make $gate (second lane)"
     tail -n 25 "$logs/$gate.log"
 done
 for gate in "${failed[@]}"; do
