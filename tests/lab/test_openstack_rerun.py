@@ -59,7 +59,8 @@ STAMP_READS = [
 ENTRY_POINT_TASKS = [
     "arg spec 'register'",
     "arg spec 'schema_check'",
-    "Look for the admin cloud on the first controller",
+    # keystone's `register` looked for clouds.yaml (nova's `discover` still does, once).
+    "vrstack.cloud.keystone : Look for the admin cloud on the first controller",
     "Note whether the schema stamp names these constraints",
 ]
 # main's one read of the host (container, /etc/hosts, /dev/kvm): verify needs no probe after it.

@@ -40,7 +40,9 @@ def test_host_mappings_as_nova_manage_lists_them(lab: Lab) -> None:
     manage = f"{VENV}/bin/nova-manage --config-file /etc/nova/nova.conf cell_v2 list_hosts"
     slow = on_node(lab, ctl, f"{manage} 2>/dev/null")
     assert slow.returncode == 0, f"{ctl.name}: nova-manage cell_v2 list_hosts failed"
-    listed = re.findall(r"(?m)^\|[^|]*\|[^|]*\|\s*(\S+)\s*\|$", slow.stdout)
+    # The table's rows, without its header row (| Cell Name | Cell UUID | Hostname |).
+    rows = re.findall(r"(?m)^\|[^|]*\|[^|]*\|\s*(\S+)\s*\|$", slow.stdout)
+    listed = [host for host in rows if host != "Hostname"]
     assert json.loads(fast.stdout) == sorted(listed)
     assert {n.name for n in lab.by_role("compute")} <= set(listed)
 
