@@ -11,10 +11,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import test_infra_tls_render as infra
 from test_rerun_conditions import runs
 
+ROLE_TASKS = Path(__file__).resolve().parents[3] / "roles" / "rabbitmq" / "tasks"
 INCLUDE = ("rabbitmq", "main.yml", "Set the accounts unless they are as last set")
 RETIRE = ("rabbitmq", "retire.yml", "Delete the retired users unless RabbitMQ records them gone")
 
@@ -72,17 +75,41 @@ def test_rabbitmq_own_record_wins_over_the_copy() -> None:
     assert runs(*RETIRE, **both) is True
 
 
+def merged_expression() -> str:
+    """The expression record_copy.yml's set_fact gives __rabbitmq_record_merged."""
+    tasks = yaml.safe_load((ROLE_TASKS / "record_copy.yml").read_text())
+    value = next(t["ansible.builtin.set_fact"]["__rabbitmq_record_merged"] for t in tasks
+                 if "ansible.builtin.set_fact" in t)  # fmt: skip
+    return value.strip().removeprefix("{{").removesuffix("}}").strip()
+
+
 def test_the_new_copy_keeps_the_other_record() -> None:
     accounts, retired = digests()
+    expr = f"({merged_expression()}) | to_json"
     r = render(
         **copy({"vrstack_accounts": '"old"', "vrstack_retired": retired}),
         __rabbitmq_record_new={"vrstack_accounts": accounts},
     )
-    written = json.loads(
-        r.var("(__rabbitmq_recorded or {}) | combine(__rabbitmq_record_new) | to_json")
+    assert json.loads(r.var(expr)) == {"vrstack_accounts": accounts, "vrstack_retired": retired}
+
+
+def test_a_fresh_node_gets_both_records_in_one_run() -> None:
+    """A new node: accounts.yml reads RabbitMQ (nothing yet) and writes the accounts' record,
+    then retire_users.yml writes the retired one: the copy must hold both, or the next run
+    finds the accounts' record missing and writes the copy again (not idempotent)."""
+    accounts, retired = digests()
+    expr = f"({merged_expression()}) | to_json"
+    read = {"__rabbitmq_parameters": {"stdout": "[]"}, **copy(None)}
+    first = json.loads(
+        render(**read, __rabbitmq_record_new={"vrstack_accounts": accounts}).var(expr)
     )
-    assert written == {"vrstack_accounts": accounts, "vrstack_retired": retired}
-    fresh = render(__rabbitmq_record_new={"vrstack_retired": retired})
-    assert json.loads(
-        fresh.var("(__rabbitmq_recorded or {}) | combine(__rabbitmq_record_new) | to_json")
-    ) == {"vrstack_retired": retired}
+    second = json.loads(
+        render(
+            **read,
+            __rabbitmq_record_merged=first,
+            __rabbitmq_record_new={"vrstack_retired": retired},
+        ).var(expr)
+    )
+    assert second == {"vrstack_accounts": accounts, "vrstack_retired": retired}
+    assert runs(*INCLUDE, **copy(second)) is False
+    assert runs(*RETIRE, **copy(second)) is False
