@@ -105,6 +105,17 @@ def password_auth(
     }
 
 
+def settings_auth(settings: dict[str, Any]) -> dict[str, Any]:
+    """The login request for the user and project of cloud_settings()."""
+    return password_auth(
+        settings["username"],
+        settings["password"],
+        {"name": settings["user_domain"]},
+        settings["project"],
+        {"name": settings["project_domain"]},
+    )
+
+
 class Keystone:
     """One admin token and the requests the registration makes."""
 
@@ -113,13 +124,7 @@ class Keystone:
         self.cacert = settings["cacert"]
         self._send = send or self._http
         self.token = ""
-        body = password_auth(
-            settings["username"],
-            settings["password"],
-            {"name": settings["user_domain"]},
-            settings["project"],
-            {"name": settings["project_domain"]},
-        )
+        body = settings_auth(settings)
         status, headers, raw = self._send("POST", self.url + "/auth/tokens", body, {})
         if status != 201:
             raise KeystoneError(f"admin login as {settings['username']}: {describe(status, raw)}")

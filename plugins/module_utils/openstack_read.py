@@ -91,13 +91,7 @@ def read(
         raise ReadError("keystone", f"clouds.yaml: {exc}") from None
     interface = str(entry.get("interface") or "public")
     ca = settings["cacert"] or None
-    body = keystone_api.password_auth(
-        settings["username"],
-        settings["password"],
-        {"name": settings["user_domain"]},
-        settings["project"],
-        {"name": settings["project_domain"]},
-    )
+    body = keystone_api.settings_auth(settings)
     try:
         status, headers, raw = send(
             settings["url"] + "/auth/tokens", method="POST", body=body, ca_path=ca
